@@ -1,0 +1,241 @@
+//! The bodies the deploy-safety API reads and writes, shared by the server, the client and the
+//! CLI so the three cannot drift apart.
+//!
+//! Requests reject unknown fields: a misspelt field in a security control is a mistake to
+//! report, not to ignore. Responses are camelCase JSON, times RFC 3339 UTC.
+
+use deploy_safety_core::{
+    Action, AuditDecision, AuditEntry, ChainBreak, Decision, Environment, GateState, Override,
+    OverrideStatus, ReasonCode, Role, SecurityMode, ThreatLevel, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Every path of the API lives under this prefix.
+pub const API_PREFIX: &str = "/api/deploy-safety";
+
+/// The body of every error response.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    /// The gate's full decision, when the gate blocked the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// A lower_snake_case error class: `invalid_request`, `unauthorized`, `forbidden`,
+    /// `blocked_by_security_gate`, `not_found`, `conflict`, `payload_too_large`,
+    /// `unavailable`, ...
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, for `invalid_request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The UPPER_CASE policy code, for every refusal made by policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonCode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `GET /security-gate/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    pub mode: SecurityMode,
+    pub threat_level: ThreatLevel,
+    pub lockdown_reason: Option<String>,
+    /// Overrides active now.
+    pub active_overrides: u64,
+    pub lockdown_since: Option<Timestamp>,
+    pub mode_reason: Option<String>,
+    pub mode_changed_at: Option<Timestamp>,
+    pub mode_changed_by: Option<String>,
+    pub threat_reason: Option<String>,
+    pub threat_changed_at: Option<Timestamp>,
+    pub threat_changed_by: Option<String>,
+}
+
+impl GateStatus {
+    pub fn new(state: GateState, active_overrides: u64) -> Self {
+        GateStatus {
+            mode: state.mode,
+            threat_level: state.threat_level,
+            lockdown_reason: state.lockdown_reason,
+            active_overrides,
+            lockdown_since: state.lockdown_since,
+            mode_reason: state.mode_reason,
+            mode_changed_at: state.mode_changed_at,
+            mode_changed_by: state.mode_changed_by,
+            threat_reason: state.threat_reason,
+            threat_changed_at: state.threat_changed_at,
+            threat_changed_by: state.threat_changed_by,
+        }
+    }
+}
+
+/// `POST /security-gate/mode`. Security team only; entering lockdown needs a reason.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetModeRequest {
+    pub mode: SecurityMode,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /security-gate/threat-level`. Security team only.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetThreatLevelRequest {
+    pub level: ThreatLevel,
+    pub reason: String,
+}
+
+/// `POST /security-gate/override`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateOverrideRequest {
+    pub action: Action,
+    pub environment: Environment,
+    /// Business justification, with a ticket reference. Required.
+    pub reason: String,
+    /// Must be the caller's own principal name; filled from the token when absent.
+    #[serde(default)]
+    pub approver: Option<String>,
+    /// 1 to the configured maximum (default 240); default 60.
+    #[serde(default)]
+    pub ttl_minutes: Option<i64>,
+    /// Binds the override to one release.
+    #[serde(default)]
+    pub release_id: Option<String>,
+}
+
+/// An override with where it stands now.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideView {
+    #[serde(flatten)]
+    pub record: Override,
+    pub status: OverrideStatus,
+}
+
+/// `GET /security-gate/overrides`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideList {
+    pub overrides: Vec<OverrideView>,
+}
+
+/// Query of `GET /security-gate/overrides`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OverrideListQuery {
+    /// Include expired and revoked overrides.
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// `POST /security-gate/check`: what would the gate decide now?
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckRequest {
+    pub action: Action,
+    pub environment: Environment,
+    #[serde(default)]
+    pub release_id: Option<String>,
+}
+
+/// The decision, and where it was recorded.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResponse {
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// The seq of the audit entry that records this decision.
+    pub audit_seq: u64,
+}
+
+/// Query of `GET /audit`: filters and paging, newest first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditListQuery {
+    pub action: Option<String>,
+    pub environment: Option<Environment>,
+    pub principal: Option<String>,
+    pub decision: Option<AuditDecision>,
+    /// Entries at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Entries before this time (RFC 3339).
+    pub until: Option<String>,
+    /// 1 to 1000; default 50.
+    pub limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<u64>,
+}
+
+/// `GET /audit`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<u64>,
+}
+
+/// `GET /audit/verify`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditVerification {
+    pub valid: bool,
+    /// Entries verified (up to the first broken one).
+    pub entries_verified: u64,
+    /// The hash of the last verified entry: record it elsewhere to detect a truncated log.
+    pub head_hash: String,
+    pub first_broken: Option<ChainBreak>,
+}
+
+/// The overall health of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OverallHealth {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+/// `GET /health`: `overallHealth` alone without a token; the probes behind it with one.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReport {
+    pub overall_health: OverallHealth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<Vec<ProbeSummary>>,
+}
+
+/// One probe's latest state, as `GET /health` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSummary {
+    pub name: String,
+    pub kind: String,
+    pub critical: bool,
+    pub healthy: bool,
+    pub message: String,
+}
+
+/// `GET /auth/whoami`: the principal behind the presented token.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    pub name: String,
+    pub role: Role,
+    pub token_id: String,
+}

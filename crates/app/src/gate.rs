@@ -1,0 +1,451 @@
+//! The Security Gate's use cases (SPEC §3–5): status, mode, threat level, overrides, check.
+
+use deploy_safety_api_types::{
+    CheckRequest, CheckResponse, CreateOverrideRequest, GateStatus, OverrideList, OverrideView,
+    SetModeRequest, SetThreatLevelRequest,
+};
+use deploy_safety_core::{
+    AuditDecision, Decision, GateInputs, GateRequest, GateState, LockdownTrigger, Override,
+    OverrideIndex, OverrideStatus, Reason, ReasonCode, ReleaseId, Role, SecurityMode, Timestamp,
+    TtlMinutes, change_mode, change_threat_level, decide, may_create_override,
+    roles_that_may_override,
+};
+use deploy_safety_store::{StoreError, Tx};
+use serde_json::json;
+
+use crate::audit::{entry, refuse};
+use crate::{App, AppError, Caller};
+
+/// How many overrides a list returns at most.
+const OVERRIDE_LIST_LIMIT: u32 = 1_000;
+
+fn view(record: Override, now: Timestamp) -> OverrideView {
+    let status = record.status_at(now);
+    OverrideView { record, status }
+}
+
+fn security_team_only(caller: &Caller, what: &str) -> Option<AppError> {
+    (caller.role != Role::SecurityTeam).then(|| AppError::Forbidden {
+        reason: ReasonCode::RoleNotPermitted,
+        message: format!(
+            "only the security team may {what} (your role: {})",
+            caller.role
+        ),
+        hints: vec!["Ask the security team (#security-team).".to_owned()],
+    })
+}
+
+fn optional_reason(text: Option<&str>) -> Result<Option<Reason>, AppError> {
+    text.map(|t| Reason::parse(t).map_err(AppError::invalid_text("reason")))
+        .transpose()
+}
+
+fn optional_release(text: Option<&str>) -> Result<Option<ReleaseId>, AppError> {
+    text.map(|t| ReleaseId::parse(t).map_err(AppError::invalid_text("releaseId")))
+        .transpose()
+}
+
+/// A new id that sorts by creation time on the product's clock.
+pub(crate) fn new_id(prefix: &str, now: Timestamp) -> String {
+    let millis = u64::try_from(now.unix_millis()).unwrap_or_default();
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        millis / 1_000,
+        u32::try_from(millis % 1_000).unwrap_or_default() * 1_000_000,
+    );
+    format!("{prefix}_{}", uuid::Uuid::new_v7(ts).simple())
+}
+
+/// Gathers the gate's inputs inside `tx` and decides (SPEC §3). Every gated path and the check
+/// come through here, so there is one decision, made one way.
+pub(crate) fn decide_in(
+    tx: &mut dyn Tx,
+    request: &GateRequest<'_>,
+    now: Timestamp,
+) -> Result<Decision, StoreError> {
+    let state = tx.gate_state()?;
+    let mut candidates = tx.unexpired_overrides(request.action, request.environment, now)?;
+    if let Some(start_id) = request.start_override_id
+        && let Some(start) = tx.get_override(start_id)?
+    {
+        candidates.push(start);
+    }
+    let overrides = OverrideIndex::new(candidates);
+    Ok(decide(
+        request,
+        &GateInputs {
+            state: &state,
+            overrides: &overrides,
+            open_incidents: &[],
+            now,
+        },
+    ))
+}
+
+/// The audit entry that records a gate decision.
+pub(crate) fn decision_entry(
+    caller: &Caller,
+    action: &str,
+    decision: &Decision,
+) -> deploy_safety_core::AuditDraft {
+    entry(
+        caller,
+        action,
+        Some(decision.environment),
+        if decision.allowed {
+            AuditDecision::Allowed
+        } else {
+            AuditDecision::Denied
+        },
+        decision.reason,
+        serde_json::to_value(decision).unwrap_or_else(|_| json!({})),
+    )
+}
+
+/// Records the audit entry of an automatic lockdown trigger.
+pub(crate) fn record_lockdown_trigger(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    trigger: &LockdownTrigger,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let (action, details) = match trigger {
+        LockdownTrigger::Entered { reason } => (
+            "security-gate.lockdown.enter",
+            json!({ "lockdownReason": reason, "automatic": true }),
+        ),
+        LockdownTrigger::AlreadyInLockdown { kept_reason, cause } => (
+            "security-gate.lockdown.trigger",
+            json!({ "lockdownReason": kept_reason, "cause": cause, "automatic": true,
+                    "note": "already in lockdown: the first reason stands" }),
+        ),
+    };
+    tx.append_audit(
+        entry(
+            caller,
+            action,
+            None,
+            AuditDecision::Recorded,
+            ReasonCode::LockdownTriggered,
+            details,
+        ),
+        now,
+    )?;
+    Ok(())
+}
+
+fn status_in(tx: &mut dyn Tx, state: GateState, now: Timestamp) -> Result<GateStatus, StoreError> {
+    Ok(GateStatus::new(state, tx.count_active_overrides(now)?))
+}
+
+impl App {
+    /// `GET /security-gate/status`.
+    pub async fn gate_status(&self) -> Result<GateStatus, AppError> {
+        let clock = self.clock.clone();
+        let status = self
+            .store
+            .read(move |tx| {
+                let state = tx.gate_state()?;
+                status_in(tx, state, clock.now())
+            })
+            .await?;
+        Ok(status)
+    }
+
+    /// `POST /security-gate/mode`: security team only; lockdown needs a reason.
+    pub async fn set_mode(
+        &self,
+        caller: &Caller,
+        request: SetModeRequest,
+    ) -> Result<GateStatus, AppError> {
+        const ACTION: &str = "security-gate.mode.set";
+        let reason = optional_reason(request.reason.as_deref())?;
+        let mode = request.mode;
+        if mode == SecurityMode::Lockdown && reason.is_none() {
+            return Err(AppError::invalid(
+                "reason",
+                "entering lockdown needs a reason",
+            ));
+        }
+        let caller = caller.clone();
+        let clock = self.clock.clone();
+        self.store
+            .write(move |tx| {
+                let now = clock.now();
+                if let Some(refusal) = security_team_only(&caller, "change the security mode") {
+                    return refuse(tx, &caller, ACTION, None, refusal, now);
+                }
+                let before = tx.gate_state()?;
+                let after = match change_mode(&before, mode, reason.as_ref(), &caller.name, now) {
+                    Ok(after) => after,
+                    Err(e) => return Ok(Err(AppError::invalid("reason", e.to_string()))),
+                };
+                tx.put_gate_state(&after)?;
+                tx.append_audit(
+                    entry(
+                        &caller,
+                        ACTION,
+                        None,
+                        AuditDecision::Allowed,
+                        ReasonCode::Allowed,
+                        json!({ "from": before.mode, "to": mode, "reason": reason }),
+                    ),
+                    now,
+                )?;
+                Ok(Ok(status_in(tx, after, now)?))
+            })
+            .await?
+    }
+
+    /// `POST /security-gate/threat-level`: security team only; critical enters lockdown.
+    pub async fn set_threat_level(
+        &self,
+        caller: &Caller,
+        request: SetThreatLevelRequest,
+    ) -> Result<GateStatus, AppError> {
+        const ACTION: &str = "security-gate.threat-level.set";
+        let reason = Reason::parse(&request.reason).map_err(AppError::invalid_text("reason"))?;
+        let level = request.level;
+        let caller = caller.clone();
+        let clock = self.clock.clone();
+        self.store
+            .write(move |tx| {
+                let now = clock.now();
+                if let Some(refusal) = security_team_only(&caller, "change the threat level") {
+                    return refuse(tx, &caller, ACTION, None, refusal, now);
+                }
+                let before = tx.gate_state()?;
+                let (after, trigger) =
+                    change_threat_level(&before, level, &reason, &caller.name, now);
+                tx.put_gate_state(&after)?;
+                tx.append_audit(
+                    entry(
+                        &caller,
+                        ACTION,
+                        None,
+                        AuditDecision::Allowed,
+                        ReasonCode::Allowed,
+                        json!({ "from": before.threat_level, "to": level, "reason": reason }),
+                    ),
+                    now,
+                )?;
+                if let Some(trigger) = &trigger {
+                    record_lockdown_trigger(tx, &caller, trigger, now)?;
+                }
+                Ok(Ok(status_in(tx, after, now)?))
+            })
+            .await?
+    }
+
+    /// `POST /security-gate/check`: the decision the gate would make now, audited, and not a
+    /// use of any override.
+    pub async fn check(
+        &self,
+        caller: &Caller,
+        request: CheckRequest,
+    ) -> Result<CheckResponse, AppError> {
+        const ACTION: &str = "security-gate.check";
+        let release = optional_release(request.release_id.as_deref())?;
+        let caller = caller.clone();
+        let clock = self.clock.clone();
+        let response = self
+            .store
+            .write(move |tx| {
+                let now = clock.now();
+                let gate_request = GateRequest {
+                    action: request.action,
+                    environment: request.environment,
+                    release_id: release.as_ref().map(ReleaseId::as_str),
+                    start_override_id: None,
+                };
+                let decision = decide_in(tx, &gate_request, now)?;
+                let recorded = tx.append_audit(decision_entry(&caller, ACTION, &decision), now)?;
+                Ok(CheckResponse {
+                    decision,
+                    audit_seq: recorded.seq,
+                })
+            })
+            .await?;
+        Ok(response)
+    }
+
+    /// `POST /security-gate/override` (SPEC §4).
+    pub async fn create_override(
+        &self,
+        caller: &Caller,
+        request: CreateOverrideRequest,
+    ) -> Result<OverrideView, AppError> {
+        const ACTION: &str = "override.create";
+        let reason = Reason::parse(&request.reason).map_err(AppError::invalid_text("reason"))?;
+        let ttl = TtlMinutes::parse(
+            request
+                .ttl_minutes
+                .unwrap_or(i64::from(TtlMinutes::DEFAULT.get())),
+            self.settings.max_override_ttl_minutes,
+        )
+        .map_err(AppError::invalid_text("ttlMinutes"))?;
+        let release = optional_release(request.release_id.as_deref())?;
+        if let Some(approver) = &request.approver
+            && approver.trim().is_empty()
+        {
+            return Err(AppError::invalid(
+                "approver",
+                "must not be empty (omit it to approve as yourself)",
+            ));
+        }
+        let (action, environment) = (request.action, request.environment);
+        let caller = caller.clone();
+        let clock = self.clock.clone();
+        self.store
+            .write(move |tx| {
+                let now = clock.now();
+                let env = Some(environment);
+                if let Some(approver) = request.approver.as_deref()
+                    && approver != caller.name
+                {
+                    let refusal = AppError::forbidden(
+                        ReasonCode::ApproverMismatch,
+                        format!(
+                            "approver `{approver}` is not you (`{}`): nobody approves in another's name",
+                            caller.name
+                        ),
+                    );
+                    return refuse(tx, &caller, ACTION, env, refusal, now);
+                }
+                if !may_create_override(caller.role, action, environment) {
+                    let roles: Vec<&str> = roles_that_may_override(action, environment)
+                        .into_iter()
+                        .map(Role::as_str)
+                        .collect();
+                    let refusal = AppError::Forbidden {
+                        reason: ReasonCode::OverrideNotPermitted,
+                        message: format!(
+                            "role {} may not create overrides for {action} in {environment}",
+                            caller.role
+                        ),
+                        hints: vec![format!("Roles that may: {}.", roles.join(", "))],
+                    };
+                    return refuse(tx, &caller, ACTION, env, refusal, now);
+                }
+                let created = Override {
+                    id: new_id("ovr", now),
+                    action,
+                    environment,
+                    release_id: release.map(ReleaseId::into_string),
+                    reason: reason.into_string(),
+                    approver: caller.name.clone(),
+                    approver_role: caller.role,
+                    created_at: now,
+                    expires_at: now.plus_minutes(i64::from(ttl.get())),
+                    revoked_at: None,
+                    revoked_by: None,
+                    use_count: 0,
+                    last_used_at: None,
+                };
+                tx.insert_override(&created)?;
+                tx.append_audit(
+                    entry(
+                        &caller,
+                        ACTION,
+                        env,
+                        AuditDecision::Allowed,
+                        ReasonCode::Allowed,
+                        serde_json::to_value(&created).unwrap_or_else(|_| json!({})),
+                    ),
+                    now,
+                )?;
+                Ok(Ok(view(created, now)))
+            })
+            .await?
+    }
+
+    /// `GET /security-gate/overrides`: active ones, or with `all` every one.
+    pub async fn list_overrides(&self, all: bool) -> Result<OverrideList, AppError> {
+        let clock = self.clock.clone();
+        let list = self
+            .store
+            .read(move |tx| {
+                let now = clock.now();
+                let records = tx.list_overrides(now, all, OVERRIDE_LIST_LIMIT)?;
+                Ok(OverrideList {
+                    overrides: records.into_iter().map(|o| view(o, now)).collect(),
+                })
+            })
+            .await?;
+        Ok(list)
+    }
+
+    /// `GET /security-gate/override/{id}`.
+    pub async fn get_override(&self, id: &str) -> Result<OverrideView, AppError> {
+        let clock = self.clock.clone();
+        let key = id.to_owned();
+        let found = self
+            .store
+            .read(move |tx| Ok(tx.get_override(&key)?.map(|o| view(o, clock.now()))))
+            .await?;
+        found.ok_or_else(|| AppError::NotFound(format!("no override with id `{id}`")))
+    }
+
+    /// `DELETE /security-gate/override/{id}`: the security team, or the override's creator.
+    pub async fn revoke_override(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<OverrideView, AppError> {
+        const ACTION: &str = "override.revoke";
+        let caller = caller.clone();
+        let key = id.to_owned();
+        let clock = self.clock.clone();
+        self.store
+            .write(move |tx| {
+                let now = clock.now();
+                let Some(mut found) = tx.get_override(&key)? else {
+                    return Ok(Err(AppError::NotFound(format!(
+                        "no override with id `{key}`"
+                    ))));
+                };
+                let env = Some(found.environment);
+                if caller.role != Role::SecurityTeam && caller.name != found.approver {
+                    let refusal = AppError::forbidden(
+                        ReasonCode::NotOverrideCreator,
+                        format!(
+                            "only the security team or its creator ({}) may revoke override {key}",
+                            found.approver
+                        ),
+                    );
+                    return refuse(tx, &caller, ACTION, env, refusal, now);
+                }
+                let status = found.status_at(now);
+                if status != OverrideStatus::Active
+                    || !tx.revoke_override(&key, &caller.name, now)?
+                {
+                    return Ok(Err(AppError::Conflict {
+                        reason: Some(ReasonCode::OverrideNotActive),
+                        message: format!(
+                            "override {key} is already {}",
+                            match status {
+                                OverrideStatus::Expired => "expired",
+                                _ => "revoked",
+                            }
+                        ),
+                    }));
+                }
+                found.revoked_at = Some(now);
+                found.revoked_by = Some(caller.name.clone());
+                tx.append_audit(
+                    entry(
+                        &caller,
+                        ACTION,
+                        env,
+                        AuditDecision::Allowed,
+                        ReasonCode::Allowed,
+                        json!({ "overrideId": found.id, "action": found.action,
+                                "approver": found.approver }),
+                    ),
+                    now,
+                )?;
+                Ok(Ok(view(found, now)))
+            })
+            .await?
+    }
+}

@@ -1,0 +1,85 @@
+//! The use cases of deploy-safety.
+//!
+//! Each use case validates its input, then runs one store transaction that gathers what the
+//! core needs, asks the core, and writes the outcome together with its audit entry. Because the
+//! decision and its audit entry are written in the same transaction, there is no decision
+//! without a record, and no record of a decision that did not take effect: if the audit entry
+//! cannot be written, nothing is (fail closed, SPEC §12).
+//!
+//! `now` is read from the [`Clock`] inside the transaction, at the moment of deciding, so an
+//! override that expires while a request waits for the writer is not honored.
+
+mod audit;
+mod clock;
+mod error;
+mod gate;
+mod health;
+mod tokens;
+
+use std::sync::Arc;
+
+use deploy_safety_core::{Role, TtlMinutes};
+use deploy_safety_store::Store;
+
+pub use audit::verify_chain;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::AppError;
+pub use tokens::{IssuedToken, TokenView, hash_secret};
+
+/// The result of a use case's transaction closure: the outer error is the store's and rolls the
+/// transaction back; the inner one is the use case's, and the transaction still commits what was
+/// written (such as the audit entry of a refusal).
+pub(crate) type TxResult<T> = Result<Result<T, AppError>, deploy_safety_store::StoreError>;
+
+/// Settings the use cases need.
+#[derive(Clone, Debug)]
+pub struct AppSettings {
+    /// The longest override anyone may create, in minutes (SPEC §4, default 240).
+    pub max_override_ttl_minutes: u32,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        AppSettings {
+            max_override_ttl_minutes: TtlMinutes::DEFAULT_MAX,
+        }
+    }
+}
+
+/// The authenticated principal making a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    pub token_id: String,
+}
+
+/// The application: the store, the clock, the settings. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: Arc<AppSettings>,
+}
+
+impl App {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: AppSettings) -> Self {
+        App {
+            store,
+            clock,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn settings(&self) -> &AppSettings {
+        &self.settings
+    }
+}

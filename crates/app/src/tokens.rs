@@ -1,0 +1,294 @@
+//! Bearer tokens (SPEC §2).
+//!
+//! A token reads `ds_<id>.<secret>`: a random 64-bit public id, used to find the record, and a
+//! random 256-bit secret, of which only the SHA-256 is stored. A high-entropy secret needs no
+//! slow password hash; the stored hash is compared in constant time.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use deploy_safety_core::{AuditDecision, AuditDraft, PrincipalName, ReasonCode, Role, Timestamp};
+use deploy_safety_store::{StoreError, TokenRecord};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{App, AppError, Caller};
+
+const TOKEN_PREFIX: &str = "ds_";
+/// The principal name of the token created when a server starts with none.
+pub const BOOTSTRAP_PRINCIPAL: &str = "admin";
+
+/// A token as lists show it: never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl From<TokenRecord> for TokenView {
+    fn from(r: TokenRecord) -> Self {
+        TokenView {
+            id: r.id,
+            name: r.name,
+            role: r.role,
+            created_at: r.created_at,
+            created_by: r.created_by,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+/// A newly created token: the only time its full text exists outside the caller's hands.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub token: String,
+    pub view: TokenView,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"<redacted>")
+            .field("view", &self.view)
+            .finish()
+    }
+}
+
+/// SHA-256 of a token's secret part.
+pub fn hash_secret(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| AppError::Internal(format!("no system randomness: {e}")))?;
+    Ok(bytes)
+}
+
+/// A new token's id, secret and full text.
+fn generate() -> Result<(String, String, String), AppError> {
+    let id = hex::encode(random_bytes::<8>()?);
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+    let token = format!("{TOKEN_PREFIX}{id}.{secret}");
+    Ok((id, secret, token))
+}
+
+/// Splits presented text into id and secret, if it has a token's shape.
+fn split(presented: &str) -> Option<(&str, &str)> {
+    let (id, secret) = presented.strip_prefix(TOKEN_PREFIX)?.split_once('.')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+fn new_record(
+    name: &PrincipalName,
+    role: Role,
+    created_by: &str,
+    now: Timestamp,
+) -> Result<(TokenRecord, String), AppError> {
+    let (id, secret, token) = generate()?;
+    let record = TokenRecord {
+        id,
+        name: name.as_str().to_owned(),
+        role,
+        secret_hash: hash_secret(&secret),
+        created_at: now,
+        created_by: created_by.to_owned(),
+        revoked_at: None,
+    };
+    Ok((record, token))
+}
+
+fn token_audit(
+    action: &str,
+    by: &str,
+    record: &TokenRecord,
+    extra: serde_json::Value,
+) -> AuditDraft {
+    let mut details = json!({
+        "tokenId": record.id,
+        "name": record.name,
+        "role": record.role,
+    });
+    if let (Some(details), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
+        details.extend(extra.clone());
+    }
+    AuditDraft {
+        principal: by.to_owned(),
+        role: None,
+        action: action.to_owned(),
+        environment: None,
+        decision: AuditDecision::Recorded,
+        reason: ReasonCode::Recorded.as_str().to_owned(),
+        details,
+    }
+}
+
+impl App {
+    /// The principal behind `presented`, or 401. Unknown, malformed and revoked tokens are
+    /// refused alike, so the answer tells an attacker nothing.
+    pub async fn authenticate(&self, presented: &str) -> Result<Caller, AppError> {
+        let refused = || AppError::Unauthorized("invalid or revoked token".to_owned());
+        let (id, secret) = split(presented).ok_or_else(refused)?;
+        let id = id.to_owned();
+        let record = self.store.read(move |tx| tx.get_token(&id)).await?;
+        let record = record.ok_or_else(refused)?;
+        let matches: bool = hash_secret(secret).ct_eq(&record.secret_hash).into();
+        if !matches || record.revoked_at.is_some() {
+            return Err(refused());
+        }
+        Ok(Caller {
+            name: record.name,
+            role: record.role,
+            token_id: record.id,
+        })
+    }
+
+    /// Creates a token for a new principal; `created_by` names who did it (for the audit log).
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        created_by: &str,
+    ) -> Result<IssuedToken, AppError> {
+        let name = PrincipalName::parse(name).map_err(AppError::invalid_text("name"))?;
+        let created_by = created_by.to_owned();
+        let clock = self.clock.clone();
+        let issued = self
+            .store
+            .write(move |tx| {
+                let now = clock.now();
+                let (record, token) = match new_record(&name, role, &created_by, now) {
+                    Ok(created) => created,
+                    Err(e) => return Ok(Err(e)),
+                };
+                match tx.insert_token(&record) {
+                    Err(StoreError::Conflict(message)) => {
+                        return Ok(Err(AppError::Conflict {
+                            reason: None,
+                            message: format!("{message}; revoke it first or choose another name"),
+                        }));
+                    }
+                    other => other?,
+                }
+                tx.append_audit(
+                    token_audit("token.create", &created_by, &record, json!({})),
+                    now,
+                )?;
+                Ok(Ok(IssuedToken {
+                    token,
+                    view: record.into(),
+                }))
+            })
+            .await??;
+        Ok(issued)
+    }
+
+    /// When no token exists at all, creates one security-team token so a new user can begin.
+    pub async fn bootstrap_token(&self) -> Result<Option<IssuedToken>, AppError> {
+        let clock = self.clock.clone();
+        let issued = self
+            .store
+            .write(move |tx| {
+                if tx.count_tokens()? > 0 {
+                    return Ok(Ok(None));
+                }
+                let now = clock.now();
+                let name = PrincipalName::parse(BOOTSTRAP_PRINCIPAL)
+                    .map_err(|e| StoreError::Corrupt(e.0))?;
+                let (record, token) = match new_record(&name, Role::SecurityTeam, "system", now) {
+                    Ok(created) => created,
+                    Err(e) => return Ok(Err(e)),
+                };
+                tx.insert_token(&record)?;
+                tx.append_audit(
+                    token_audit(
+                        "token.create",
+                        "system",
+                        &record,
+                        json!({"bootstrap": true}),
+                    ),
+                    now,
+                )?;
+                Ok(Ok(Some(IssuedToken {
+                    token,
+                    view: record.into(),
+                })))
+            })
+            .await??;
+        Ok(issued)
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenView>, AppError> {
+        let records = self.store.read(|tx| tx.list_tokens()).await?;
+        Ok(records.into_iter().map(TokenView::from).collect())
+    }
+
+    /// Revokes the active token with this name, or the token with this id.
+    pub async fn revoke_token(&self, name_or_id: &str, by: &str) -> Result<TokenView, AppError> {
+        let key = name_or_id.to_owned();
+        let by = by.to_owned();
+        let clock = self.clock.clone();
+        let revoked = self
+            .store
+            .write(move |tx| {
+                let record = match tx.active_token_by_name(&key)? {
+                    Some(record) => Some(record),
+                    None => tx.get_token(&key)?,
+                };
+                let Some(mut record) = record else {
+                    return Ok(Err(AppError::NotFound(format!(
+                        "no token with name or id `{key}`"
+                    ))));
+                };
+                let now = clock.now();
+                if !tx.revoke_token(&record.id, now)? {
+                    return Ok(Err(AppError::Conflict {
+                        reason: None,
+                        message: format!("token {} is already revoked", record.id),
+                    }));
+                }
+                record.revoked_at = Some(now);
+                tx.append_audit(token_audit("token.revoke", &by, &record, json!({})), now)?;
+                Ok(Ok(TokenView::from(record)))
+            })
+            .await??;
+        Ok(revoked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_have_the_documented_shape() {
+        let (id, secret, token) = generate().unwrap();
+        assert_eq!(id.len(), 16);
+        assert_eq!(secret.len(), 43, "256 bits, base64url without padding");
+        assert_eq!(split(&token), Some((id.as_str(), secret.as_str())));
+        assert_ne!(generate().unwrap().2, token);
+    }
+
+    #[test]
+    fn malformed_tokens_do_not_split() {
+        for bad in [
+            "",
+            "ds_",
+            "ds_.",
+            "ds_abc",
+            "ds_.secret",
+            "ds_abc.",
+            "xx_abc.def",
+            "abc.def",
+        ] {
+            assert_eq!(split(bad), None, "{bad}");
+        }
+    }
+}

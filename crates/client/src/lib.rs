@@ -1,0 +1,239 @@
+//! A typed client for the deploy-safety API, used by the CLI and the end-to-end tests.
+
+use std::time::Duration;
+
+use deploy_safety_api_types::{
+    API_PREFIX, AuditListQuery, AuditPage, AuditVerification, CheckRequest, CheckResponse,
+    CreateOverrideRequest, ErrorBody, GateStatus, HealthReport, OverrideList, OverrideView,
+    SetModeRequest, SetThreatLevelRequest, WhoAmI,
+};
+use reqwest::{Method, RequestBuilder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why a call did not return what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{} ({status})", body.error.message)]
+    Api { status: u16, body: Box<ErrorBody> },
+    /// The server could not be reached, or the exchange failed.
+    #[error("cannot reach the server at {url}: {message}")]
+    Transport { url: String, message: String },
+    /// The server answered something this client cannot read.
+    #[error("unexpected answer from the server ({status}): {message}")]
+    Unexpected { status: u16, message: String },
+}
+
+impl ClientError {
+    /// The API error body, if the server sent one.
+    pub fn body(&self) -> Option<&ErrorBody> {
+        match self {
+            ClientError::Api { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => {
+                Some(*status)
+            }
+            ClientError::Transport { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// `base` is the server's URL, e.g. `http://127.0.0.1:8080`.
+    pub fn new(base: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("deploy-safety-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Transport {
+                url: base.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{API_PREFIX}{path}", self.base)
+    }
+
+    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        let builder = self.http.request(method, url);
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn send_raw(
+        &self,
+        builder: RequestBuilder,
+        url: &str,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: url.to_owned(),
+            message: e.to_string(),
+        };
+        let response = builder.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport)?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        builder: RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
+        let (status, bytes) = self.send_raw(builder, url).await?;
+        interpret(status, &bytes)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(self.request(Method::GET, &url), &url).await
+    }
+
+    async fn get_query<T: DeserializeOwned, Q: Serialize>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(self.request(Method::GET, &url).query(query), &url)
+            .await
+    }
+
+    async fn post<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(self.request(Method::POST, &url).json(body), &url)
+            .await
+    }
+
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(self.request(Method::DELETE, &url), &url).await
+    }
+
+    pub async fn gate_status(&self) -> Result<GateStatus, ClientError> {
+        self.get("/security-gate/status").await
+    }
+
+    pub async fn set_mode(&self, request: &SetModeRequest) -> Result<GateStatus, ClientError> {
+        self.post("/security-gate/mode", request).await
+    }
+
+    pub async fn set_threat_level(
+        &self,
+        request: &SetThreatLevelRequest,
+    ) -> Result<GateStatus, ClientError> {
+        self.post("/security-gate/threat-level", request).await
+    }
+
+    pub async fn create_override(
+        &self,
+        request: &CreateOverrideRequest,
+    ) -> Result<OverrideView, ClientError> {
+        self.post("/security-gate/override", request).await
+    }
+
+    pub async fn list_overrides(&self, all: bool) -> Result<OverrideList, ClientError> {
+        self.get_query("/security-gate/overrides", &[("all", all)])
+            .await
+    }
+
+    pub async fn get_override(&self, id: &str) -> Result<OverrideView, ClientError> {
+        self.get(&format!("/security-gate/override/{}", encode(id)))
+            .await
+    }
+
+    pub async fn revoke_override(&self, id: &str) -> Result<OverrideView, ClientError> {
+        self.delete(&format!("/security-gate/override/{}", encode(id)))
+            .await
+    }
+
+    pub async fn check(&self, request: &CheckRequest) -> Result<CheckResponse, ClientError> {
+        self.post("/security-gate/check", request).await
+    }
+
+    pub async fn audit_page(&self, query: &AuditListQuery) -> Result<AuditPage, ClientError> {
+        self.get_query("/audit", query).await
+    }
+
+    pub async fn audit_verify(&self) -> Result<AuditVerification, ClientError> {
+        self.get("/audit/verify").await
+    }
+
+    /// `GET /health`. An unhealthy service answers 503 with a report: that is a report, not an
+    /// error.
+    pub async fn health(&self) -> Result<HealthReport, ClientError> {
+        let url = self.url("/health");
+        let (status, bytes) = self.send_raw(self.request(Method::GET, &url), &url).await?;
+        if status == 503 {
+            return decode(status, &bytes);
+        }
+        interpret(status, &bytes)
+    }
+
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.get("/auth/whoami").await
+    }
+}
+
+/// A response as the caller's type, or as the API error it carries.
+fn interpret<T: DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T, ClientError> {
+    if (200..300).contains(&status) {
+        return decode(status, bytes);
+    }
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => Err(ClientError::Api {
+            status,
+            body: Box::new(body),
+        }),
+        Err(_) => Err(ClientError::Unexpected {
+            status,
+            message: String::from_utf8_lossy(bytes).chars().take(500).collect(),
+        }),
+    }
+}
+
+fn decode<T: DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Unexpected {
+        status,
+        message: e.to_string(),
+    })
+}
+
+/// Percent-encodes a path segment (ids are plain, but a typo must not change the path).
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

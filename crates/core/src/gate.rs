@@ -1,0 +1,348 @@
+//! The gate decision (SPEC §3) and the gate's state changes (SPEC §5), as pure functions.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{
+    Action, Environment, GateState, OpenIncident, SecurityMode, Severity, ThreatLevel,
+};
+use crate::overrides::{Override, OverrideIndex, roles_that_may_override};
+use crate::reason::ReasonCode;
+use crate::text::Reason;
+use crate::time::Timestamp;
+
+/// What is being asked of the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateRequest<'a> {
+    pub action: Action,
+    pub environment: Environment,
+    /// The release the action concerns: a canary's `releaseId`, a rollback's `toVersion`.
+    pub release_id: Option<&'a str>,
+    /// For a promotion: the override the canary was started under, which also covers its
+    /// promotion while it is active (SPEC §4).
+    pub start_override_id: Option<&'a str>,
+}
+
+/// Everything the gate knows when it decides.
+#[derive(Clone, Copy, Debug)]
+pub struct GateInputs<'a> {
+    pub state: &'a GateState,
+    /// Overrides that may be active; the decision checks activity itself against `now`.
+    pub overrides: &'a OverrideIndex,
+    /// Incidents that are open now.
+    pub open_incidents: &'a [OpenIncident],
+    pub now: Timestamp,
+}
+
+/// The gate's answer: allowed or not, why, and how to proceed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: ReasonCode,
+    pub message: String,
+    /// The override that allowed the action, if one did.
+    pub override_id: Option<String>,
+    pub hints: Vec<String>,
+    /// Monitor mode only: enforce mode would have denied this action; `reason` says why.
+    pub would_block: bool,
+    /// The mode the decision was made in.
+    pub mode: SecurityMode,
+    pub action: Action,
+    pub environment: Environment,
+    pub release_id: Option<String>,
+    pub decided_at: Timestamp,
+}
+
+/// SPEC §3, in order: lockdown; then the enforce verdict (threat level, production override,
+/// critical incident); then the mode decides whether the verdict stands (enforce) or is only
+/// recorded (monitor).
+pub fn decide(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decision {
+    if inputs.state.mode == SecurityMode::Lockdown {
+        let why = inputs
+            .state
+            .lockdown_reason
+            .as_deref()
+            .unwrap_or("no reason recorded");
+        return Verdict::allowed()
+            .deny(ReasonCode::Lockdown, format!("Security gate is in lockdown: {why}"))
+            .hint("Only the security team can exit lockdown (POST /api/deploy-safety/security-gate/mode {\"mode\": \"enforce\"}).")
+            .hint("Overrides are not honored during lockdown.")
+            .build(request, inputs);
+    }
+    let enforced = enforce_verdict(request, inputs);
+    match inputs.state.mode {
+        SecurityMode::Monitor if !enforced.allowed => Decision {
+            allowed: true,
+            would_block: true,
+            message: format!(
+                "Monitor mode: allowed, but enforce mode would block it: {}",
+                enforced.message
+            ),
+            ..enforced
+        },
+        _ => enforced,
+    }
+}
+
+fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decision {
+    let verdict = Verdict::allowed();
+    let threat = inputs.state.threat_level;
+    if request.action.is_canary_progress() && threat >= ThreatLevel::High {
+        return verdict
+            .deny(
+                ReasonCode::ThreatLevel,
+                format!("Threat level is {threat}: canary start and promotion are stopped until it drops below high"),
+            )
+            .hint("Wait for the security team to lower the threat level; no override lifts this.")
+            .build(request, inputs);
+    }
+    let covering = covering_override(request, inputs);
+    if request.environment == Environment::Production {
+        return match covering {
+            Some(o) => verdict.allow_by(o).build(request, inputs),
+            None => verdict
+                .deny(
+                    ReasonCode::OverrideRequired,
+                    "Production actions require explicit override".to_owned(),
+                )
+                .override_hints(request)
+                .build(request, inputs),
+        };
+    }
+    if request.action.is_canary_progress()
+        && let Some(incident) = critical_incident(request.environment, inputs.open_incidents)
+    {
+        return match covering {
+            Some(o) => verdict.allow_by(o).build(request, inputs),
+            None => verdict
+                .deny(
+                    ReasonCode::CriticalIncident,
+                    format!(
+                        "Critical incident {} ({}) is open for {}: canary start and promotion require an override",
+                        incident.id,
+                        incident.title,
+                        incident
+                            .environment
+                            .map_or("all environments", Environment::as_str)
+                    ),
+                )
+                .override_hints(request)
+                .hint("Resolve the incident to lift this requirement.")
+                .build(request, inputs),
+        };
+    }
+    verdict.build(request, inputs)
+}
+
+/// The active override that covers the request, if any: one for this action, environment and
+/// release, or for a promotion the override its canary was started under.
+fn covering_override<'i>(
+    request: &GateRequest<'_>,
+    inputs: &GateInputs<'i>,
+) -> Option<&'i Override> {
+    let now = inputs.now;
+    let direct =
+        inputs
+            .overrides
+            .covering(request.action, request.environment, request.release_id, now);
+    direct.or_else(|| {
+        let id = request.start_override_id?;
+        if request.action != Action::CanaryPromote {
+            return None;
+        }
+        inputs
+            .overrides
+            .by_id(Action::CanaryStart, request.environment, id)
+            .filter(|o| o.is_active_at(now) && o.covers_release(request.release_id))
+    })
+}
+
+fn critical_incident(environment: Environment, open: &[OpenIncident]) -> Option<&OpenIncident> {
+    open.iter()
+        .find(|i| i.severity == Severity::Critical && i.concerns(environment))
+}
+
+/// Builds a decision; starts as "allowed".
+struct Verdict {
+    allowed: bool,
+    reason: ReasonCode,
+    message: String,
+    override_id: Option<String>,
+    hints: Vec<String>,
+}
+
+impl Verdict {
+    fn allowed() -> Self {
+        Verdict {
+            allowed: true,
+            reason: ReasonCode::Allowed,
+            message: "Allowed".to_owned(),
+            override_id: None,
+            hints: Vec::new(),
+        }
+    }
+
+    fn deny(self, reason: ReasonCode, message: String) -> Self {
+        Verdict {
+            allowed: false,
+            reason,
+            message,
+            ..self
+        }
+    }
+
+    fn allow_by(self, o: &Override) -> Self {
+        Verdict {
+            allowed: true,
+            reason: ReasonCode::Override,
+            message: format!(
+                "Allowed by override {} (approved by {}, expires {})",
+                o.id, o.approver, o.expires_at
+            ),
+            override_id: Some(o.id.clone()),
+            ..self
+        }
+    }
+
+    fn hint(mut self, hint: &str) -> Self {
+        self.hints.push(hint.to_owned());
+        self
+    }
+
+    fn override_hints(mut self, request: &GateRequest<'_>) -> Self {
+        let roles: Vec<&str> = roles_that_may_override(request.action, request.environment)
+            .into_iter()
+            .map(|r| r.as_str())
+            .collect();
+        self.hints.push(format!(
+            "Create an override for {} in {}: POST /api/deploy-safety/security-gate/override (roles that may: {}).",
+            request.action,
+            request.environment,
+            roles.join(", ")
+        ));
+        if request.release_id.is_none() {
+            self.hints.push(
+                "Overrides bound to a release cover only requests that name that release."
+                    .to_owned(),
+            );
+        }
+        self
+    }
+
+    fn build(self, request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decision {
+        Decision {
+            allowed: self.allowed,
+            reason: self.reason,
+            message: self.message,
+            override_id: self.override_id,
+            hints: self.hints,
+            would_block: false,
+            mode: inputs.state.mode,
+            action: request.action,
+            environment: request.environment,
+            release_id: request.release_id.map(str::to_owned),
+            decided_at: inputs.now,
+        }
+    }
+}
+
+/// A mode change that cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModeChangeError {
+    #[error("entering lockdown needs a reason")]
+    LockdownReasonRequired,
+}
+
+/// SPEC §5: set the mode. Entering lockdown needs a reason; leaving it clears the lockdown
+/// reason. Re-entering lockdown while in it replaces the reason but keeps `lockdownSince`.
+pub fn change_mode(
+    state: &GateState,
+    mode: SecurityMode,
+    reason: Option<&Reason>,
+    by: &str,
+    now: Timestamp,
+) -> Result<GateState, ModeChangeError> {
+    let mut next = state.clone();
+    if mode == SecurityMode::Lockdown {
+        let reason = reason.ok_or(ModeChangeError::LockdownReasonRequired)?;
+        next.lockdown_reason = Some(reason.as_str().to_owned());
+        if state.mode != SecurityMode::Lockdown {
+            next.lockdown_since = Some(now);
+        }
+    } else {
+        next.lockdown_reason = None;
+        next.lockdown_since = None;
+    }
+    next.mode = mode;
+    next.mode_reason = reason.map(|r| r.as_str().to_owned());
+    next.mode_changed_at = Some(now);
+    next.mode_changed_by = Some(by.to_owned());
+    Ok(next)
+}
+
+/// What an automatic lockdown trigger did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockdownTrigger {
+    /// The gate entered lockdown with this reason.
+    Entered { reason: String },
+    /// The gate was already in lockdown; its first reason stands and this cause is recorded.
+    AlreadyInLockdown { kept_reason: String, cause: String },
+}
+
+/// SPEC §5: enter lockdown automatically because of `cause`. Nothing leaves lockdown
+/// automatically, and a trigger while already in lockdown keeps the first reason.
+pub fn trigger_lockdown(
+    state: &GateState,
+    cause: &str,
+    now: Timestamp,
+) -> (GateState, LockdownTrigger) {
+    if state.mode == SecurityMode::Lockdown {
+        let kept_reason = state
+            .lockdown_reason
+            .clone()
+            .unwrap_or_else(|| "no reason recorded".to_owned());
+        return (
+            state.clone(),
+            LockdownTrigger::AlreadyInLockdown {
+                kept_reason,
+                cause: cause.to_owned(),
+            },
+        );
+    }
+    let mut next = state.clone();
+    next.mode = SecurityMode::Lockdown;
+    next.lockdown_reason = Some(cause.to_owned());
+    next.lockdown_since = Some(now);
+    next.mode_reason = Some(cause.to_owned());
+    next.mode_changed_at = Some(now);
+    next.mode_changed_by = Some("system".to_owned());
+    (
+        next,
+        LockdownTrigger::Entered {
+            reason: cause.to_owned(),
+        },
+    )
+}
+
+/// SPEC §5: set the threat level. Becoming `critical` triggers lockdown; lowering it never
+/// leaves lockdown.
+pub fn change_threat_level(
+    state: &GateState,
+    level: ThreatLevel,
+    reason: &Reason,
+    by: &str,
+    now: Timestamp,
+) -> (GateState, Option<LockdownTrigger>) {
+    let mut next = state.clone();
+    next.threat_level = level;
+    next.threat_reason = Some(reason.as_str().to_owned());
+    next.threat_changed_at = Some(now);
+    next.threat_changed_by = Some(by.to_owned());
+    if level == ThreatLevel::Critical && state.threat_level != ThreatLevel::Critical {
+        let cause = format!("Threat level raised to critical by {by}: {reason}");
+        let (locked, trigger) = trigger_lockdown(&next, &cause, now);
+        return (locked, Some(trigger));
+    }
+    (next, None)
+}

@@ -1,0 +1,29 @@
+//! The decisions of deploy-safety, as plain functions of their inputs and `now`.
+//!
+//! Invariants: nothing in this crate does I/O, reads a clock, spawns, or awaits. Everything the
+//! rest of the product decides — may this action run, is this override active, is the audit
+//! chain intact — is decided here, once, and tested here.
+
+pub mod audit;
+pub mod gate;
+pub mod model;
+pub mod overrides;
+pub mod reason;
+pub mod text;
+pub mod time;
+
+pub use audit::{AuditDecision, AuditDraft, AuditEntry, ChainBreak, ChainVerifier, GENESIS_HASH};
+pub use gate::{
+    Decision, GateInputs, GateRequest, LockdownTrigger, ModeChangeError, change_mode,
+    change_threat_level, decide, trigger_lockdown,
+};
+pub use model::{
+    Action, Environment, GateState, OpenIncident, Principal, Role, SecurityMode, Severity,
+    ThreatLevel, UnknownValue,
+};
+pub use overrides::{
+    Override, OverrideIndex, OverrideStatus, may_create_override, roles_that_may_override,
+};
+pub use reason::ReasonCode;
+pub use text::{InvalidText, PrincipalName, Reason, ReleaseId, TtlMinutes};
+pub use time::Timestamp;

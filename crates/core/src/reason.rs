@@ -1,0 +1,48 @@
+//! The UPPER_CASE codes that say why: in gate decisions, policy refusals and the audit log.
+
+use crate::model::string_enum;
+
+string_enum! {
+    /// Why a decision or refusal came out the way it did. Machines match on these; people read
+    /// the message beside them.
+    pub enum ReasonCode ("reason code") {
+        /// The gate allowed the action without needing an override.
+        Allowed = "ALLOWED",
+        /// The gate allowed the action because an active override covers it.
+        Override = "OVERRIDE",
+        /// The gate is in lockdown: every gated action is denied.
+        Lockdown = "LOCKDOWN",
+        /// Canary start and promotion stop while the threat level is high or critical.
+        ThreatLevel = "THREAT_LEVEL",
+        /// Production actions need an active override.
+        OverrideRequired = "OVERRIDE_REQUIRED",
+        /// A critical incident is open: canary start and promotion need an override.
+        CriticalIncident = "CRITICAL_INCIDENT",
+        /// The caller's role may not perform this operation.
+        RoleNotPermitted = "ROLE_NOT_PERMITTED",
+        /// The caller's role may not create this override (SPEC §4 table).
+        OverrideNotPermitted = "OVERRIDE_NOT_PERMITTED",
+        /// A body named someone other than the caller as approver.
+        ApproverMismatch = "APPROVER_MISMATCH",
+        /// Only the security team or the override's creator may revoke it.
+        NotOverrideCreator = "NOT_OVERRIDE_CREATOR",
+        /// The override was already revoked or has expired.
+        OverrideNotActive = "OVERRIDE_NOT_ACTIVE",
+        /// A state change recorded for the record, not a permission decision.
+        Recorded = "RECORDED",
+        /// Lockdown was entered automatically.
+        LockdownTriggered = "LOCKDOWN_TRIGGERED",
+    }
+}
+
+impl ReasonCode {
+    /// The codes a gate decision can carry (SPEC §3).
+    pub const GATE: &'static [ReasonCode] = &[
+        ReasonCode::Allowed,
+        ReasonCode::Override,
+        ReasonCode::Lockdown,
+        ReasonCode::ThreatLevel,
+        ReasonCode::OverrideRequired,
+        ReasonCode::CriticalIncident,
+    ];
+}

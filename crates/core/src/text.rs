@@ -1,0 +1,196 @@
+//! Free-text inputs that are checked once, at the edge, and trusted afterwards.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a value was refused; the caller names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidText(pub String);
+
+/// A human reason or justification: not blank, at most [`Reason::MAX_CHARS`] characters.
+/// Leading and trailing whitespace is trimmed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Reason(String);
+
+impl Reason {
+    pub const MAX_CHARS: usize = 2_000;
+
+    pub fn parse(text: &str) -> Result<Self, InvalidText> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidText("must not be empty".into()));
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidText(format!(
+                "must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Reason(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A release identifier such as `v1.2.3`: 1 to 128 visible characters, no whitespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReleaseId(String);
+
+impl ReleaseId {
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(text: &str) -> Result<Self, InvalidText> {
+        if text.is_empty() {
+            return Err(InvalidText("must not be empty".into()));
+        }
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidText(format!(
+                "must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(InvalidText(
+                "must not contain whitespace or control characters".into(),
+            ));
+        }
+        Ok(ReleaseId(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A principal's name: 1 to 64 characters from `A-Z a-z 0-9 . _ @ -`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PrincipalName(String);
+
+impl PrincipalName {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(text: &str) -> Result<Self, InvalidText> {
+        if text.is_empty() || text.len() > Self::MAX_CHARS {
+            return Err(InvalidText(format!(
+                "must be 1 to {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if !text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'))
+        {
+            return Err(InvalidText(
+                "may contain only letters, digits and . _ @ -".into(),
+            ));
+        }
+        Ok(PrincipalName(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for PrincipalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An override's lifetime in whole minutes, from 1 to the configured maximum (SPEC §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TtlMinutes(u32);
+
+impl TtlMinutes {
+    /// SPEC §4: an override lives 60 minutes unless asked otherwise.
+    pub const DEFAULT: TtlMinutes = TtlMinutes(60);
+    /// SPEC §4: the configured maximum defaults to 240 minutes.
+    pub const DEFAULT_MAX: u32 = 240;
+
+    pub fn parse(minutes: i64, max: u32) -> Result<Self, InvalidText> {
+        match u32::try_from(minutes) {
+            Ok(m) if (1..=max).contains(&m) => Ok(TtlMinutes(m)),
+            _ => Err(InvalidText(format!(
+                "must be a whole number of minutes from 1 to {max}"
+            ))),
+        }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_is_trimmed_and_never_blank() {
+        assert_eq!(Reason::parse("  ok ").unwrap().as_str(), "ok");
+        assert!(Reason::parse("").is_err());
+        assert!(Reason::parse(" \n\t").is_err());
+        assert!(Reason::parse(&"x".repeat(Reason::MAX_CHARS)).is_ok());
+        assert!(Reason::parse(&"x".repeat(Reason::MAX_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn release_ids() {
+        assert!(ReleaseId::parse("v1.2.3").is_ok());
+        assert!(ReleaseId::parse("release/2026-11-26+build.7").is_ok());
+        assert!(ReleaseId::parse("").is_err());
+        assert!(ReleaseId::parse("v1 2").is_err());
+        assert!(ReleaseId::parse(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn principal_names() {
+        assert!(PrincipalName::parse("eng-lead").is_ok());
+        assert!(PrincipalName::parse("alice@example.com").is_ok());
+        assert!(PrincipalName::parse("").is_err());
+        assert!(PrincipalName::parse("bob smith").is_err());
+        assert!(PrincipalName::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn ttl_bounds_are_inclusive() {
+        assert!(TtlMinutes::parse(0, 240).is_err());
+        assert_eq!(TtlMinutes::parse(1, 240).unwrap().get(), 1);
+        assert_eq!(TtlMinutes::parse(240, 240).unwrap().get(), 240);
+        assert!(TtlMinutes::parse(241, 240).is_err());
+        assert!(TtlMinutes::parse(-5, 240).is_err());
+        assert!(TtlMinutes::parse(i64::MAX, 240).is_err());
+    }
+}

@@ -1,0 +1,292 @@
+//! The command line: what each command takes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use deploy_safety_core::{Action, AuditDecision, Environment, Role, SecurityMode, ThreatLevel};
+
+use crate::settings::LogFormat;
+
+/// deploy-safety: the deploy gate. `serve` runs the server; the other commands talk to one (or,
+/// for `token` and `audit verify --database-url`, to its database directly).
+#[derive(Debug, Parser)]
+#[command(name = "deploy-safety", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print the resolved settings (defaults, file, environment, flags), passwords redacted.
+    PrintConfig(ServeArgs),
+    /// Manage bearer tokens, directly on the database (works whether the server runs or not).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The gate's mode, threat level and active overrides.
+    Status(RemoteArgs),
+    /// The principal behind your token.
+    Whoami(RemoteArgs),
+    /// The service's health.
+    Health(RemoteArgs),
+    /// Change the security mode (security team).
+    #[command(subcommand)]
+    Mode(ModeCommand),
+    /// Change the threat level (security team).
+    #[command(subcommand)]
+    Threat(ThreatCommand),
+    /// Create, list, show and revoke overrides.
+    #[command(subcommand)]
+    Override(OverrideCommand),
+    /// Ask the gate. Exit code 0 when allowed, 3 when blocked.
+    #[command(subcommand)]
+    Gate(GateCommand),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// TOML settings file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL, e.g. sqlite://deploy-safety.db [env: DEPLOY_SAFETY_DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on, e.g. 127.0.0.1:8080 [env: DEPLOY_SAFETY_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Log format [env: DEPLOY_SAFETY_LOG_FORMAT]
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How to reach the server.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "DEPLOY_SAFETY_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Bearer token.
+    #[arg(long, env = "DEPLOY_SAFETY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints only the token on stdout.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse::<Role>)]
+        role: Role,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by principal name or token id.
+    Revoke {
+        name_or_id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModeCommand {
+    /// Set the mode: monitor, enforce or lockdown (lockdown needs --reason).
+    Set {
+        #[arg(value_parser = parse::<SecurityMode>)]
+        mode: SecurityMode,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ThreatCommand {
+    /// Set the threat level: none, low, medium, high, critical (critical enters lockdown).
+    Set {
+        #[arg(value_parser = parse::<ThreatLevel>)]
+        level: ThreatLevel,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OverrideCommand {
+    /// Create an override; you are its approver.
+    Create {
+        #[arg(long, value_parser = parse::<Action>)]
+        action: Action,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Environment,
+        /// Business justification with a ticket reference.
+        #[arg(long)]
+        reason: String,
+        /// Minutes until it expires (default 60).
+        #[arg(long)]
+        ttl_minutes: Option<i64>,
+        /// Bind the override to one release.
+        #[arg(long)]
+        release: Option<String>,
+        /// Must be your own principal name (filled from your token when absent).
+        #[arg(long)]
+        approver: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List active overrides (--all: expired and revoked too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Show one override.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Revoke an override (security team, or its creator).
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GateCommand {
+    /// What would the gate decide now? Exit 0 when allowed, 3 when blocked.
+    Check {
+        #[arg(long, value_parser = parse::<Action>)]
+        action: Action,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[arg(long)]
+        release: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Audit entries, newest first.
+    List {
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Option<Environment>,
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long, value_parser = parse::<AuditDecision>)]
+        decision: Option<AuditDecision>,
+        /// RFC 3339 time, inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `next cursor` printed under the previous page.
+        #[arg(long)]
+        cursor: Option<u64>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Verify the hash chain: through the server, or offline on the database with
+    /// --database-url/--config. Exit 5 when broken.
+    Verify {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Verify this database directly, read-only, without a server.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// Parses any of the core's enums with its own error message listing the choices.
+fn parse<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e: T::Err| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn enums_parse_with_their_api_spelling() {
+        let cli = Cli::try_parse_from([
+            "deploy-safety",
+            "gate",
+            "check",
+            "--action",
+            "deploy.canary.start",
+            "--environment",
+            "production",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Gate(GateCommand::Check {
+                action: Action::CanaryStart,
+                environment: Environment::Production,
+                ..
+            })
+        ));
+        let err = Cli::try_parse_from([
+            "deploy-safety",
+            "gate",
+            "check",
+            "--action",
+            "deploy",
+            "--environment",
+            "production",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("expected one of"), "{err}");
+    }
+}

@@ -1,0 +1,381 @@
+//! What each command does.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Context;
+use deploy_safety_api_types::{
+    AuditListQuery, CheckRequest, CreateOverrideRequest, SetModeRequest, SetThreatLevelRequest,
+};
+use deploy_safety_app::{App, SystemClock, verify_chain};
+use deploy_safety_client::{Client, ClientError};
+use deploy_safety_server::Server;
+use deploy_safety_store::Store;
+use serde::Serialize;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{
+    AuditCommand, Command, DatabaseArgs, GateCommand, ModeCommand, OverrideCommand, RemoteArgs,
+    ServeArgs, ThreatCommand, TokenCommand,
+};
+use crate::output::{self, exit};
+use crate::settings::{FlagSettings, LogFormat, Settings};
+
+pub async fn run(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Serve(args) => serve(&args).await,
+        Command::PrintConfig(args) => {
+            print!("{}", settings_for(&args)?.to_redacted_toml()?);
+            Ok(exit::OK)
+        }
+        Command::Token(command) => token(command).await,
+        Command::Audit(AuditCommand::Verify {
+            config,
+            database_url,
+            remote,
+        }) if config.is_some() || database_url.is_some() => {
+            verify_offline(
+                &DatabaseArgs {
+                    config,
+                    database_url,
+                },
+                remote.json,
+            )
+            .await
+        }
+        other => remote(other).await,
+    }
+}
+
+fn settings_for(args: &ServeArgs) -> anyhow::Result<Settings> {
+    Settings::load(
+        args.database.config.as_deref(),
+        |var| std::env::var(var).ok(),
+        &FlagSettings {
+            listen: args.listen.clone(),
+            database_url: args.database.database_url.clone(),
+            log_format: args.log_format,
+        },
+    )
+}
+
+fn database_settings(args: &DatabaseArgs) -> anyhow::Result<Settings> {
+    settings_for(&ServeArgs {
+        database: args.clone(),
+        listen: None,
+        log_format: None,
+    })
+}
+
+fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&settings.log_filter)
+        .with_context(|| format!("invalid log filter `{}`", settings.log_filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let installed = match settings.log_format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
+    let settings = settings_for(args)?;
+    init_logging(&settings)?;
+    let store = Store::open(&settings.database_url)
+        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+    tracing::info!(database = %store.describe(), "database ready");
+    let app = App::new(store, Arc::new(SystemClock), settings.app());
+    if let Some(issued) = app.bootstrap_token().await? {
+        // Shown once, on stdout, for the person starting a new installation.
+        println!(
+            "No tokens existed, so one was created for principal \"{}\" (role {}). It is shown only this once:",
+            issued.view.name, issued.view.role
+        );
+        println!("{}", issued.token);
+        tracing::warn!(principal = %issued.view.name, "created the bootstrap security-team token");
+    }
+    let server = Server::bind(&settings.listen, app, &settings.http())
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = server.local_addr()?;
+    println!("deploy-safety listening on http://{address}");
+    tracing::info!(%address, "listening");
+    server.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(exit::OK)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Who did it, for the audit log of commands run directly on the database.
+fn local_operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{user}")
+}
+
+async fn local_app(database: &DatabaseArgs) -> anyhow::Result<App> {
+    let settings = database_settings(database)?;
+    let store = Store::open(&settings.database_url)
+        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+    Ok(App::new(store, Arc::new(SystemClock), settings.app()))
+}
+
+async fn token(command: TokenCommand) -> anyhow::Result<u8> {
+    match command {
+        TokenCommand::Create {
+            name,
+            role,
+            database,
+        } => {
+            let app = local_app(&database).await?;
+            let issued = app.create_token(&name, role, &local_operator()).await?;
+            println!("{}", issued.token);
+        }
+        TokenCommand::List { database, json } => {
+            let app = local_app(&database).await?;
+            let tokens = app.list_tokens().await?;
+            if json {
+                print_json(&tokens);
+            } else {
+                let rows: Vec<Vec<String>> = tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.name.clone(),
+                            t.role.to_string(),
+                            t.created_at.to_rfc3339(),
+                            t.created_by.clone(),
+                            t.revoked_at
+                                .map_or_else(|| "active".to_owned(), |at| format!("revoked {at}")),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    output::table(
+                        &["ID", "NAME", "ROLE", "CREATED", "CREATED BY", "STATUS"],
+                        &rows
+                    )
+                );
+            }
+        }
+        TokenCommand::Revoke {
+            name_or_id,
+            database,
+        } => {
+            let app = local_app(&database).await?;
+            let revoked = app.revoke_token(&name_or_id, &local_operator()).await?;
+            println!("Revoked token {} of {}.", revoked.id, revoked.name);
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn verify_offline(database: &DatabaseArgs, json: bool) -> anyhow::Result<u8> {
+    let settings = database_settings(database)?;
+    let store = Store::open_read_only(&settings.database_url)
+        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+    let verification = store.read(verify_chain).await?;
+    if json {
+        print_json(&verification);
+    } else {
+        print!("{}", output::verification(&verification));
+    }
+    Ok(if verification.valid {
+        exit::OK
+    } else {
+        exit::CHAIN_BROKEN
+    })
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+/// Prints `value` as JSON or with `human`, or reports the error; returns the exit code.
+fn show<T: Serialize>(
+    result: Result<T, ClientError>,
+    remote: &RemoteArgs,
+    human: impl FnOnce(&T) -> String,
+) -> u8 {
+    match result {
+        Ok(value) => {
+            if remote.json {
+                print_json(&value);
+            } else {
+                print!("{}", human(&value));
+            }
+            exit::OK
+        }
+        Err(error) => output::report_error(&error, remote.json),
+    }
+}
+
+fn client(remote: &RemoteArgs) -> anyhow::Result<Client> {
+    Client::new(&remote.server, remote.token.clone()).context("cannot create the HTTP client")
+}
+
+async fn remote(command: Command) -> anyhow::Result<u8> {
+    Ok(match command {
+        Command::Status(remote) => show(
+            client(&remote)?.gate_status().await,
+            &remote,
+            output::gate_status,
+        ),
+        Command::Whoami(remote) => show(client(&remote)?.whoami().await, &remote, |w| {
+            format!("{} ({}), token {}\n", w.name, w.role, w.token_id)
+        }),
+        Command::Health(remote) => {
+            let result = client(&remote)?.health().await;
+            let unhealthy = matches!(&result, Ok(h) if h.overall_health == deploy_safety_api_types::OverallHealth::Unhealthy);
+            let code = show(result, &remote, output::health);
+            if unhealthy { exit::ERROR } else { code }
+        }
+        Command::Mode(ModeCommand::Set {
+            mode,
+            reason,
+            remote,
+        }) => show(
+            client(&remote)?
+                .set_mode(&SetModeRequest { mode, reason })
+                .await,
+            &remote,
+            output::gate_status,
+        ),
+        Command::Threat(ThreatCommand::Set {
+            level,
+            reason,
+            remote,
+        }) => show(
+            client(&remote)?
+                .set_threat_level(&SetThreatLevelRequest { level, reason })
+                .await,
+            &remote,
+            output::gate_status,
+        ),
+        Command::Override(command) => override_command(command).await?,
+        Command::Gate(GateCommand::Check {
+            action,
+            environment,
+            release,
+            remote,
+        }) => {
+            let result = client(&remote)?
+                .check(&CheckRequest {
+                    action,
+                    environment,
+                    release_id: release,
+                })
+                .await;
+            let blocked = matches!(&result, Ok(r) if !r.decision.allowed);
+            let code = show(result, &remote, |r| output::decision(&r.decision));
+            if blocked { exit::BLOCKED } else { code }
+        }
+        Command::Audit(AuditCommand::List {
+            action,
+            environment,
+            principal,
+            decision,
+            since,
+            until,
+            limit,
+            cursor,
+            remote,
+        }) => show(
+            client(&remote)?
+                .audit_page(&AuditListQuery {
+                    action,
+                    environment,
+                    principal,
+                    decision,
+                    since,
+                    until,
+                    limit,
+                    cursor,
+                })
+                .await,
+            &remote,
+            output::audit_page,
+        ),
+        Command::Audit(AuditCommand::Verify { remote, .. }) => {
+            let result = client(&remote)?.audit_verify().await;
+            let broken = matches!(&result, Ok(v) if !v.valid);
+            let code = show(result, &remote, output::verification);
+            if broken { exit::CHAIN_BROKEN } else { code }
+        }
+        Command::Serve(_) | Command::PrintConfig(_) | Command::Token(_) => {
+            anyhow::bail!("not a client command")
+        }
+    })
+}
+
+async fn override_command(command: OverrideCommand) -> anyhow::Result<u8> {
+    Ok(match command {
+        OverrideCommand::Create {
+            action,
+            environment,
+            reason,
+            ttl_minutes,
+            release,
+            approver,
+            remote,
+        } => show(
+            client(&remote)?
+                .create_override(&CreateOverrideRequest {
+                    action,
+                    environment,
+                    reason,
+                    approver,
+                    ttl_minutes,
+                    release_id: release,
+                })
+                .await,
+            &remote,
+            output::override_detail,
+        ),
+        OverrideCommand::List { all, remote } => show(
+            client(&remote)?.list_overrides(all).await,
+            &remote,
+            |list| output::overrides(&list.overrides),
+        ),
+        OverrideCommand::Show { id, remote } => show(
+            client(&remote)?.get_override(&id).await,
+            &remote,
+            output::override_detail,
+        ),
+        OverrideCommand::Revoke { id, remote } => show(
+            client(&remote)?.revoke_override(&id).await,
+            &remote,
+            output::override_detail,
+        ),
+    })
+}

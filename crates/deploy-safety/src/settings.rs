@@ -1,0 +1,324 @@
+//! Settings, layered: built-in defaults, then the TOML file (`--config`), then `DEPLOY_SAFETY_*`
+//! environment variables, then command-line flags. Read once at start.
+//!
+//! The file rejects unknown keys: a misspelt setting in a security control must fail loudly, not
+//! fall back to a default. Environment variables are an explicit list (see [`ENV_VARS`]), so the
+//! CLI's own `DEPLOY_SAFETY_URL` and `DEPLOY_SAFETY_TOKEN` never collide with server settings.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use deploy_safety_app::AppSettings;
+use deploy_safety_server::HttpSettings;
+use deploy_safety_store::redact_url;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Every setting, resolved.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: String,
+    /// `sqlite://PATH` (embedded, the default).
+    pub database_url: String,
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `deploy_safety=debug,info`.
+    pub log_filter: String,
+    pub http: HttpSection,
+    pub overrides: OverridesSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Larger request bodies are refused with 413.
+    pub body_limit_bytes: usize,
+    /// Requests taking longer are answered 503 (`timeout`).
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverridesSection {
+    /// The longest override anyone may create.
+    pub max_ttl_minutes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".to_owned(),
+            database_url: "sqlite://deploy-safety.db".to_owned(),
+            log_format: LogFormat::Human,
+            log_filter: "info".to_owned(),
+            http: HttpSection::default(),
+            overrides: OverridesSection::default(),
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let defaults = HttpSettings::default();
+        HttpSection {
+            body_limit_bytes: defaults.body_limit_bytes,
+            request_timeout_ms: u64::try_from(defaults.request_timeout.as_millis())
+                .unwrap_or(10_000),
+        }
+    }
+}
+
+impl Default for OverridesSection {
+    fn default() -> Self {
+        OverridesSection {
+            max_ttl_minutes: AppSettings::default().max_override_ttl_minutes,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            .field("http", &self.http)
+            .field("overrides", &self.overrides)
+            .finish()
+    }
+}
+
+/// The environment variables read, and the setting each sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("DEPLOY_SAFETY_LISTEN", "listen"),
+    ("DEPLOY_SAFETY_DATABASE_URL", "database_url"),
+    ("DEPLOY_SAFETY_LOG_FORMAT", "log_format"),
+    ("DEPLOY_SAFETY_LOG", "log_filter"),
+    (
+        "DEPLOY_SAFETY_HTTP_BODY_LIMIT_BYTES",
+        "http.body_limit_bytes",
+    ),
+    (
+        "DEPLOY_SAFETY_HTTP_REQUEST_TIMEOUT_MS",
+        "http.request_timeout_ms",
+    ),
+    (
+        "DEPLOY_SAFETY_OVERRIDES_MAX_TTL_MINUTES",
+        "overrides.max_ttl_minutes",
+    ),
+];
+
+/// Settings given as flags; `None` leaves the layer below in place.
+#[derive(Clone, Debug, Default)]
+pub struct FlagSettings {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Settings {
+    /// Resolves the layers. `env` looks a variable up (tests pass a map; `main` the process's).
+    pub fn load(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &FlagSettings,
+    ) -> anyhow::Result<Settings> {
+        let mut settings = match config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        for (var, key) in ENV_VARS {
+            if let Some(value) = env(var) {
+                settings
+                    .set(key, &value)
+                    .with_context(|| format!("invalid value in {var}"))?;
+            }
+        }
+        if let Some(listen) = &flags.listen {
+            settings.listen.clone_from(listen);
+        }
+        if let Some(url) = &flags.database_url {
+            settings.database_url.clone_from(url);
+        }
+        if let Some(format) = flags.log_format {
+            settings.log_format = format;
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        match key {
+            "listen" => self.listen = value.to_owned(),
+            "database_url" => self.database_url = value.to_owned(),
+            "log_format" => {
+                self.log_format = match value {
+                    "human" => LogFormat::Human,
+                    "json" => LogFormat::Json,
+                    other => bail!("`{other}`: expected human or json"),
+                }
+            }
+            "log_filter" => self.log_filter = value.to_owned(),
+            "http.body_limit_bytes" => self.http.body_limit_bytes = number(value)?,
+            "http.request_timeout_ms" => self.http.request_timeout_ms = number(value)?,
+            "overrides.max_ttl_minutes" => self.overrides.max_ttl_minutes = number(value)?,
+            other => bail!("unknown setting {other}"),
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.http.body_limit_bytes < 1024 {
+            bail!("http.body_limit_bytes must be at least 1024");
+        }
+        if self.http.request_timeout_ms < 100 {
+            bail!("http.request_timeout_ms must be at least 100");
+        }
+        if self.overrides.max_ttl_minutes == 0 {
+            bail!("overrides.max_ttl_minutes must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn http(&self) -> HttpSettings {
+        HttpSettings {
+            body_limit_bytes: self.http.body_limit_bytes,
+            request_timeout: Duration::from_millis(self.http.request_timeout_ms),
+        }
+    }
+
+    pub fn app(&self) -> AppSettings {
+        AppSettings {
+            max_override_ttl_minutes: self.overrides.max_ttl_minutes,
+        }
+    }
+
+    /// The resolved settings as TOML, with the database password redacted.
+    pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        shown.database_url = redact_url(&shown.database_url);
+        Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+fn number<T: std::str::FromStr>(value: &str) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    value
+        .trim()
+        .parse()
+        .with_context(|| format!("`{value}` is not a valid number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::load(None, env(&[]), &FlagSettings::default()).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://deploy-safety.db");
+        assert_eq!(s.overrides.max_ttl_minutes, 240);
+        assert_eq!(s.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let f = file(
+            "listen = \"0.0.0.0:1\"\ndatabase_url = \"sqlite://file.db\"\n[overrides]\nmax_ttl_minutes = 30\n",
+        );
+        let s = Settings::load(Some(f.path()), env(&[]), &FlagSettings::default()).unwrap();
+        assert_eq!(s.listen, "0.0.0.0:1");
+        assert_eq!(s.overrides.max_ttl_minutes, 30);
+
+        let e = env(&[
+            ("DEPLOY_SAFETY_LISTEN", "127.0.0.1:2"),
+            ("DEPLOY_SAFETY_OVERRIDES_MAX_TTL_MINUTES", "45"),
+        ]);
+        let s = Settings::load(Some(f.path()), &e, &FlagSettings::default()).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:2");
+        assert_eq!(s.database_url, "sqlite://file.db");
+        assert_eq!(s.overrides.max_ttl_minutes, 45);
+
+        let flags = FlagSettings {
+            listen: Some("127.0.0.1:3".into()),
+            database_url: Some("sqlite://flag.db".into()),
+            log_format: Some(LogFormat::Json),
+        };
+        let s = Settings::load(Some(f.path()), &e, &flags).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:3");
+        assert_eq!(s.database_url, "sqlite://flag.db");
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let f = file("lisen = \"x\"\n");
+        let err = Settings::load(Some(f.path()), env(&[]), &FlagSettings::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `lisen`"),
+            "{err:#}"
+        );
+
+        let e = env(&[("DEPLOY_SAFETY_OVERRIDES_MAX_TTL_MINUTES", "lots")]);
+        let err = Settings::load(None, e, &FlagSettings::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("DEPLOY_SAFETY_OVERRIDES_MAX_TTL_MINUTES"));
+
+        let e = env(&[("DEPLOY_SAFETY_OVERRIDES_MAX_TTL_MINUTES", "0")]);
+        assert!(Settings::load(None, e, &FlagSettings::default()).is_err());
+    }
+
+    #[test]
+    fn cli_variables_are_not_server_settings() {
+        let e = env(&[
+            ("DEPLOY_SAFETY_URL", "http://x"),
+            ("DEPLOY_SAFETY_TOKEN", "secret"),
+        ]);
+        assert!(Settings::load(None, e, &FlagSettings::default()).is_ok());
+    }
+
+    #[test]
+    fn printed_settings_hide_passwords() {
+        let flags = FlagSettings {
+            database_url: Some("postgres://app:hunter2@db/x".into()),
+            ..FlagSettings::default()
+        };
+        let s = Settings::load(None, env(&[]), &flags).unwrap();
+        let shown = s.to_redacted_toml().unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,225 @@
+//! Extractors that answer in the API's own error format: JSON bodies and queries that name the
+//! offending field, and bearer-token authentication.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use deploy_safety_app::{AppError, Caller};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body, deserialized with the failing field's path in the error.
+///
+/// The Content-Type is not checked: the body must be JSON whatever the header says, so a
+/// `curl -d` at 3 a.m. works. (A browser cannot send our bearer token cross-origin without a
+/// CORS preflight, which this API does not grant, so this opens no CSRF door.)
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection: BytesRejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::PayloadTooLarge(
+                            "request body is larger than the limit".to_owned(),
+                        )
+                    } else {
+                        ApiError::Invalid {
+                            field: None,
+                            message: format!("could not read the request body: {rejection}"),
+                        }
+                    }
+                })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Invalid {
+            field: None,
+            message: "the request body must be a JSON object".to_owned(),
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let message = inner.to_string();
+        invalid(&path, message, inner.is_syntax() || inner.is_eof())
+    })?;
+    deserializer.end().map_err(|e| ApiError::Invalid {
+        field: None,
+        message: format!("unexpected data after the JSON value: {e}"),
+    })?;
+    Ok(value)
+}
+
+/// Names the field from serde's path, or for missing/unknown fields from the message, where
+/// serde puts the name in backticks.
+fn invalid(path: &str, message: String, syntax: bool) -> ApiError {
+    if syntax {
+        return ApiError::Invalid {
+            field: None,
+            message: format!("malformed JSON: {message}"),
+        };
+    }
+    let named_in_message = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned);
+    let field = match (path, named_in_message) {
+        (".", Some(name)) => Some(name),
+        (".", None) => None,
+        (path, Some(name)) => Some(format!("{path}.{name}")),
+        (path, None) => Some(path.to_owned()),
+    };
+    let message = match &field {
+        Some(field) => format!("{field}: {message}"),
+        None => message,
+    };
+    ApiError::Invalid { field, message }
+}
+
+/// A query string, with the same error format as bodies.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                invalid(&path, error.into_inner().to_string(), false)
+            })
+    }
+}
+
+/// The authenticated caller. Missing, malformed, unknown and revoked tokens are 401.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = bearer_token(parts) else {
+            return Err(AppError::Unauthorized(
+                "missing bearer token: send `Authorization: Bearer <token>`".to_owned(),
+            )
+            .into());
+        };
+        let caller = state.app.authenticate(token).await?;
+        Ok(Authenticated(caller))
+    }
+}
+
+/// The caller if a valid token was sent; `None` without a token. A token that is sent but not
+/// valid is still 401: a wrong token is a mistake worth reporting.
+#[derive(Debug, Clone)]
+pub struct MaybeAuthenticated(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.get(header::AUTHORIZATION).is_none() {
+            return Ok(MaybeAuthenticated(None));
+        }
+        Authenticated::from_request_parts(parts, state)
+            .await
+            .map(|Authenticated(caller)| MaybeAuthenticated(Some(caller)))
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        ttl_minutes: Option<i64>,
+        reason: String,
+        nested: Option<Nested>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Nested {
+        level: u8,
+    }
+
+    fn field_of(json: &str) -> (Option<String>, String) {
+        match parse_json::<Body>(json.as_bytes()) {
+            Err(ApiError::Invalid { field, message }) => (field, message),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        assert_eq!(
+            field_of(r#"{"ttlMinutes": 5}"#).0.as_deref(),
+            Some("reason")
+        );
+        assert_eq!(
+            field_of(r#"{"reason": "x", "ttlMinutes": "60"}"#)
+                .0
+                .as_deref(),
+            Some("ttlMinutes")
+        );
+        assert_eq!(
+            field_of(r#"{"reason": "x", "bogus": 1}"#).0.as_deref(),
+            Some("bogus")
+        );
+        assert_eq!(
+            field_of(r#"{"reason": "x", "nested": {"level": 300}}"#)
+                .0
+                .as_deref(),
+            Some("nested.level")
+        );
+        assert_eq!(
+            field_of(r#"{"reason": "x", "nested": {}}"#).0.as_deref(),
+            Some("nested.level")
+        );
+    }
+
+    #[test]
+    fn malformed_and_empty_bodies_are_invalid_without_a_field() {
+        let (field, message) = field_of(r#"{"reason": "#);
+        assert_eq!(field, None);
+        assert!(message.starts_with("malformed JSON"), "{message}");
+        assert_eq!(field_of("").0, None);
+        assert_eq!(field_of(r#"{"reason": "x"} trailing"#).0, None);
+        assert_eq!(field_of("[1]").0, None);
+    }
+}

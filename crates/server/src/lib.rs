@@ -1,0 +1,126 @@
+//! The deploy-safety HTTP server.
+//!
+//! [`router`] builds the whole API for an [`App`]; tests drive it in-process with `oneshot`.
+//! [`Server::bind`] binds a listener (port 0 works, and [`Server::local_addr`] says which port
+//! was taken), and [`Server::run`] serves until the shutdown future completes, letting
+//! requests in flight finish.
+
+mod error;
+mod extract;
+mod metrics;
+mod middleware;
+mod routes;
+mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode, header};
+use deploy_safety_app::App;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use routes::api as api_routes;
+pub use state::AppState;
+
+/// HTTP limits.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Requests with a larger body are refused with 413.
+    pub body_limit_bytes: usize,
+    /// Requests that take longer are answered 503 `timeout`.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            body_limit_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The whole API with its layers, ready to serve or to test with `oneshot`.
+pub fn router(app: App, settings: &HttpSettings) -> Router {
+    let (routes, doc) = routes::api();
+    let openapi_json = doc
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the OpenAPI document: {e}\"}}"));
+    let state = AppState {
+        app,
+        metrics: metrics::handle(),
+        openapi_json: Arc::new(openapi_json),
+    };
+    let request_id = HeaderName::from_static("x-request-id");
+    routes
+        .route_layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %request_id,
+                )
+            },
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+/// A bound, not yet serving, HTTP server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Server {
+    pub async fn bind(listen: &str, app: App, settings: &HttpSettings) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(listen).await?;
+        Ok(Server {
+            listener,
+            router: router(app, settings),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then waits for requests in flight.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

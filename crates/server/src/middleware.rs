@@ -1,0 +1,130 @@
+//! Cross-cutting behaviour of every response: JSON errors and request metrics.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use deploy_safety_api_types::{ErrorBody, ErrorDetail};
+
+use crate::error::code_for_status;
+use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
+
+/// Error bodies larger than this are not re-read: ours are small.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// Makes every error response JSON in the API's format, with the request id, whoever produced
+/// it: our handlers, axum (unknown route, wrong method), or a layer (timeout, panic, body limit).
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let bytes = to_bytes(body, ERROR_BODY_LIMIT).await.unwrap_or_default();
+    let mut error_body = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(parsed) if is_json => parsed,
+        _ => ErrorBody {
+            error: ErrorDetail {
+                code: code_for_status(status).to_owned(),
+                message: default_message(status, &method, &path, &bytes),
+                field: None,
+                reason: None,
+                hints: Vec::new(),
+                request_id: None,
+            },
+            decision: None,
+        },
+    };
+    error_body.error.request_id = request_id;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut rebuilt = (status, Json(error_body)).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE {
+            rebuilt.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rebuilt
+}
+
+fn default_message(
+    status: StatusCode,
+    method: &axum::http::Method,
+    path: &str,
+    body: &[u8],
+) -> String {
+    match status {
+        StatusCode::NOT_FOUND => format!("no such endpoint: {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            "the request did not complete within the time limit".to_owned()
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than the limit".to_owned(),
+        _ if status.is_server_error() => "internal error".to_owned(),
+        _ => {
+            let text = String::from_utf8_lossy(body).trim().to_owned();
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text
+            }
+        }
+    }
+}
+
+/// Counts requests and their latency by route template (never the raw path: ids would make
+/// unbounded label values).
+pub async fn track_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    response
+}
+
+/// The body of a panic response, as JSON.
+pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    tracing::error!("a request handler panicked");
+    let mut response = (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(ErrorBody {
+            error: ErrorDetail {
+                code: "internal".to_owned(),
+                message: "internal error".to_owned(),
+                field: None,
+                reason: None,
+                hints: Vec::new(),
+                request_id: None,
+            },
+            decision: None,
+        }),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,58 @@
+//! Every route, registered together with its OpenAPI description so the document cannot miss
+//! one.
+
+mod gate;
+mod system;
+
+use axum::Router;
+use deploy_safety_api_types::API_PREFIX;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "deploy-safety",
+        description = "Deployment safety control plane: the Security Gate, overrides and the audit log."
+    ),
+    tags(
+        (name = "security-gate", description = "Mode, threat level, overrides and decisions"),
+        (name = "audit", description = "The hash-chained audit log"),
+        (name = "health", description = "Service health"),
+        (name = "auth", description = "Identity"),
+        (name = "meta", description = "The API's own description and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The router (without state) and the OpenAPI document describing exactly its routes.
+pub fn api() -> (Router<AppState>, OpenApi) {
+    use utoipa::OpenApi as _;
+    let api = OpenApiRouter::<AppState>::new()
+        .routes(routes!(gate::status))
+        .routes(routes!(gate::set_mode))
+        .routes(routes!(gate::set_threat_level))
+        .routes(routes!(gate::create_override))
+        .routes(routes!(gate::list_overrides))
+        .routes(routes!(gate::get_override, gate::revoke_override))
+        .routes(routes!(gate::check))
+        .routes(routes!(system::audit_list))
+        .routes(routes!(system::audit_verify))
+        .routes(routes!(system::health))
+        .routes(routes!(system::whoami))
+        .routes(routes!(system::openapi_json));
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(API_PREFIX, api)
+        .routes(routes!(system::metrics))
+        .split_for_parts();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    (router, doc)
+}

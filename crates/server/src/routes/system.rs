@@ -1,0 +1,110 @@
+//! The audit log, health, identity, the OpenAPI document and metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use deploy_safety_api_types::{
+    AuditListQuery, AuditPage, AuditVerification, ErrorBody, HealthReport, OverallHealth, WhoAmI,
+};
+
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, Authenticated, MaybeAuthenticated};
+use crate::state::AppState;
+
+/// Audit entries, newest first, filtered and paged.
+#[utoipa::path(get, path = "/audit", tag = "audit", security(("bearer" = [])),
+    params(AuditListQuery),
+    responses(
+        (status = 200, body = AuditPage),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn audit_list(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    ApiQuery(query): ApiQuery<AuditListQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    Ok(Json(state.app.audit_page(query).await?))
+}
+
+/// Recomputes the whole hash chain and names the first broken entry.
+#[utoipa::path(get, path = "/audit/verify", tag = "audit", security(("bearer" = [])),
+    responses(
+        (status = 200, body = AuditVerification),
+        (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+) -> Result<Json<AuditVerification>, ApiError> {
+    Ok(Json(state.app.verify_audit().await?))
+}
+
+/// Overall health; without a token `overallHealth` alone (for load balancers). 503 when
+/// unhealthy.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses(
+        (status = 200, body = HealthReport),
+        (status = 401, description = "a token was sent and is not valid", body = ErrorBody),
+        (status = 503, description = "unhealthy", body = HealthReport),
+    ))]
+pub async fn health(
+    State(state): State<AppState>,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
+) -> Response {
+    let mut report = state.app.health().await;
+    if caller.is_none() {
+        report.probes = None;
+    }
+    let status = if report.overall_health == OverallHealth::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(report)).into_response()
+}
+
+/// The principal behind the presented token.
+#[utoipa::path(get, path = "/auth/whoami", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, body = WhoAmI),
+        (status = 401, body = ErrorBody),
+    ))]
+pub async fn whoami(Authenticated(caller): Authenticated) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        name: caller.name,
+        role: caller.role,
+        token_id: caller.token_id,
+    })
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    let mut response = state.openapi_json.as_str().to_owned().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The service's metrics in Prometheus text format. Any valid token.
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
+        (status = 401, body = ErrorBody),
+    ))]
+pub async fn metrics(State(state): State<AppState>, _caller: Authenticated) -> Response {
+    let text = crate::metrics::render(&state.metrics, state.app.store().stats());
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}

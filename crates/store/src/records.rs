@@ -1,0 +1,34 @@
+//! Records the store keeps that are not core domain types.
+
+use deploy_safety_core::{AuditDecision, Environment, Role, Timestamp};
+
+/// A bearer token as stored: only the SHA-256 of its secret, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The public part of the token, used to find the record.
+    pub id: String,
+    /// The principal's name.
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the secret part.
+    pub secret_hash: Vec<u8>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// One page of the audit log, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub action: Option<String>,
+    pub environment: Option<Environment>,
+    pub principal: Option<String>,
+    pub decision: Option<AuditDecision>,
+    /// Entries at or after this time.
+    pub since: Option<Timestamp>,
+    /// Entries strictly before this time.
+    pub until: Option<Timestamp>,
+    /// Entries with a seq below this one (the cursor of the previous page).
+    pub before_seq: Option<u64>,
+    pub limit: u32,
+}

@@ -1,0 +1,466 @@
+//! [`Tx`] on a SQLite connection.
+
+use std::str::FromStr;
+
+use deploy_safety_core::{
+    Action, AuditDraft, AuditEntry, Environment, GENESIS_HASH, GateState, Override, Timestamp,
+    UnknownValue,
+};
+use rusqlite::types::{Type, Value};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use serde_json::value::RawValue;
+
+use super::database;
+use crate::{AuditQuery, StoreError, TokenRecord, Tx};
+
+/// The head of the audit chain as this batch last saw it. Read once per batch (another process,
+/// such as `deploy-safety token create`, may have appended since the last batch), then carried
+/// from entry to entry.
+#[derive(Clone, Debug)]
+pub(crate) enum Tail {
+    Unknown,
+    Known { seq: u64, hash: String },
+}
+
+pub(crate) struct SqliteTx<'c> {
+    conn: &'c Connection,
+    tail: &'c mut Tail,
+}
+
+impl<'c> SqliteTx<'c> {
+    pub(crate) fn new(conn: &'c Connection, tail: &'c mut Tail) -> Self {
+        SqliteTx { conn, tail }
+    }
+}
+
+const OVERRIDE_COLUMNS: &str = "id, action, environment, release_id, reason, approver, approver_role, \
+     created_at, expires_at, revoked_at, revoked_by, use_count, last_used_at";
+
+const TOKEN_COLUMNS: &str = "id, name, role, secret_hash, created_at, created_by, revoked_at";
+
+const AUDIT_COLUMNS: &str =
+    "seq, at, principal, role, action, environment, decision, reason, details, prev_hash, hash";
+
+fn text_enum<T: FromStr<Err = UnknownValue>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    text.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
+fn optional_enum<T: FromStr<Err = UnknownValue>>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(idx)?;
+    text.map(|t| {
+        t.parse()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    })
+    .transpose()
+}
+
+fn timestamp(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
+    row.get(idx).map(Timestamp::from_unix_millis)
+}
+
+fn optional_timestamp(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
+    row.get::<_, Option<i64>>(idx)
+        .map(|v| v.map(Timestamp::from_unix_millis))
+}
+
+fn unsigned(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(idx)?;
+    u64::try_from(value)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Integer, Box::new(e)))
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn override_from_row(row: &Row<'_>) -> rusqlite::Result<Override> {
+    Ok(Override {
+        id: row.get(0)?,
+        action: text_enum(row, 1)?,
+        environment: text_enum(row, 2)?,
+        release_id: row.get(3)?,
+        reason: row.get(4)?,
+        approver: row.get(5)?,
+        approver_role: text_enum(row, 6)?,
+        created_at: timestamp(row, 7)?,
+        expires_at: timestamp(row, 8)?,
+        revoked_at: optional_timestamp(row, 9)?,
+        revoked_by: row.get(10)?,
+        use_count: unsigned(row, 11)?,
+        last_used_at: optional_timestamp(row, 12)?,
+    })
+}
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        role: text_enum(row, 2)?,
+        secret_hash: row.get(3)?,
+        created_at: timestamp(row, 4)?,
+        created_by: row.get(5)?,
+        revoked_at: optional_timestamp(row, 6)?,
+    })
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let details: String = row.get(8)?;
+    let details = RawValue::from_string(details)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(8, Type::Text, Box::new(e)))?;
+    Ok(AuditEntry {
+        seq: unsigned(row, 0)?,
+        at: timestamp(row, 1)?,
+        principal: row.get(2)?,
+        role: optional_enum(row, 3)?,
+        action: row.get(4)?,
+        environment: optional_enum(row, 5)?,
+        decision: text_enum(row, 6)?,
+        reason: row.get(7)?,
+        details,
+        prev_hash: row.get(9)?,
+        hash: row.get(10)?,
+    })
+}
+
+impl SqliteTx<'_> {
+    fn collect<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
+        let rows = statement.query_map(params, map).map_err(database)?;
+        rows.collect::<rusqlite::Result<Vec<T>>>().map_err(database)
+    }
+
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
+        statement
+            .query_row(params, map)
+            .optional()
+            .map_err(database)
+    }
+
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
+        statement.execute(params).map_err(database)
+    }
+
+    fn count(&self, sql: &str, params: impl rusqlite::Params) -> Result<u64, StoreError> {
+        let n: i64 = self.one(sql, params, |r| r.get(0))?.unwrap_or_default();
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn gate_state(&mut self) -> Result<GateState, StoreError> {
+        self.one(
+            "SELECT mode, threat_level, lockdown_reason, lockdown_since, mode_reason,
+                    mode_changed_at, mode_changed_by, threat_reason, threat_changed_at,
+                    threat_changed_by
+             FROM gate_state WHERE id = 1",
+            [],
+            |row| {
+                Ok(GateState {
+                    mode: text_enum(row, 0)?,
+                    threat_level: text_enum(row, 1)?,
+                    lockdown_reason: row.get(2)?,
+                    lockdown_since: optional_timestamp(row, 3)?,
+                    mode_reason: row.get(4)?,
+                    mode_changed_at: optional_timestamp(row, 5)?,
+                    mode_changed_by: row.get(6)?,
+                    threat_reason: row.get(7)?,
+                    threat_changed_at: optional_timestamp(row, 8)?,
+                    threat_changed_by: row.get(9)?,
+                })
+            },
+        )?
+        .ok_or_else(|| StoreError::Corrupt("the gate_state row is missing".into()))
+    }
+
+    fn put_gate_state(&mut self, s: &GateState) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE gate_state SET mode = ?1, threat_level = ?2, lockdown_reason = ?3,
+                    lockdown_since = ?4, mode_reason = ?5, mode_changed_at = ?6,
+                    mode_changed_by = ?7, threat_reason = ?8, threat_changed_at = ?9,
+                    threat_changed_by = ?10
+             WHERE id = 1",
+            params![
+                s.mode.as_str(),
+                s.threat_level.as_str(),
+                s.lockdown_reason,
+                s.lockdown_since.map(Timestamp::unix_millis),
+                s.mode_reason,
+                s.mode_changed_at.map(Timestamp::unix_millis),
+                s.mode_changed_by,
+                s.threat_reason,
+                s.threat_changed_at.map(Timestamp::unix_millis),
+                s.threat_changed_by,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_override(&mut self, o: &Override) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "INSERT INTO overrides ({OVERRIDE_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ),
+            params![
+                o.id,
+                o.action.as_str(),
+                o.environment.as_str(),
+                o.release_id,
+                o.reason,
+                o.approver,
+                o.approver_role.as_str(),
+                o.created_at.unix_millis(),
+                o.expires_at.unix_millis(),
+                o.revoked_at.map(Timestamp::unix_millis),
+                o.revoked_by,
+                signed(o.use_count),
+                o.last_used_at.map(Timestamp::unix_millis),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_override(&mut self, id: &str) -> Result<Option<Override>, StoreError> {
+        self.one(
+            &format!("SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE id = ?1"),
+            [id],
+            override_from_row,
+        )
+    }
+
+    fn unexpired_overrides(
+        &mut self,
+        action: Action,
+        environment: Environment,
+        now: Timestamp,
+    ) -> Result<Vec<Override>, StoreError> {
+        self.collect(
+            &format!(
+                "SELECT {OVERRIDE_COLUMNS} FROM overrides
+                 WHERE action = ?1 AND environment = ?2 AND expires_at > ?3
+                   AND revoked_at IS NULL"
+            ),
+            params![action.as_str(), environment.as_str(), now.unix_millis()],
+            override_from_row,
+        )
+    }
+
+    fn list_overrides(
+        &mut self,
+        now: Timestamp,
+        include_inactive: bool,
+        limit: u32,
+    ) -> Result<Vec<Override>, StoreError> {
+        if include_inactive {
+            self.collect(
+                &format!(
+                    "SELECT {OVERRIDE_COLUMNS} FROM overrides
+                     ORDER BY created_at DESC, id DESC LIMIT ?1"
+                ),
+                [limit],
+                override_from_row,
+            )
+        } else {
+            self.collect(
+                &format!(
+                    "SELECT {OVERRIDE_COLUMNS} FROM overrides
+                     WHERE revoked_at IS NULL AND expires_at > ?1 AND created_at <= ?1
+                     ORDER BY created_at DESC, id DESC LIMIT ?2"
+                ),
+                params![now.unix_millis(), limit],
+                override_from_row,
+            )
+        }
+    }
+
+    fn count_active_overrides(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        self.count(
+            "SELECT count(*) FROM overrides
+             WHERE revoked_at IS NULL AND expires_at > ?1 AND created_at <= ?1",
+            [now.unix_millis()],
+        )
+    }
+
+    fn revoke_override(&mut self, id: &str, by: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let changed = self.execute(
+            "UPDATE overrides SET revoked_at = ?2, revoked_by = ?3
+             WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, at.unix_millis(), by],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn record_override_use(&mut self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE overrides SET use_count = use_count + 1, last_used_at = ?2 WHERE id = ?1",
+            params![id, at.unix_millis()],
+        )?;
+        Ok(())
+    }
+
+    fn insert_token(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
+        self.execute(
+            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+            params![
+                t.id,
+                t.name,
+                t.role.as_str(),
+                t.secret_hash,
+                t.created_at.unix_millis(),
+                t.created_by,
+                t.revoked_at.map(Timestamp::unix_millis),
+            ],
+        )
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("an active token named `{}` exists", t.name))
+            }
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    fn get_token(&mut self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.one(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+            [id],
+            token_from_row,
+        )
+    }
+
+    fn active_token_by_name(&mut self, name: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.one(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1 AND revoked_at IS NULL"),
+            [name],
+            token_from_row,
+        )
+    }
+
+    fn list_tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.collect(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"),
+            [],
+            token_from_row,
+        )
+    }
+
+    fn count_tokens(&mut self) -> Result<u64, StoreError> {
+        self.count("SELECT count(*) FROM tokens", [])
+    }
+
+    fn revoke_token(&mut self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let changed = self.execute(
+            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, at.unix_millis()],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn append_audit(&mut self, draft: AuditDraft, at: Timestamp) -> Result<AuditEntry, StoreError> {
+        let (seq, prev_hash) = match &*self.tail {
+            Tail::Known { seq, hash } => (*seq, hash.clone()),
+            Tail::Unknown => self
+                .audit_head()?
+                .unwrap_or_else(|| (0, GENESIS_HASH.to_owned())),
+        };
+        let entry = AuditEntry::seal(draft, seq + 1, at, &prev_hash);
+        self.execute(
+            &format!(
+                "INSERT INTO audit_log ({AUDIT_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
+            params![
+                signed(entry.seq),
+                entry.at.unix_millis(),
+                entry.principal,
+                entry.role.map(|r| r.as_str()),
+                entry.action,
+                entry.environment.map(|e| e.as_str()),
+                entry.decision.as_str(),
+                entry.reason,
+                entry.details.get(),
+                entry.prev_hash,
+                entry.hash,
+            ],
+        )?;
+        *self.tail = Tail::Known {
+            seq: entry.seq,
+            hash: entry.hash.clone(),
+        };
+        Ok(entry)
+    }
+
+    fn audit_page(&mut self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        let mut condition = |sql: &str, value: Value| {
+            values.push(value);
+            conditions.push(format!("{sql} ?{}", values.len()));
+        };
+        if let Some(action) = &q.action {
+            condition("action =", Value::Text(action.clone()));
+        }
+        if let Some(environment) = q.environment {
+            condition("environment =", Value::Text(environment.as_str().into()));
+        }
+        if let Some(principal) = &q.principal {
+            condition("principal =", Value::Text(principal.clone()));
+        }
+        if let Some(decision) = q.decision {
+            condition("decision =", Value::Text(decision.as_str().into()));
+        }
+        if let Some(since) = q.since {
+            condition("at >=", Value::Integer(since.unix_millis()));
+        }
+        if let Some(until) = q.until {
+            condition("at <", Value::Integer(until.unix_millis()));
+        }
+        if let Some(before) = q.before_seq {
+            condition("seq <", Value::Integer(signed(before)));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        values.push(Value::Integer(i64::from(q.limit)));
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log {filter} ORDER BY seq DESC LIMIT ?{}",
+            values.len()
+        );
+        self.collect(&sql, params_from_iter(values), audit_from_row)
+    }
+
+    fn audit_after(&mut self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.collect(
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+            params![signed(after_seq), limit],
+            audit_from_row,
+        )
+    }
+
+    fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
+        self.one(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((unsigned(row, 0)?, row.get(1)?)),
+        )
+    }
+}
