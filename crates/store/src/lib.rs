@@ -203,6 +203,13 @@ impl Store {
         self.backend.counters().snapshot()
     }
 
+    /// Writes waiting for the writer (not counting the batch it is running).
+    pub fn queued_writes(&self) -> usize {
+        self.backend
+            .writer()
+            .map_or(0, |w| w.max_capacity() - w.capacity())
+    }
+
     /// A one-line description for logs, without credentials.
     pub fn describe(&self) -> String {
         self.backend.describe()

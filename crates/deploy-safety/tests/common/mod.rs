@@ -1,0 +1,202 @@
+//! Runs the real `deploy-safety` binary: the server on a free port, and the CLI against it.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_deploy-safety");
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A database directory shared by server runs and offline CLI commands.
+#[derive(Debug)]
+pub struct Installation {
+    dir: tempfile::TempDir,
+}
+
+impl Installation {
+    pub fn new() -> Self {
+        Installation {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("deploy-safety.db")
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    /// `deploy-safety token create` directly on the database; returns the token.
+    pub fn create_token(&self, name: &str, role: &str) -> String {
+        let out = self.offline(&["token", "create", "--name", name, "--role", role]);
+        assert!(
+            out.status.success(),
+            "token create failed: {}",
+            stderr(&out)
+        );
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "token create prints only the token: {text:?}"
+        );
+        lines[0].to_owned()
+    }
+
+    /// A command that works on the database directly (`token`, `audit verify --database-url`).
+    pub fn offline(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        let url = self.database_url();
+        all.extend(["--database-url", url.as_str()]);
+        Command::new(BINARY)
+            .args(&all)
+            .env_remove("DEPLOY_SAFETY_DATABASE_URL")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    pub fn start(&self) -> RunningServer {
+        RunningServer::start(self.dir.path(), &self.database_url())
+    }
+}
+
+#[derive(Debug)]
+pub struct RunningServer {
+    child: Option<Child>,
+    pub url: String,
+    /// The token printed at first start, when the database had none.
+    pub bootstrap_token: Option<String>,
+    stdout_lines: mpsc::Receiver<String>,
+}
+
+impl RunningServer {
+    fn start(dir: &Path, database_url: &str) -> Self {
+        let mut child = Command::new(BINARY)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .env("DEPLOY_SAFETY_LOG", "warn")
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        let mut bootstrap_token = None;
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the server did not report its address in time"));
+            if let Some(token) = line.strip_prefix("ds_") {
+                bootstrap_token = Some(format!("ds_{token}"));
+            }
+            if let Some(url) = line.strip_prefix("deploy-safety listening on ") {
+                break url.trim().to_owned();
+            }
+        };
+        RunningServer {
+            child: Some(child),
+            url,
+            bootstrap_token,
+            stdout_lines: lines,
+        }
+    }
+
+    /// The CLI against this server, as the holder of `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(BINARY)
+            .args(args)
+            .env("DEPLOY_SAFETY_URL", &self.url)
+            .env("DEPLOY_SAFETY_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    /// The CLI with `--json`, parsed.
+    pub fn cli_json(&self, token: &str, args: &[&str]) -> (i32, serde_json::Value) {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.cli(token, &all);
+        let value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} / {}", stdout(&out), stderr(&out)));
+        (out.status.code().unwrap_or(-1), value)
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the server process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// SIGTERM, then waits (with a deadline) for a clean exit.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let (done, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait());
+        });
+        match exited.recv_timeout(Duration::from_secs(30)) {
+            Ok(status) => {
+                let status = status.unwrap();
+                assert!(
+                    status.success(),
+                    "the server exited with {status} after SIGTERM"
+                );
+            }
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("the server did not stop within 30 s of SIGTERM");
+            }
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}

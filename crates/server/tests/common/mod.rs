@@ -1,0 +1,329 @@
+//! Shared fixtures of the in-process HTTP tests: a fresh SQLite database in a temporary
+//! directory, an `App` on a `ManualClock`, one token per role, and helpers that drive the router
+//! with `oneshot` and return the status with the JSON body.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use deploy_safety_app::{App, AppSettings, ManualClock};
+use deploy_safety_core::{Role, Timestamp};
+use deploy_safety_server::{HttpSettings, router};
+use deploy_safety_store::Store;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+/// Every API path lives under this prefix (except `/metrics`).
+pub const API: &str = "/api/deploy-safety";
+
+/// The instant every test starts at: 2026-01-01T00:00:00Z.
+pub const START: Timestamp = Timestamp::from_unix_millis(1_767_225_600_000);
+
+/// One token per role; principal names are the role names (as in the runbook's examples), plus a
+/// second eng-lead to show that one eng-lead cannot revoke another's override.
+#[derive(Debug)]
+pub struct Tokens {
+    pub security: String,
+    pub eng_lead: String,
+    pub eng_lead_2: String,
+    pub oncall: String,
+    pub developer: String,
+}
+
+/// One test's world.
+#[derive(Debug)]
+pub struct Harness {
+    pub dir: TempDir,
+    pub db_path: PathBuf,
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    pub router: Router,
+    pub tokens: Tokens,
+}
+
+/// The answer to one request.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    /// The body as JSON (`Value::Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        Harness::with_settings(HttpSettings::default()).await
+    }
+
+    pub async fn with_settings(http: HttpSettings) -> Harness {
+        let dir = TempDir::new().expect("temporary directory");
+        let db_path = dir.path().join("deploy-safety.db");
+        let store =
+            Store::open(&format!("sqlite://{}", db_path.display())).expect("open the SQLite store");
+        let clock = Arc::new(ManualClock::new(START));
+        let app = App::new(store, clock.clone(), AppSettings::default());
+        let token = |name: &'static str, role: Role| {
+            let app = app.clone();
+            async move {
+                app.create_token(name, role, "test")
+                    .await
+                    .expect("create a token")
+                    .token
+            }
+        };
+        let tokens = Tokens {
+            security: token("security-team", Role::SecurityTeam).await,
+            eng_lead: token("eng-lead", Role::EngLead).await,
+            eng_lead_2: token("eng-lead-2", Role::EngLead).await,
+            oncall: token("oncall-lead", Role::OncallLead).await,
+            developer: token("developer", Role::Developer).await,
+        };
+        let router = router(app.clone(), &http);
+        Harness {
+            dir,
+            db_path,
+            app,
+            clock,
+            router,
+            tokens,
+        }
+    }
+
+    /// Sends one request. `path` is used as given; `authorization` is the header's whole value.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        send(&self.router, method, path, authorization, body).await
+    }
+
+    /// Sends one request under the API prefix with a bearer token, and returns status and JSON.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        let reply = self
+            .raw(
+                method,
+                &format!("{API}{path}"),
+                authorization.as_deref(),
+                body,
+            )
+            .await;
+        (reply.status, reply.json())
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(&body.to_string()))
+            .await
+    }
+
+    pub async fn post_text(&self, path: &str, token: &str, body: &str) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// `GET /security-gate/status` as the security team, asserting 200.
+    pub async fn status(&self) -> Value {
+        let (status, body) = self
+            .get("/security-gate/status", &self.tokens.security)
+            .await;
+        assert_eq!(status, StatusCode::OK, "status: {body}");
+        body
+    }
+
+    /// `POST /security-gate/check` as `token`, asserting 200; returns the decision.
+    pub async fn check(
+        &self,
+        token: &str,
+        action: &str,
+        environment: &str,
+        release: Option<&str>,
+    ) -> Value {
+        let mut body = serde_json::json!({"action": action, "environment": environment});
+        if let Some(release) = release {
+            body["releaseId"] = Value::from(release);
+        }
+        let (status, decision) = self.post("/security-gate/check", token, body).await;
+        assert_eq!(status, StatusCode::OK, "check: {decision}");
+        decision
+    }
+
+    /// Creates an override as `token`, asserting 201; returns it.
+    pub async fn create_override(&self, token: &str, body: Value) -> Value {
+        let (status, created) = self.post("/security-gate/override", token, body).await;
+        assert_eq!(status, StatusCode::CREATED, "create override: {created}");
+        created
+    }
+
+    /// Sets the mode as the security team, asserting 200.
+    pub async fn set_mode(&self, mode: &str, reason: Option<&str>) -> Value {
+        let mut body = serde_json::json!({"mode": mode});
+        if let Some(reason) = reason {
+            body["reason"] = Value::from(reason);
+        }
+        let (status, answer) = self
+            .post("/security-gate/mode", &self.tokens.security, body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "set mode: {answer}");
+        answer
+    }
+
+    /// Sets the threat level as the security team, asserting 200.
+    pub async fn set_threat(&self, level: &str, reason: &str) -> Value {
+        let (status, answer) = self
+            .post(
+                "/security-gate/threat-level",
+                &self.tokens.security,
+                serde_json::json!({"level": level, "reason": reason}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "set threat level: {answer}");
+        answer
+    }
+
+    /// Every override, whatever its status (`?all=true`).
+    pub async fn all_overrides(&self) -> Vec<Value> {
+        let (status, body) = self
+            .get("/security-gate/overrides?all=true", &self.tokens.security)
+            .await;
+        assert_eq!(status, StatusCode::OK, "overrides: {body}");
+        body["overrides"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Audit entries matching `query` (a query string without `?`), newest first.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/audit?{query}"), &self.tokens.developer)
+            .await;
+        assert_eq!(status, StatusCode::OK, "audit: {body}");
+        body["entries"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Runs SQL on the test's database file with the `sqlite3` command line tool, as another
+    /// process would.
+    pub fn sqlite3(&self, sql: &str) {
+        let output = std::process::Command::new("sqlite3")
+            .arg("-cmd")
+            .arg(".timeout 5000")
+            .arg(&self.db_path)
+            .arg(sql)
+            .output()
+            .expect("run /usr/bin/sqlite3");
+        assert!(
+            output.status.success(),
+            "sqlite3 failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Sends one request through a clone of `router`.
+pub async fn send(
+    router: &Router,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(authorization) = authorization {
+        request = request.header(header::AUTHORIZATION, authorization);
+    }
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(Body::from(body.unwrap_or_default().to_owned()))
+        .expect("build the request");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router never fails");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("read the response body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// Asserts an error body: status, `error.code`, and (when given) `error.reason` and
+/// `error.field`.
+#[track_caller]
+pub fn assert_error(
+    got: &(StatusCode, Value),
+    status: StatusCode,
+    code: &str,
+    reason: Option<&str>,
+    field: Option<&str>,
+) {
+    let (got_status, body) = got;
+    assert_eq!(*got_status, status, "status of {body}");
+    assert_eq!(body["error"]["code"], code, "error.code of {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error.message of {body}"
+    );
+    match reason {
+        Some(reason) => assert_eq!(body["error"]["reason"], reason, "error.reason of {body}"),
+        None => assert!(
+            body["error"].get("reason").is_none(),
+            "no error.reason expected in {body}"
+        ),
+    }
+    if let Some(field) = field {
+        assert_eq!(body["error"]["field"], field, "error.field of {body}");
+    }
+}
+
+/// The body of an override for `action` in `environment`.
+pub fn override_body(action: &str, environment: &str, ttl: i64) -> Value {
+    serde_json::json!({
+        "action": action,
+        "environment": environment,
+        "reason": "Approved in CHG-1234",
+        "ttlMinutes": ttl,
+    })
+}
+
+/// RFC 3339 text of the instant `minutes` after [`START`].
+pub fn at_minutes(minutes: i64) -> String {
+    START.plus_minutes(minutes).to_rfc3339()
+}

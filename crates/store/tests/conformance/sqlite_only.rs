@@ -1,0 +1,91 @@
+//! Behaviour specific to the SQLite backend.
+
+use deploy_safety_store::{Store, StoreError};
+
+use crate::{SqliteDatabase, TestDatabase};
+
+#[tokio::test]
+async fn read_only_open_never_creates_or_writes() {
+    let db = SqliteDatabase::new().unwrap();
+    let missing = Store::open_read_only(&db.url());
+    assert!(matches!(missing, Err(StoreError::Config(_))), "{missing:?}");
+    assert!(
+        !db.path().exists(),
+        "a read-only open must not create the file"
+    );
+
+    drop(db.open());
+    let store = Store::open_read_only(&db.url()).unwrap();
+    let state = store.read(|tx| tx.gate_state()).await.unwrap();
+    assert_eq!(state.mode, deploy_safety_core::SecurityMode::Enforce);
+    let refused = store.write(|tx| tx.count_tokens()).await;
+    assert!(matches!(refused, Err(StoreError::Config(_))), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let db = SqliteDatabase::new().unwrap();
+    drop(db.open());
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
+    conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (999, 'future', 'x', 0)",
+        [],
+    )
+    .unwrap();
+    let refused = Store::open(&db.url());
+    assert!(
+        matches!(&refused, Err(StoreError::Config(m)) if m.contains("newer")),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let db = SqliteDatabase::new().unwrap();
+    drop(db.open());
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
+    conn.execute(
+        "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
+        [],
+    )
+    .unwrap();
+    let refused = Store::open(&db.url());
+    assert!(
+        matches!(&refused, Err(StoreError::Config(m)) if m.contains("differs")),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn durability_settings_are_wal_and_full_sync() {
+    let db = SqliteDatabase::new().unwrap();
+    let store = db.open();
+    store.write(|tx| tx.count_tokens()).await.unwrap();
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn urls() {
+    use deploy_safety_store::sqlite::path_from_url;
+    assert_eq!(
+        path_from_url("sqlite://deploy-safety.db").unwrap(),
+        std::path::Path::new("deploy-safety.db")
+    );
+    assert_eq!(
+        path_from_url("sqlite:///var/lib/ds.db").unwrap(),
+        std::path::Path::new("/var/lib/ds.db")
+    );
+    assert!(path_from_url("postgres://x").is_none());
+    assert!(matches!(
+        Store::open("mysql://x"),
+        Err(StoreError::Config(_))
+    ));
+    assert!(matches!(
+        Store::open("sqlite://"),
+        Err(StoreError::Config(_))
+    ));
+}

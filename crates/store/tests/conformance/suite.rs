@@ -1,0 +1,525 @@
+//! The conformance suite: what every backend must do.
+
+use deploy_safety_core::{
+    Action, AuditDecision, AuditDraft, ChainVerifier, Environment, GateState, Override, Role,
+    SecurityMode, ThreatLevel, Timestamp,
+};
+use deploy_safety_store::{AuditQuery, Store, StoreError, TokenRecord, Tx};
+use serde_json::json;
+
+use crate::TestDatabase;
+
+const T0: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
+
+fn at(minutes: i64) -> Timestamp {
+    T0.plus_minutes(minutes)
+}
+
+fn an_override(id: &str, action: Action, environment: Environment, expires_min: i64) -> Override {
+    Override {
+        id: id.to_owned(),
+        action,
+        environment,
+        release_id: None,
+        reason: "because".to_owned(),
+        approver: "eve".to_owned(),
+        approver_role: Role::EngLead,
+        created_at: T0,
+        expires_at: at(expires_min),
+        revoked_at: None,
+        revoked_by: None,
+        use_count: 0,
+        last_used_at: None,
+    }
+}
+
+fn a_token(id: &str, name: &str) -> TokenRecord {
+    TokenRecord {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        role: Role::Developer,
+        secret_hash: vec![7; 32],
+        created_at: T0,
+        created_by: "test".to_owned(),
+        revoked_at: None,
+    }
+}
+
+fn draft(n: u64, principal: &str, action: &str, environment: Option<Environment>) -> AuditDraft {
+    AuditDraft {
+        principal: principal.to_owned(),
+        role: Some(Role::SecurityTeam),
+        action: action.to_owned(),
+        environment,
+        decision: if n % 3 == 0 {
+            AuditDecision::Denied
+        } else {
+            AuditDecision::Allowed
+        },
+        reason: "ALLOWED".to_owned(),
+        details: json!({ "n": n }),
+    }
+}
+
+async fn write<T: Send + 'static>(
+    store: &Store,
+    work: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+) -> T {
+    store.write(work).await.unwrap()
+}
+
+async fn read<T: Send + 'static>(
+    store: &Store,
+    work: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+) -> T {
+    store.read(work).await.unwrap()
+}
+
+async fn verify(store: &Store) -> u64 {
+    let entries = read(store, |tx| tx.audit_after(0, 100_000)).await;
+    let mut verifier = ChainVerifier::new();
+    for e in &entries {
+        verifier.check(e).unwrap();
+    }
+    verifier.verified()
+}
+
+pub async fn new_database_has_default_gate_state(db: &impl TestDatabase) {
+    let store = db.open();
+    let state = read(&store, |tx| tx.gate_state()).await;
+    assert_eq!(state, GateState::default());
+    assert_eq!(state.mode, SecurityMode::Enforce);
+    assert_eq!(state.threat_level, ThreatLevel::None);
+    assert_eq!(read(&store, |tx| tx.audit_head()).await, None);
+    assert_eq!(read(&store, |tx| tx.count_tokens()).await, 0);
+}
+
+pub async fn gate_state_round_trips(db: &impl TestDatabase) {
+    let store = db.open();
+    let state = GateState {
+        mode: SecurityMode::Lockdown,
+        threat_level: ThreatLevel::Critical,
+        lockdown_reason: Some("breach".into()),
+        lockdown_since: Some(at(1)),
+        mode_reason: Some("breach".into()),
+        mode_changed_at: Some(at(1)),
+        mode_changed_by: Some("sec".into()),
+        threat_reason: Some("intel".into()),
+        threat_changed_at: Some(at(2)),
+        threat_changed_by: Some("sec2".into()),
+    };
+    let saved = state.clone();
+    write(&store, move |tx| tx.put_gate_state(&saved)).await;
+    assert_eq!(read(&store, |tx| tx.gate_state()).await, state);
+}
+
+pub async fn overrides_are_found_by_scope_and_time(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| {
+        tx.insert_override(&an_override(
+            "a",
+            Action::CanaryStart,
+            Environment::Production,
+            60,
+        ))?;
+        tx.insert_override(&an_override(
+            "b",
+            Action::CanaryStart,
+            Environment::Staging,
+            60,
+        ))?;
+        tx.insert_override(&an_override(
+            "c",
+            Action::Rollback,
+            Environment::Production,
+            60,
+        ))?;
+        tx.insert_override(&an_override(
+            "d",
+            Action::CanaryStart,
+            Environment::Production,
+            10,
+        ))?;
+        let bound = Override {
+            release_id: Some("v1".into()),
+            ..an_override("e", Action::CanaryStart, Environment::Production, 60)
+        };
+        tx.insert_override(&bound)
+    })
+    .await;
+
+    let ids = |list: Vec<Override>| {
+        let mut ids: Vec<String> = list.into_iter().map(|o| o.id).collect();
+        ids.sort();
+        ids
+    };
+    let found = read(&store, |tx| {
+        tx.unexpired_overrides(Action::CanaryStart, Environment::Production, at(5))
+    })
+    .await;
+    assert_eq!(ids(found), ["a", "d", "e"]);
+    let found = read(&store, |tx| {
+        tx.unexpired_overrides(Action::CanaryStart, Environment::Production, at(10))
+    })
+    .await;
+    assert_eq!(
+        ids(found),
+        ["a", "e"],
+        "an override expiring exactly now is gone"
+    );
+
+    let e = read(&store, |tx| tx.get_override("e")).await.unwrap();
+    assert_eq!(e.release_id.as_deref(), Some("v1"));
+    assert_eq!(e.expires_at, at(60));
+    assert_eq!(read(&store, |tx| tx.get_override("nope")).await, None);
+
+    assert_eq!(read(&store, |tx| tx.count_active_overrides(at(5))).await, 5);
+    assert_eq!(
+        read(&store, |tx| tx.count_active_overrides(at(10))).await,
+        4
+    );
+    assert_eq!(
+        read(&store, |tx| tx.count_active_overrides(at(60))).await,
+        0
+    );
+    let active = read(&store, |tx| tx.list_overrides(at(30), false, 100)).await;
+    assert_eq!(active.len(), 4);
+    let all = read(&store, |tx| tx.list_overrides(at(30), true, 100)).await;
+    assert_eq!(all.len(), 5);
+    let limited = read(&store, |tx| tx.list_overrides(at(30), true, 2)).await;
+    assert_eq!(limited.len(), 2);
+}
+
+pub async fn override_revocation_and_use(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| {
+        tx.insert_override(&an_override(
+            "a",
+            Action::Rollback,
+            Environment::Production,
+            60,
+        ))
+    })
+    .await;
+    write(&store, |tx| tx.record_override_use("a", at(1))).await;
+    write(&store, |tx| tx.record_override_use("a", at(2))).await;
+    let used = read(&store, |tx| tx.get_override("a")).await.unwrap();
+    assert_eq!(used.use_count, 2);
+    assert_eq!(used.last_used_at, Some(at(2)));
+
+    assert!(write(&store, |tx| tx.revoke_override("a", "sec", at(3))).await);
+    assert!(!write(&store, |tx| tx.revoke_override("a", "sec", at(4))).await);
+    assert!(!write(&store, |tx| tx.revoke_override("nope", "sec", at(4))).await);
+    let revoked = read(&store, |tx| tx.get_override("a")).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(at(3)));
+    assert_eq!(revoked.revoked_by.as_deref(), Some("sec"));
+    let found = read(&store, |tx| {
+        tx.unexpired_overrides(Action::Rollback, Environment::Production, at(5))
+    })
+    .await;
+    assert!(found.is_empty(), "revoked overrides are never candidates");
+}
+
+pub async fn tokens_are_unique_by_active_name(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| tx.insert_token(&a_token("t1", "alice"))).await;
+    let duplicate = store
+        .write(|tx| tx.insert_token(&a_token("t2", "alice")))
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict(_))),
+        "{duplicate:?}"
+    );
+    assert_eq!(read(&store, |tx| tx.count_tokens()).await, 1);
+
+    let found = read(&store, |tx| tx.get_token("t1")).await.unwrap();
+    assert_eq!(found, a_token("t1", "alice"));
+    let by_name = read(&store, |tx| tx.active_token_by_name("alice")).await;
+    assert_eq!(by_name.map(|t| t.id).as_deref(), Some("t1"));
+
+    assert!(write(&store, |tx| tx.revoke_token("t1", at(1))).await);
+    assert!(!write(&store, |tx| tx.revoke_token("t1", at(2))).await);
+    assert_eq!(
+        read(&store, |tx| tx.active_token_by_name("alice")).await,
+        None
+    );
+    write(&store, |tx| tx.insert_token(&a_token("t2", "alice"))).await;
+    let listed = read(&store, |tx| tx.list_tokens()).await;
+    assert_eq!(
+        listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["t1", "t2"]
+    );
+    assert_eq!(listed[0].revoked_at, Some(at(1)));
+}
+
+pub async fn audit_chain_is_sealed_in_order(db: &impl TestDatabase) {
+    let store = db.open();
+    let first = write(&store, |tx| {
+        tx.append_audit(draft(1, "alice", "x", None), at(1))
+    })
+    .await;
+    assert_eq!(first.seq, 1);
+    assert_eq!(first.prev_hash, deploy_safety_core::GENESIS_HASH);
+    let (second, third) = write(&store, |tx| {
+        let a = tx.append_audit(draft(2, "bob", "y", Some(Environment::Staging)), at(2))?;
+        let b = tx.append_audit(draft(3, "bob", "y", None), at(3))?;
+        Ok((a, b))
+    })
+    .await;
+    assert_eq!((second.seq, third.seq), (2, 3));
+    assert_eq!(second.prev_hash, first.hash);
+    assert_eq!(third.prev_hash, second.hash);
+    assert_eq!(
+        read(&store, |tx| tx.audit_head()).await,
+        Some((3, third.hash.clone()))
+    );
+    let stored = read(&store, |tx| tx.audit_after(1, 10)).await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].hash, second.hash);
+    assert_eq!(stored[0].details.get(), r#"{"n":2}"#);
+    assert_eq!(stored[0].environment, Some(Environment::Staging));
+    assert_eq!(verify(&store).await, 3);
+}
+
+pub async fn audit_pages_filter_and_page(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| {
+        for n in 1..=30u64 {
+            let principal = if n % 2 == 0 { "even" } else { "odd" };
+            let action = if n % 5 == 0 { "five" } else { "other" };
+            let environment = (n % 4 == 0).then_some(Environment::Production);
+            tx.append_audit(draft(n, principal, action, environment), at(n as i64))?;
+        }
+        Ok(())
+    })
+    .await;
+    let page = |q: AuditQuery| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| tx.audit_page(&q))
+                .await
+                .into_iter()
+                .map(|e| e.seq)
+                .collect::<Vec<u64>>()
+        }
+    };
+    let q = |limit| AuditQuery {
+        limit,
+        ..AuditQuery::default()
+    };
+    assert_eq!(page(q(3)).await, [30, 29, 28], "newest first");
+    assert_eq!(
+        page(AuditQuery {
+            before_seq: Some(28),
+            ..q(3)
+        })
+        .await,
+        [27, 26, 25]
+    );
+    assert_eq!(
+        page(AuditQuery {
+            action: Some("five".into()),
+            ..q(100)
+        })
+        .await,
+        [30, 25, 20, 15, 10, 5]
+    );
+    assert_eq!(
+        page(AuditQuery {
+            principal: Some("even".into()),
+            environment: Some(Environment::Production),
+            ..q(100)
+        })
+        .await,
+        [28, 24, 20, 16, 12, 8, 4]
+    );
+    assert_eq!(
+        page(AuditQuery {
+            decision: Some(AuditDecision::Denied),
+            ..q(100)
+        })
+        .await,
+        [30, 27, 24, 21, 18, 15, 12, 9, 6, 3]
+    );
+    assert_eq!(
+        page(AuditQuery {
+            since: Some(at(10)),
+            until: Some(at(13)),
+            ..q(100)
+        })
+        .await,
+        [12, 11, 10],
+        "since is inclusive, until exclusive"
+    );
+    assert!(
+        page(AuditQuery {
+            principal: Some("nobody".into()),
+            ..q(100)
+        })
+        .await
+        .is_empty()
+    );
+}
+
+pub async fn everything_survives_reopening(db: &impl TestDatabase) {
+    let first_hash = {
+        let store = db.open();
+        let state = GateState {
+            mode: SecurityMode::Monitor,
+            ..GateState::default()
+        };
+        write(&store, move |tx| {
+            tx.put_gate_state(&state)?;
+            tx.insert_token(&a_token("t1", "alice"))?;
+            tx.insert_override(&an_override(
+                "o",
+                Action::LoadShed,
+                Environment::Staging,
+                60,
+            ))?;
+            tx.append_audit(draft(1, "alice", "x", None), at(1))
+        })
+        .await
+        .hash
+    };
+    let store = db.open();
+    assert_eq!(
+        read(&store, |tx| tx.gate_state()).await.mode,
+        SecurityMode::Monitor
+    );
+    assert!(read(&store, |tx| tx.get_token("t1")).await.is_some());
+    assert!(read(&store, |tx| tx.get_override("o")).await.is_some());
+    let next = write(&store, |tx| {
+        tx.append_audit(draft(2, "bob", "y", None), at(2))
+    })
+    .await;
+    assert_eq!(next.seq, 2);
+    assert_eq!(
+        next.prev_hash, first_hash,
+        "the chain continues across restarts"
+    );
+    assert_eq!(verify(&store).await, 2);
+}
+
+pub async fn a_failing_write_changes_nothing(db: &impl TestDatabase) {
+    let store = db.open();
+    let failed = store
+        .write(|tx| {
+            tx.insert_override(&an_override(
+                "o",
+                Action::LoadShed,
+                Environment::Staging,
+                60,
+            ))?;
+            tx.append_audit(draft(1, "alice", "x", None), at(1))?;
+            Err::<(), _>(StoreError::Database("refused".into()))
+        })
+        .await;
+    assert_eq!(failed, Err(StoreError::Database("refused".into())));
+    assert_eq!(read(&store, |tx| tx.get_override("o")).await, None);
+    assert_eq!(read(&store, |tx| tx.audit_head()).await, None);
+    let next = write(&store, |tx| {
+        tx.append_audit(draft(1, "alice", "x", None), at(1))
+    })
+    .await;
+    assert_eq!(next.seq, 1, "the rolled back entry left no gap");
+    assert_eq!(verify(&store).await, 1);
+}
+
+pub async fn a_panicking_write_is_rolled_back_and_the_writer_survives(db: &impl TestDatabase) {
+    let store = db.open();
+    let panicked = store
+        .write(|tx| -> Result<(), StoreError> {
+            tx.append_audit(draft(1, "alice", "x", None), at(1))?;
+            panic!("bug in a use case");
+        })
+        .await;
+    assert_eq!(panicked, Err(StoreError::Closed));
+    assert_eq!(read(&store, |tx| tx.audit_head()).await, None);
+    let next = write(&store, |tx| {
+        tx.append_audit(draft(1, "alice", "x", None), at(1))
+    })
+    .await;
+    assert_eq!(next.seq, 1);
+}
+
+/// Group commit: writes that arrive while the writer is busy share the next transaction.
+pub async fn concurrent_writes_share_one_commit(db: &impl TestDatabase) {
+    let store = db.open();
+    let before = store.stats();
+    // The first write holds the writer until every other write is queued behind it.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |tx| {
+                    started.send(()).ok();
+                    hold.recv().ok();
+                    tx.append_audit(draft(0, "first", "x", None), at(0))
+                })
+                .await
+        })
+    };
+    running.await.unwrap();
+    let writers = 199;
+    let handles: Vec<_> = (1..=writers)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |tx| tx.append_audit(draft(n, "many", "x", None), at(1)))
+                    .await
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.queued_writes() < writers as usize {
+        assert!(std::time::Instant::now() < deadline, "writes never queued");
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    let mut seqs: Vec<u64> = Vec::new();
+    for h in handles {
+        seqs.push(h.await.unwrap().unwrap().seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=200).collect::<Vec<u64>>());
+    let after = store.stats();
+    assert_eq!(after.writes - before.writes, 200);
+    assert_eq!(
+        after.commits - before.commits,
+        2,
+        "the first write alone, then the 199 that queued behind it together"
+    );
+    assert_eq!(verify(&store).await, 200);
+}
+
+/// SPEC §12: when the audit entry cannot be written, the action is not performed.
+pub async fn writes_fail_closed_when_audit_cannot_be_written(db: &impl TestDatabase) {
+    let store = db.open();
+    db.refuse_audit_writes();
+    let state = GateState {
+        mode: SecurityMode::Lockdown,
+        lockdown_reason: Some("x".into()),
+        ..GateState::default()
+    };
+    let outcome = store
+        .write(move |tx| {
+            tx.put_gate_state(&state)?;
+            tx.append_audit(draft(1, "alice", "security-gate.mode.set", None), at(1))
+        })
+        .await;
+    assert!(
+        matches!(outcome, Err(StoreError::Database(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        read(&store, |tx| tx.gate_state()).await.mode,
+        SecurityMode::Enforce,
+        "the state change was rolled back with its audit entry"
+    );
+    assert_eq!(read(&store, |tx| tx.audit_head()).await, None);
+}
