@@ -44,7 +44,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::Invalid {
             field: None,
             message: "the request body must be a JSON object".to_owned(),
@@ -54,8 +54,14 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        let message = inner.to_string();
-        invalid(&path, message, inner.is_syntax() || inner.is_eof())
+        let kind = if inner.is_eof() {
+            ErrorKind::Truncated
+        } else if inner.is_syntax() {
+            ErrorKind::Malformed
+        } else {
+            ErrorKind::Data
+        };
+        invalid(&path, inner.to_string(), kind)
     })?;
     deserializer.end().map_err(|e| ApiError::Invalid {
         field: None,
@@ -64,31 +70,46 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     Ok(value)
 }
 
-/// Names the field from serde's path, or for missing/unknown fields from the message, where
-/// serde puts the name in backticks.
-fn invalid(path: &str, message: String, syntax: bool) -> ApiError {
-    if syntax {
+/// Names the field from serde's path; for a missing field serde puts the name only in the
+/// message, in backticks.
+fn invalid(path: &str, message: String, kind: ErrorKind) -> ApiError {
+    // serde_path_to_error writes `?` for a position it could not name (e.g. a broken key).
+    let path = path.trim_end_matches(".?");
+    let in_field = path != "." && path != "?";
+    if kind == ErrorKind::Truncated || (kind == ErrorKind::Malformed && !in_field) {
         return ApiError::Invalid {
             field: None,
             message: format!("malformed JSON: {message}"),
         };
     }
-    let named_in_message = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned);
-    let field = match (path, named_in_message) {
-        (".", Some(name)) => Some(name),
-        (".", None) => None,
-        (path, Some(name)) => Some(format!("{path}.{name}")),
-        (path, None) => Some(path.to_owned()),
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let field = match (in_field, missing) {
+        (false, Some(name)) => Some(name.to_owned()),
+        (true, Some(name)) => Some(format!("{path}.{name}")),
+        (true, None) => Some(path.to_owned()),
+        (false, None) => None,
     };
-    let message = match &field {
-        Some(field) => format!("{field}: {message}"),
-        None => message,
+    let message = match (&field, kind) {
+        // serde_json reports a value of the wrong JSON type for an enum as a syntax error.
+        (Some(field), ErrorKind::Malformed) => {
+            format!("{field}: not a valid value for this field ({message})")
+        }
+        (Some(field), _) => format!("{field}: {message}"),
+        (None, _) => message,
     };
     ApiError::Invalid { field, message }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    /// The body ends before the JSON value does.
+    Truncated,
+    /// Not JSON at all, or a value of the wrong JSON kind where serde_json cannot say more.
+    Malformed,
+    /// Valid JSON that does not fit the request's shape.
+    Data,
 }
 
 /// A query string, with the same error format as bodies.
@@ -106,7 +127,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map(ApiQuery)
             .map_err(|error| {
                 let path = error.path().to_string();
-                invalid(&path, error.into_inner().to_string(), false)
+                invalid(&path, error.into_inner().to_string(), ErrorKind::Data)
             })
     }
 }
@@ -219,6 +240,9 @@ mod tests {
         assert_eq!(field, None);
         assert!(message.starts_with("malformed JSON"), "{message}");
         assert_eq!(field_of("").0, None);
+        assert_eq!(field_of(r#"{"reason": "x", "ttlMinutes": "#).0, None);
+        let (field, message) = field_of(r#"{"reason": "x", "ttlMinutes": 1,,}"#);
+        assert_eq!(field, None, "{message}");
         assert_eq!(field_of(r#"{"reason": "x"} trailing"#).0, None);
         assert_eq!(field_of("[1]").0, None);
     }

@@ -39,6 +39,9 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     let bytes = to_bytes(body, ERROR_BODY_LIMIT).await.unwrap_or_default();
     let mut error_body = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(parsed) if is_json => parsed,
+        // A JSON answer of another shape (e.g. an unhealthy health report) is the endpoint's
+        // own: keep it.
+        _ if is_json => return Response::from_parts(parts, Body::from(bytes)),
         _ => ErrorBody {
             error: ErrorDetail {
                 code: code_for_status(status).to_owned(),

@@ -226,21 +226,14 @@ impl Harness {
         body["entries"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Runs SQL on the test's database file with the `sqlite3` command line tool, as another
+    /// Runs SQL on the test's database file through a connection of its own, as another
     /// process would.
     pub fn sqlite3(&self, sql: &str) {
-        let output = std::process::Command::new("sqlite3")
-            .arg("-cmd")
-            .arg(".timeout 5000")
-            .arg(&self.db_path)
-            .arg(sql)
-            .output()
-            .expect("run /usr/bin/sqlite3");
-        assert!(
-            output.status.success(),
-            "sqlite3 failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let conn = rusqlite::Connection::open(&self.db_path).expect("open the test database");
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("set busy timeout");
+        conn.execute_batch(sql)
+            .expect("run SQL on the test database");
     }
 }
 
@@ -252,6 +245,24 @@ pub async fn send(
     authorization: Option<&str>,
     body: Option<&str>,
 ) -> Reply {
+    send_bytes(
+        router,
+        method,
+        path,
+        authorization,
+        body.map(|b| b.as_bytes().to_vec()),
+    )
+    .await
+}
+
+/// Sends one request whose body is any bytes, UTF-8 or not.
+pub async fn send_bytes(
+    router: &Router,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Reply {
     let mut request = Request::builder().method(method).uri(path);
     if let Some(authorization) = authorization {
         request = request.header(header::AUTHORIZATION, authorization);
@@ -260,7 +271,7 @@ pub async fn send(
         request = request.header(header::CONTENT_TYPE, "application/json");
     }
     let request = request
-        .body(Body::from(body.unwrap_or_default().to_owned()))
+        .body(Body::from(body.unwrap_or_default()))
         .expect("build the request");
     let response = router
         .clone()

@@ -51,7 +51,7 @@ fn draft(n: u64, principal: &str, action: &str, environment: Option<Environment>
         role: Some(Role::SecurityTeam),
         action: action.to_owned(),
         environment,
-        decision: if n % 3 == 0 {
+        decision: if n.is_multiple_of(3) {
             AuditDecision::Denied
         } else {
             AuditDecision::Allowed
