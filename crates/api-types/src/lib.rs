@@ -4,6 +4,7 @@
 //! Requests reject unknown fields: a misspelt field in a security control is a mistake to
 //! report, not to ignore. Responses are camelCase JSON, times RFC 3339 UTC.
 
+pub use deploy_safety_core::OverallHealth;
 use deploy_safety_core::{
     Action, AuditDecision, AuditEntry, ChainBreak, Decision, Environment, GateState, Override,
     OverrideStatus, ReasonCode, Role, SecurityMode, ThreatLevel, Timestamp,
@@ -129,7 +130,10 @@ pub struct OverrideView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OverrideList {
+    /// Newest first, at most 1000.
     pub overrides: Vec<OverrideView>,
+    /// More overrides exist than were listed.
+    pub truncated: bool,
 }
 
 /// Query of `GET /security-gate/overrides`.
@@ -200,15 +204,6 @@ pub struct AuditVerification {
     /// The hash of the last verified entry: record it elsewhere to detect a truncated log.
     pub head_hash: String,
     pub first_broken: Option<ChainBreak>,
-}
-
-/// The overall health of the service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OverallHealth {
-    Healthy,
-    Degraded,
-    Unhealthy,
 }
 
 /// `GET /health`: `overallHealth` alone without a token; the probes behind it with one.

@@ -1,5 +1,8 @@
 //! Reading and verifying the audit log, and the helpers every use case writes entries with.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use deploy_safety_api_types::{AuditListQuery, AuditPage, AuditVerification};
 use deploy_safety_core::{
     AuditDecision, AuditDraft, ChainVerifier, Environment, ReasonCode, Timestamp,
@@ -34,44 +37,58 @@ pub(crate) fn entry(
     }
 }
 
-/// Records a refusal by policy as a `denied` entry and answers with `error`. The transaction
-/// commits the entry: refusals are part of what happened.
+/// A refusal by policy (403): why, in words, and how to proceed.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub reason: ReasonCode,
+    pub message: String,
+    pub hints: Vec<String>,
+}
+
+/// Records a refusal as a `denied` entry and answers with it. The transaction commits the
+/// entry: refusals are part of what happened.
 pub(crate) fn refuse<T>(
     tx: &mut dyn Tx,
     caller: &Caller,
     action: &str,
     environment: Option<Environment>,
-    error: AppError,
+    refusal: Refusal,
     now: Timestamp,
 ) -> TxResult<T> {
-    let reason = match &error {
-        AppError::Forbidden { reason, .. } => *reason,
-        AppError::Blocked(decision) => decision.reason,
-        AppError::Conflict {
-            reason: Some(reason),
-            ..
-        } => *reason,
-        _ => ReasonCode::Recorded,
-    };
     tx.append_audit(
         entry(
             caller,
             action,
             environment,
             AuditDecision::Denied,
-            reason,
-            json!({ "message": error.to_string() }),
+            refusal.reason,
+            json!({ "message": refusal.message, "hints": refusal.hints }),
         ),
         now,
     )?;
-    Ok(Err(error))
+    Ok(Err(AppError::Forbidden {
+        reason: refusal.reason,
+        message: refusal.message,
+        hints: refusal.hints,
+    }))
 }
 
 /// Walks the whole chain in one snapshot and reports the first broken entry.
 pub fn verify_chain(tx: &mut dyn Tx) -> Result<AuditVerification, StoreError> {
+    verify_chain_unless(tx, &AtomicBool::new(false))
+}
+
+/// [`verify_chain`], giving up between chunks once `cancelled` is set.
+fn verify_chain_unless(
+    tx: &mut dyn Tx,
+    cancelled: &AtomicBool,
+) -> Result<AuditVerification, StoreError> {
     let mut verifier = ChainVerifier::new();
     let mut after = 0;
     loop {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
         let chunk = tx.audit_after(after, VERIFY_CHUNK)?;
         let Some(last) = chunk.last() else { break };
         after = last.seq;
@@ -92,6 +109,15 @@ pub fn verify_chain(tx: &mut dyn Tx) -> Result<AuditVerification, StoreError> {
         head_hash: verifier.head_hash().to_owned(),
         first_broken: None,
     })
+}
+
+/// Sets the flag when dropped: the request that started a verification went away.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn parse_time(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, AppError> {
@@ -131,7 +157,20 @@ impl App {
         })
     }
 
+    /// Verifies the whole chain. One verification runs at a time (others wait their turn), and
+    /// one whose caller went away stops at the next chunk: a full walk of a long log is
+    /// expensive, and any token holder may ask for it.
     pub async fn verify_audit(&self) -> Result<AuditVerification, AppError> {
-        Ok(self.store.read(verify_chain).await?)
+        let _turn = self
+            .verify_turn
+            .acquire()
+            .await
+            .map_err(|_| AppError::Unavailable("verification is shutting down".to_owned()))?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel = CancelOnDrop(Arc::clone(&cancelled));
+        Ok(self
+            .store
+            .read(move |tx| verify_chain_unless(tx, &cancelled))
+            .await?)
     }
 }

@@ -52,27 +52,12 @@ impl AppError {
     pub fn invalid_text(field: &str) -> impl FnOnce(InvalidText) -> AppError + '_ {
         move |e| AppError::invalid(field, e.0)
     }
-
-    pub fn forbidden(reason: ReasonCode, message: impl Into<String>) -> Self {
-        AppError::Forbidden {
-            reason,
-            message: message.into(),
-            hints: Vec::new(),
-        }
-    }
 }
 
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Conflict(message) => AppError::Conflict {
-                reason: None,
-                message,
-            },
-            StoreError::Closed
-            | StoreError::Database(_)
-            | StoreError::Corrupt(_)
-            | StoreError::Config(_) => AppError::Unavailable(error.to_string()),
-        }
+        // A store conflict that a use case did not expect and handle is a broken invariant,
+        // not the caller's doing: fail closed, and keep the database's wording out of answers.
+        AppError::Unavailable(error.to_string())
     }
 }

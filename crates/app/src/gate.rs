@@ -5,15 +5,15 @@ use deploy_safety_api_types::{
     SetModeRequest, SetThreatLevelRequest,
 };
 use deploy_safety_core::{
-    AuditDecision, Decision, GateInputs, GateRequest, GateState, LockdownTrigger, Override,
-    OverrideIndex, OverrideStatus, Reason, ReasonCode, ReleaseId, Role, SecurityMode, Timestamp,
-    TtlMinutes, change_mode, change_threat_level, decide, may_create_override,
-    roles_that_may_override,
+    Action, AuditDecision, AuditDraft, Decision, Environment, GateInputs, GateRequest, GateState,
+    LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason, ReasonCode, ReleaseId, Role,
+    SecurityMode, Timestamp, TtlMinutes, change_mode, change_threat_level, decide,
+    may_create_override, roles_that_may_override,
 };
 use deploy_safety_store::{StoreError, Tx};
 use serde_json::json;
 
-use crate::audit::{entry, refuse};
+use crate::audit::{Refusal, entry, refuse};
 use crate::{App, AppError, Caller};
 
 /// How many overrides a list returns at most.
@@ -24,8 +24,8 @@ fn view(record: Override, now: Timestamp) -> OverrideView {
     OverrideView { record, status }
 }
 
-fn security_team_only(caller: &Caller, what: &str) -> Option<AppError> {
-    (caller.role != Role::SecurityTeam).then(|| AppError::Forbidden {
+fn security_team_only(caller: &Caller, what: &str) -> Option<Refusal> {
+    (caller.role != Role::SecurityTeam).then(|| Refusal {
         reason: ReasonCode::RoleNotPermitted,
         message: format!(
             "only the security team may {what} (your role: {})",
@@ -102,7 +102,8 @@ pub(crate) fn decision_entry(
     )
 }
 
-/// Records the audit entry of an automatic lockdown trigger.
+/// Records the audit entry of an automatic lockdown trigger. The gate did it, so the entry's
+/// principal is `system`; the person whose change set it off is in the details.
 pub(crate) fn record_lockdown_trigger(
     tx: &mut dyn Tx,
     caller: &Caller,
@@ -112,23 +113,25 @@ pub(crate) fn record_lockdown_trigger(
     let (action, details) = match trigger {
         LockdownTrigger::Entered { reason } => (
             "security-gate.lockdown.enter",
-            json!({ "lockdownReason": reason, "automatic": true }),
+            json!({ "lockdownReason": reason, "automatic": true, "triggeredBy": caller.name }),
         ),
         LockdownTrigger::AlreadyInLockdown { kept_reason, cause } => (
             "security-gate.lockdown.trigger",
             json!({ "lockdownReason": kept_reason, "cause": cause, "automatic": true,
+                    "triggeredBy": caller.name,
                     "note": "already in lockdown: the first reason stands" }),
         ),
     };
     tx.append_audit(
-        entry(
-            caller,
-            action,
-            None,
-            AuditDecision::Recorded,
-            ReasonCode::LockdownTriggered,
+        AuditDraft {
+            principal: "system".to_owned(),
+            role: None,
+            action: action.to_owned(),
+            environment: None,
+            decision: AuditDecision::Recorded,
+            reason: ReasonCode::LockdownTriggered.as_str().to_owned(),
             details,
-        ),
+        },
         now,
     )?;
     Ok(())
@@ -303,13 +306,14 @@ impl App {
                 if let Some(approver) = request.approver.as_deref()
                     && approver != caller.name
                 {
-                    let refusal = AppError::forbidden(
-                        ReasonCode::ApproverMismatch,
-                        format!(
+                    let refusal = Refusal {
+                        reason: ReasonCode::ApproverMismatch,
+                        message: format!(
                             "approver `{approver}` is not you (`{}`): nobody approves in another's name",
                             caller.name
                         ),
-                    );
+                        hints: vec!["Omit `approver` to approve as yourself.".to_owned()],
+                    };
                     return refuse(tx, &caller, ACTION, env, refusal, now);
                 }
                 if !may_create_override(caller.role, action, environment) {
@@ -317,7 +321,7 @@ impl App {
                         .into_iter()
                         .map(Role::as_str)
                         .collect();
-                    let refusal = AppError::Forbidden {
+                    let refusal = Refusal {
                         reason: ReasonCode::OverrideNotPermitted,
                         message: format!(
                             "role {} may not create overrides for {action} in {environment}",
@@ -366,9 +370,12 @@ impl App {
             .store
             .read(move |tx| {
                 let now = clock.now();
-                let records = tx.list_overrides(now, all, OVERRIDE_LIST_LIMIT)?;
+                let mut records = tx.list_overrides(now, all, OVERRIDE_LIST_LIMIT + 1)?;
+                let truncated = records.len() > OVERRIDE_LIST_LIMIT as usize;
+                records.truncate(OVERRIDE_LIST_LIMIT as usize);
                 Ok(OverrideList {
                     overrides: records.into_iter().map(|o| view(o, now)).collect(),
+                    truncated,
                 })
             })
             .await?;
@@ -399,21 +406,29 @@ impl App {
         self.store
             .write(move |tx| {
                 let now = clock.now();
+                let not_creator = |approver: &str| Refusal {
+                    reason: ReasonCode::NotOverrideCreator,
+                    message: format!(
+                        "only the security team or the override's creator ({approver}) may revoke override {key}"
+                    ),
+                    hints: Vec::new(),
+                };
+                // A role that can create no override can be no override's creator: refuse
+                // before looking (403 comes before 404).
+                let can_create_any = Action::ALL.iter().any(|a| {
+                    Environment::ALL
+                        .iter()
+                        .any(|e| may_create_override(caller.role, *a, *e))
+                });
+                if !can_create_any {
+                    return refuse(tx, &caller, ACTION, None, not_creator("someone else"), now);
+                }
                 let Some(mut found) = tx.get_override(&key)? else {
-                    return Ok(Err(AppError::NotFound(format!(
-                        "no override with id `{key}`"
-                    ))));
+                    return Ok(Err(AppError::NotFound(format!("no override with id `{key}`"))));
                 };
                 let env = Some(found.environment);
                 if caller.role != Role::SecurityTeam && caller.name != found.approver {
-                    let refusal = AppError::forbidden(
-                        ReasonCode::NotOverrideCreator,
-                        format!(
-                            "only the security team or its creator ({}) may revoke override {key}",
-                            found.approver
-                        ),
-                    );
-                    return refuse(tx, &caller, ACTION, env, refusal, now);
+                    return refuse(tx, &caller, ACTION, env, not_creator(&found.approver), now);
                 }
                 let status = found.status_at(now);
                 if status != OverrideStatus::Active

@@ -60,6 +60,8 @@ pub struct App {
     store: Store,
     clock: Arc<dyn Clock>,
     settings: Arc<AppSettings>,
+    /// One full audit verification at a time.
+    verify_turn: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -68,6 +70,7 @@ impl App {
             store,
             clock,
             settings: Arc::new(settings),
+            verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deploy_safety_core::{AuditDecision, AuditDraft, PrincipalName, ReasonCode, Role, Timestamp};
 use deploy_safety_store::{StoreError, TokenRecord};
+
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -150,7 +151,9 @@ impl App {
         })
     }
 
-    /// Creates a token for a new principal; `created_by` names who did it (for the audit log).
+    /// Creates a token for a principal, creating the principal if new. A principal's role never
+    /// changes, so one name is one identity in the audit log for good; a second token for the
+    /// same name and role is a rotation. `created_by` names who did it.
     pub async fn create_token(
         &self,
         name: &str,
@@ -164,19 +167,23 @@ impl App {
             .store
             .write(move |tx| {
                 let now = clock.now();
+                match tx.principal_role(name.as_str())? {
+                    None => tx.insert_principal(name.as_str(), role, now)?,
+                    Some(existing) if existing == role => {}
+                    Some(existing) => {
+                        return Ok(Err(AppError::Conflict {
+                            reason: None,
+                            message: format!(
+                                "principal `{name}` exists with role {existing}; a principal's role never changes, so choose another name"
+                            ),
+                        }));
+                    }
+                }
                 let (record, token) = match new_record(&name, role, &created_by, now) {
                     Ok(created) => created,
                     Err(e) => return Ok(Err(e)),
                 };
-                match tx.insert_token(&record) {
-                    Err(StoreError::Conflict(message)) => {
-                        return Ok(Err(AppError::Conflict {
-                            reason: None,
-                            message: format!("{message}; revoke it first or choose another name"),
-                        }));
-                    }
-                    other => other?,
-                }
+                tx.insert_token(&record)?;
                 tx.append_audit(
                     token_audit("token.create", &created_by, &record, json!({})),
                     now,
@@ -206,6 +213,9 @@ impl App {
                     Ok(created) => created,
                     Err(e) => return Ok(Err(e)),
                 };
+                if tx.principal_role(name.as_str())?.is_none() {
+                    tx.insert_principal(name.as_str(), Role::SecurityTeam, now)?;
+                }
                 tx.insert_token(&record)?;
                 tx.append_audit(
                     token_audit(
@@ -230,22 +240,47 @@ impl App {
         Ok(records.into_iter().map(TokenView::from).collect())
     }
 
-    /// Revokes the active token with this name, or the token with this id.
-    pub async fn revoke_token(&self, name_or_id: &str, by: &str) -> Result<TokenView, AppError> {
-        let key = name_or_id.to_owned();
+    /// Revokes every active token of the principal `name`.
+    pub async fn revoke_principal_tokens(
+        &self,
+        name: &str,
+        by: &str,
+    ) -> Result<Vec<TokenView>, AppError> {
+        let name = name.to_owned();
         let by = by.to_owned();
         let clock = self.clock.clone();
-        let revoked = self
-            .store
+        self.store
             .write(move |tx| {
-                let record = match tx.active_token_by_name(&key)? {
-                    Some(record) => Some(record),
-                    None => tx.get_token(&key)?,
-                };
-                let Some(mut record) = record else {
+                let now = clock.now();
+                if tx.principal_role(&name)?.is_none() {
                     return Ok(Err(AppError::NotFound(format!(
-                        "no token with name or id `{key}`"
+                        "no principal named `{name}`"
                     ))));
+                }
+                let revoked = tx.revoke_tokens_of(&name, now)?;
+                if revoked.is_empty() {
+                    return Ok(Err(AppError::Conflict {
+                        reason: None,
+                        message: format!("principal `{name}` has no active token"),
+                    }));
+                }
+                for record in &revoked {
+                    tx.append_audit(token_audit("token.revoke", &by, record, json!({})), now)?;
+                }
+                Ok(Ok(revoked.into_iter().map(TokenView::from).collect()))
+            })
+            .await?
+    }
+
+    /// Revokes one token by its id (the part between `ds_` and `.`).
+    pub async fn revoke_token(&self, id: &str, by: &str) -> Result<TokenView, AppError> {
+        let id = id.strip_prefix(TOKEN_PREFIX).unwrap_or(id).to_owned();
+        let by = by.to_owned();
+        let clock = self.clock.clone();
+        self.store
+            .write(move |tx| {
+                let Some(mut record) = tx.get_token(&id)? else {
+                    return Ok(Err(AppError::NotFound(format!("no token with id `{id}`"))));
                 };
                 let now = clock.now();
                 if !tx.revoke_token(&record.id, now)? {
@@ -258,8 +293,7 @@ impl App {
                 tx.append_audit(token_audit("token.revoke", &by, &record, json!({})), now)?;
                 Ok(Ok(TokenView::from(record)))
             })
-            .await??;
-        Ok(revoked)
+            .await?
     }
 }
 

@@ -6,16 +6,25 @@
 
 pub mod audit;
 pub mod gate;
+pub mod health;
+pub mod incident;
 pub mod model;
 pub mod overrides;
 pub mod reason;
 pub mod text;
 pub mod time;
+pub mod validation;
 
 pub use audit::{AuditDecision, AuditDraft, AuditEntry, ChainBreak, ChainVerifier, GENESIS_HASH};
 pub use gate::{
     Decision, GateInputs, GateRequest, LockdownTrigger, ModeChangeError, change_mode,
     change_threat_level, decide, trigger_lockdown,
+};
+pub use health::{
+    CheckOutcome, OverallHealth, ProbeState, ProbeStatus, Thresholds, overall_health,
+};
+pub use incident::{
+    Incident, IncidentCategory, IncidentChangeError, IncidentEvent, IncidentStatus,
 };
 pub use model::{
     Action, Environment, GateState, OpenIncident, Principal, Role, SecurityMode, Severity,
@@ -27,3 +36,6 @@ pub use overrides::{
 pub use reason::ReasonCode;
 pub use text::{InvalidText, PrincipalName, Reason, ReleaseId, TtlMinutes};
 pub use time::Timestamp;
+pub use validation::{
+    BUILT_IN_GATES, CheckStatus, GateVerdict, ValidationInputs, built_in_gate, overall_status,
+};

@@ -28,7 +28,7 @@ macro_rules! string_enum {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
         $vis enum $name {
             $( $(#[$vmeta])* #[serde(rename = $text)] $variant ),+
         }
@@ -43,6 +43,19 @@ macro_rules! string_enum {
                 match self { $($name::$variant => $text),+ }
             }
         }
+
+        // By hand: the derive does not see `serde(rename)` values passed through a macro, and
+        // would describe the Rust variant names instead of the spellings on the wire.
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
 
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -219,6 +232,23 @@ mod tests {
         );
         let err = serde_json::from_str::<SecurityMode>("\"off\"").unwrap_err();
         assert!(err.to_string().contains("unknown variant `off`"), "{err}");
+    }
+
+    #[test]
+    fn openapi_schemas_list_the_wire_spellings() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(Action::schema()).unwrap();
+        assert_eq!(
+            schema["enum"],
+            serde_json::json!([
+                "deploy.canary.start",
+                "deploy.canary.promote",
+                "deploy.rollback",
+                "ops.loadshed"
+            ])
+        );
+        let schema = serde_json::to_value(Role::schema()).unwrap();
+        assert_eq!(schema["enum"][0], "security-team");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Override {
 #[serde(rename_all = "lowercase")]
 pub enum OverrideStatus {
     Active,
+    /// Not revoked and not active: past `expiresAt` (or, if the clock was set back, before
+    /// `createdAt`).
     Expired,
     Revoked,
 }
@@ -46,13 +48,14 @@ impl Override {
         self.revoked_at.is_none() && self.created_at <= now && now < self.expires_at
     }
 
+    /// Revoked, active (exactly when [`Override::is_active_at`]), or otherwise expired.
     pub fn status_at(&self, now: Timestamp) -> OverrideStatus {
         if self.revoked_at.is_some() {
             OverrideStatus::Revoked
-        } else if now >= self.expires_at {
-            OverrideStatus::Expired
-        } else {
+        } else if self.is_active_at(now) {
             OverrideStatus::Active
+        } else {
+            OverrideStatus::Expired
         }
     }
 

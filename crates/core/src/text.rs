@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 #[error("{0}")]
 pub struct InvalidText(pub String);
 
-/// A human reason or justification: not blank, at most [`Reason::MAX_CHARS`] characters.
-/// Leading and trailing whitespace is trimmed.
+/// A human reason or justification: not blank, at most [`Reason::MAX_CHARS`] characters, no
+/// control characters except newline and tab (so text cannot rewrite a terminal or a log
+/// line). Leading and trailing whitespace is trimmed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Reason(String);
@@ -28,6 +29,14 @@ impl Reason {
                 "must be at most {} characters",
                 Self::MAX_CHARS
             )));
+        }
+        if trimmed
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(InvalidText(
+                "must not contain control characters (other than newline and tab)".into(),
+            ));
         }
         Ok(Reason(trimmed.to_owned()))
     }
@@ -164,6 +173,9 @@ mod tests {
         assert!(Reason::parse(" \n\t").is_err());
         assert!(Reason::parse(&"x".repeat(Reason::MAX_CHARS)).is_ok());
         assert!(Reason::parse(&"x".repeat(Reason::MAX_CHARS + 1)).is_err());
+        assert!(Reason::parse("line one\nline two\twith tab").is_ok());
+        assert!(Reason::parse("looks fine\u{1b}[2J").is_err(), "ANSI escape");
+        assert!(Reason::parse("carriage\rreturn").is_err());
     }
 
     #[test]

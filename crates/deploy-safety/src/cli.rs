@@ -90,7 +90,8 @@ pub struct RemoteArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a token; prints only the token on stdout.
+    /// Create a token (for a new principal, or another token of an existing one with the same
+    /// role); prints only the token on stdout.
     Create {
         #[arg(long)]
         name: String,
@@ -106,9 +107,14 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token by principal name or token id.
+    /// Revoke every token of a principal (NAME), or one token (--id).
     Revoke {
-        name_or_id: String,
+        /// The principal whose tokens to revoke.
+        #[arg(required_unless_present = "id", conflicts_with = "id")]
+        name: Option<String>,
+        /// One token's id (`ds_<id>.<secret>`; the id alone, or with `ds_`).
+        #[arg(long)]
+        id: Option<String>,
         #[command(flatten)]
         database: DatabaseArgs,
     },

@@ -10,7 +10,7 @@ use deploy_safety_api_types::{
 use deploy_safety_app::{App, SystemClock, verify_chain};
 use deploy_safety_client::{Client, ClientError};
 use deploy_safety_server::Server;
-use deploy_safety_store::Store;
+use deploy_safety_store::{Store, redact_url, sqlite};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
@@ -84,10 +84,19 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
 async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     let settings = settings_for(args)?;
     init_logging(&settings)?;
-    let store = Store::open(&settings.database_url)
-        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+    let store = Store::open(&settings.database_url).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            redact_url(&settings.database_url)
+        )
+    })?;
     tracing::info!(database = %store.describe(), "database ready");
     let app = App::new(store, Arc::new(SystemClock), settings.app());
+    // Bind before creating the bootstrap token, so a start that fails (port taken) does not
+    // use up the token's one showing.
+    let server = Server::bind(&settings.listen, app.clone(), &settings.http())
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     if let Some(issued) = app.bootstrap_token().await? {
         // Shown once, on stdout, for the person starting a new installation.
         println!(
@@ -97,9 +106,6 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         println!("{}", issued.token);
         tracing::warn!(principal = %issued.view.name, "created the bootstrap security-team token");
     }
-    let server = Server::bind(&settings.listen, app, &settings.http())
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = server.local_addr()?;
     println!("deploy-safety listening on http://{address}");
     tracing::info!(%address, "listening");
@@ -138,10 +144,28 @@ fn local_operator() -> String {
     format!("cli:{user}")
 }
 
+/// Opens (creating and migrating if new) the store off the async threads.
+async fn open_store(database_url: &str) -> anyhow::Result<Store> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || Store::open(&url))
+        .await?
+        .with_context(|| format!("cannot open the database {}", redact_url(database_url)))
+}
+
 async fn local_app(database: &DatabaseArgs) -> anyhow::Result<App> {
     let settings = database_settings(database)?;
-    let store = Store::open(&settings.database_url)
-        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+    if let Some(path) = sqlite::path_from_url(&settings.database_url)
+        && !path.exists()
+    {
+        // Token commands create the database if it is new; say so, in case this is the wrong
+        // directory (the default URL is relative).
+        let shown = std::path::absolute(&path).unwrap_or(path);
+        eprintln!(
+            "note: no database at {}; creating a new one",
+            shown.display()
+        );
+    }
+    let store = open_store(&settings.database_url).await?;
     Ok(App::new(store, Arc::new(SystemClock), settings.app()))
 }
 
@@ -185,13 +209,19 @@ async fn token(command: TokenCommand) -> anyhow::Result<u8> {
                 );
             }
         }
-        TokenCommand::Revoke {
-            name_or_id,
-            database,
-        } => {
+        TokenCommand::Revoke { name, id, database } => {
             let app = local_app(&database).await?;
-            let revoked = app.revoke_token(&name_or_id, &local_operator()).await?;
-            println!("Revoked token {} of {}.", revoked.id, revoked.name);
+            let revoked = match (name, id) {
+                (_, Some(id)) => vec![app.revoke_token(&id, &local_operator()).await?],
+                (Some(name), None) => {
+                    app.revoke_principal_tokens(&name, &local_operator())
+                        .await?
+                }
+                (None, None) => anyhow::bail!("name a principal or pass --id"),
+            };
+            for token in revoked {
+                println!("Revoked token {} of {}.", token.id, token.name);
+            }
         }
     }
     Ok(exit::OK)
@@ -199,8 +229,12 @@ async fn token(command: TokenCommand) -> anyhow::Result<u8> {
 
 async fn verify_offline(database: &DatabaseArgs, json: bool) -> anyhow::Result<u8> {
     let settings = database_settings(database)?;
-    let store = Store::open_read_only(&settings.database_url)
-        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+    let store = Store::open_read_only(&settings.database_url).with_context(|| {
+        format!(
+            "cannot open the database {}",
+            redact_url(&settings.database_url)
+        )
+    })?;
     let verification = store.read(verify_chain).await?;
     if json {
         print_json(&verification);
@@ -244,7 +278,33 @@ fn client(remote: &RemoteArgs) -> anyhow::Result<Client> {
     Client::new(&remote.server, remote.token.clone()).context("cannot create the HTTP client")
 }
 
+/// The remote options of a client command.
+fn remote_args(command: &Command) -> Option<&RemoteArgs> {
+    match command {
+        Command::Status(r) | Command::Whoami(r) | Command::Health(r) => Some(r),
+        Command::Mode(ModeCommand::Set { remote, .. })
+        | Command::Threat(ThreatCommand::Set { remote, .. })
+        | Command::Gate(GateCommand::Check { remote, .. })
+        | Command::Audit(AuditCommand::List { remote, .. })
+        | Command::Audit(AuditCommand::Verify { remote, .. }) => Some(remote),
+        Command::Override(
+            OverrideCommand::Create { remote, .. }
+            | OverrideCommand::List { remote, .. }
+            | OverrideCommand::Show { remote, .. }
+            | OverrideCommand::Revoke { remote, .. },
+        ) => Some(remote),
+        Command::Serve(_) | Command::PrintConfig(_) | Command::Token(_) => None,
+    }
+}
+
 async fn remote(command: Command) -> anyhow::Result<u8> {
+    let needs_token = !matches!(command, Command::Health(_));
+    if needs_token && remote_args(&command).is_some_and(|r| r.token.is_none()) {
+        eprintln!(
+            "error: no token: set DEPLOY_SAFETY_TOKEN or pass --token (create one with `deploy-safety token create`)"
+        );
+        return Ok(exit::REFUSED);
+    }
     Ok(match command {
         Command::Status(remote) => show(
             client(&remote)?.gate_status().await,

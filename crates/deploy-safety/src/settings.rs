@@ -183,6 +183,12 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            bail!(
+                "listen `{}` is not an IP address and port, e.g. 127.0.0.1:8080",
+                self.listen
+            );
+        }
         if self.http.body_limit_bytes < 1024 {
             bail!("http.body_limit_bytes must be at least 1024");
         }
@@ -299,6 +305,10 @@ mod tests {
 
         let e = env(&[("DEPLOY_SAFETY_OVERRIDES_MAX_TTL_MINUTES", "0")]);
         assert!(Settings::load(None, e, &FlagSettings::default()).is_err());
+
+        let e = env(&[("DEPLOY_SAFETY_LISTEN", "notanaddr")]);
+        let err = Settings::load(None, e, &FlagSettings::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("not an IP address"), "{err:#}");
     }
 
     #[test]

@@ -243,11 +243,18 @@ fn tokens_are_managed_on_the_database() {
         "secrets are never listed"
     );
 
-    // A second active token with the same name is refused.
-    let out = install.offline(&["token", "create", "--name", "ci-bot", "--role", "developer"]);
+    // A principal keeps its role for good: a second token with another role is refused; one
+    // with the same role is a rotation.
+    let out = install.offline(&["token", "create", "--name", "ci-bot", "--role", "eng-lead"]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("ci-bot"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exists with role developer"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stdout(&out).is_empty());
+    let rotated = install.create_token("ci-bot", "developer");
+    assert_ne!(rotated, token);
 
     // The server was started after tokens existed: no bootstrap token.
     let server = install.start();
@@ -257,7 +264,16 @@ fn tokens_are_managed_on_the_database() {
     assert_eq!(me["name"], "ci-bot");
     assert_eq!(me["role"], "developer");
 
-    // Revoked while the server runs: refused at once.
+    // Revoked while the server runs: refused at once. One token by id, then the principal.
+    let rotated_id = rotated.trim_start_matches("ds_").split('.').next().unwrap();
+    let out = install.offline(&["token", "revoke", "--id", rotated_id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(code(&server.cli(&rotated, &["whoami"])), REFUSED);
+    assert_eq!(
+        code(&server.cli(&token, &["whoami"])),
+        0,
+        "the other token still works"
+    );
     let out = install.offline(&["token", "revoke", "ci-bot"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = server.cli(&token, &["whoami"]);
@@ -283,6 +299,38 @@ fn unreachable_server_is_a_clear_error() {
     assert_eq!(code(&out), 1);
     assert!(
         stderr(&out).contains("cannot reach the server"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn database_passwords_never_reach_the_terminal() {
+    let out = std::process::Command::new(common::BINARY)
+        .args([
+            "token",
+            "list",
+            "--database-url",
+            "postgres://app:hunter2@127.0.0.1:1/deploy",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("app:***@"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("hunter2"));
+}
+
+#[test]
+fn client_commands_without_a_token_say_how_to_get_one() {
+    let out = std::process::Command::new(common::BINARY)
+        .args(["status"])
+        .env_remove("DEPLOY_SAFETY_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), REFUSED);
+    assert!(
+        stderr(&out).contains("DEPLOY_SAFETY_TOKEN"),
         "{}",
         stderr(&out)
     );

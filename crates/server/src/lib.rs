@@ -64,14 +64,14 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
     };
     let request_id = HeaderName::from_static("x-request-id");
     routes
-        .route_layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(axum::middleware::from_fn(middleware::track_metrics))
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
-        .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(
             TraceLayer::new_for_http()
                 .on_response(

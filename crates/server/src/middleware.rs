@@ -75,7 +75,7 @@ fn default_message(
         StatusCode::NOT_FOUND => format!("no such endpoint: {method} {path}"),
         StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),
         StatusCode::SERVICE_UNAVAILABLE => {
-            "the request did not complete within the time limit".to_owned()
+            "the request did not complete within the time limit; a change that was not yet being recorded was not made, but one caught mid-commit may have been: check the audit log before retrying".to_owned()
         }
         StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than the limit".to_owned(),
         _ if status.is_server_error() => "internal error".to_owned(),

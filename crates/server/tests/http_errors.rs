@@ -96,7 +96,10 @@ async fn malformed_unknown_revoked_and_non_bearer_tokens_are_401() {
             .status,
         StatusCode::OK
     );
-    h.app.revoke_token("developer", "test").await.unwrap();
+    h.app
+        .revoke_principal_tokens("developer", "test")
+        .await
+        .unwrap();
 
     let unknown_secret = {
         // The developer's real token id with a wrong secret.

@@ -328,3 +328,42 @@ async fn an_unhealthy_health_answer_is_still_the_health_report() {
         "no internals in the answer: {body}"
     );
 }
+
+/// The document describes values as they are on the wire, so a client generated from it works.
+#[tokio::test]
+async fn openapi_enums_are_the_wire_spellings() {
+    let h = Harness::new().await;
+    let reply = h
+        .raw(Method::GET, &format!("{API}/openapi.json"), None, None)
+        .await;
+    let doc = reply.json();
+    let schemas = &doc["components"]["schemas"];
+    let expected = [
+        (
+            "Action",
+            vec![
+                "deploy.canary.start",
+                "deploy.canary.promote",
+                "deploy.rollback",
+                "ops.loadshed",
+            ],
+        ),
+        ("Environment", vec!["staging", "production"]),
+        (
+            "Role",
+            vec!["security-team", "eng-lead", "oncall-lead", "developer"],
+        ),
+        ("SecurityMode", vec!["monitor", "enforce", "lockdown"]),
+        (
+            "ThreatLevel",
+            vec!["none", "low", "medium", "high", "critical"],
+        ),
+        ("AuditDecision", vec!["allowed", "denied", "recorded"]),
+        ("OverrideStatus", vec!["active", "expired", "revoked"]),
+    ];
+    for (name, values) in expected {
+        assert_eq!(schemas[name]["enum"], serde_json::json!(values), "{name}");
+    }
+    let reasons = schemas["ReasonCode"]["enum"].as_array().unwrap();
+    assert!(reasons.contains(&serde_json::json!("OVERRIDE_REQUIRED")));
+}

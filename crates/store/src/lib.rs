@@ -37,8 +37,9 @@ pub enum StoreError {
     /// The database URL or file is not usable.
     #[error("{0}")]
     Config(String),
-    /// The store has shut down, or its writer stopped.
-    #[error("the store is closed")]
+    /// The write was not done and no other error says why: the store shut down, the job
+    /// panicked, or its batch failed before it ran. Nothing of it was committed.
+    #[error("the store is closed or the write was abandoned")]
     Closed,
 }
 
@@ -111,32 +112,21 @@ impl Store {
     /// Opens the database named by `url`, creating and migrating it if needed.
     ///
     /// `sqlite://PATH` (relative) or `sqlite:///ABSOLUTE/PATH` select the embedded backend.
+    /// This blocks (migrations, file locks): call it from a blocking context.
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        if let Some(path) = sqlite::path_from_url(url) {
-            let backend = sqlite::SqliteBackend::open(&path)?;
-            return Ok(Store {
-                backend: Arc::new(backend),
-            });
-        }
-        Err(StoreError::Config(format!(
-            "unsupported database URL `{}`: expected sqlite://PATH",
-            redact_url(url)
-        )))
+        let path = sqlite_path(url)?;
+        Ok(Store {
+            backend: Arc::new(sqlite::SqliteBackend::open(&path)?),
+        })
     }
 
     /// Opens an existing database for reading only: no migration, no writer, nothing created.
     /// For offline inspection (`deploy-safety audit verify --database-url ...`).
     pub fn open_read_only(url: &str) -> Result<Store, StoreError> {
-        if let Some(path) = sqlite::path_from_url(url) {
-            let backend = sqlite::SqliteBackend::open_read_only(&path)?;
-            return Ok(Store {
-                backend: Arc::new(backend),
-            });
-        }
-        Err(StoreError::Config(format!(
-            "unsupported database URL `{}`: expected sqlite://PATH",
-            redact_url(url)
-        )))
+        let path = sqlite_path(url)?;
+        Ok(Store {
+            backend: Arc::new(sqlite::SqliteBackend::open_read_only(&path)?),
+        })
     }
 
     /// Runs `work` in a write transaction and answers once that transaction is durable.
@@ -160,6 +150,15 @@ impl Store {
                 };
             }
             let result = work(tx);
+            if reply.is_closed() {
+                // The caller gave up while its work ran: roll it back rather than commit a
+                // change nobody will hear about. (A caller that gives up during the commit
+                // itself cannot be helped: its change is in the audit log.)
+                return JobOutcome {
+                    succeeded: false,
+                    answer: Box::new(|_| {}),
+                };
+            }
             JobOutcome {
                 succeeded: result.is_ok(),
                 answer: Box::new(move |committed: Result<(), StoreError>| {
@@ -173,7 +172,8 @@ impl Store {
             .writer()
             .ok_or_else(|| StoreError::Config("the database was opened read-only".to_owned()))?;
         writer.send(job).await.map_err(|_| StoreError::Closed)?;
-        // A dropped reply means the closure panicked; the writer rolled it back.
+        // A dropped reply means the job never answered: it panicked, or its batch failed
+        // before it ran. Either way nothing of it was committed.
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -216,23 +216,48 @@ impl Store {
     }
 }
 
-/// The URL without a password, for messages and logs.
+fn sqlite_path(url: &str) -> Result<std::path::PathBuf, StoreError> {
+    sqlite::path_from_url(url).ok_or_else(|| {
+        StoreError::Config(format!(
+            "unsupported database URL `{}`: expected sqlite://PATH",
+            redact_url(url)
+        ))
+    })
+}
+
+/// The URL without a password, for messages and logs: the password of the authority part
+/// (`user:password@host`, split at the last `@`) and any `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let (head, rest) = url.split_at(scheme_end);
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let (credentials, host) = authority.split_at(at);
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{user}:***{host}"),
+                None => authority.to_owned(),
             }
         }
-        _ => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{head}{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -250,5 +275,14 @@ mod tests {
             "postgres://postgres@127.0.0.1/test"
         );
         assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@host/db"),
+            "postgres://u:***@host/db"
+        );
+        assert_eq!(
+            redact_url("postgres://host/db?user=u&password=secret&sslmode=require"),
+            "postgres://host/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

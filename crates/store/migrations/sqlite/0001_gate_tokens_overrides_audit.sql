@@ -17,18 +17,24 @@ CREATE TABLE gate_state (
 
 INSERT INTO gate_state (id, mode, threat_level) VALUES (1, 'enforce', 'none');
 
+-- A principal's role never changes, so a name means one identity for the audit log's lifetime.
+CREATE TABLE principals (
+    name       TEXT    PRIMARY KEY,
+    role       TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+-- A principal may hold several tokens (rotation); each is revoked on its own.
 CREATE TABLE tokens (
     id          TEXT    PRIMARY KEY,
-    name        TEXT    NOT NULL,
-    role        TEXT    NOT NULL,
+    name        TEXT    NOT NULL REFERENCES principals (name),
     secret_hash BLOB    NOT NULL,
     created_at  INTEGER NOT NULL,
     created_by  TEXT    NOT NULL,
     revoked_at  INTEGER
 ) STRICT;
 
--- A principal name belongs to one active token at a time.
-CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
+CREATE INDEX tokens_name ON tokens (name);
 
 CREATE TABLE overrides (
     id            TEXT    PRIMARY KEY,

@@ -11,7 +11,7 @@ mod tx;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -25,8 +25,10 @@ pub(crate) use tx::{SqliteTx, Tail};
 const MAX_BATCH: usize = 512;
 /// Jobs that may wait for the writer before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 8_192;
-/// Readers kept open between reads.
-const MAX_IDLE_READERS: usize = 8;
+/// Read connections open at most; further reads wait for one to be free.
+const MAX_READERS: usize = 16;
+/// How long a read waits for a free connection before failing.
+const READER_WAIT: Duration = Duration::from_secs(10);
 /// How long a connection waits for a lock held by another process (e.g. the CLI) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -38,26 +40,56 @@ pub fn path_from_url(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(rest))
 }
 
+fn checked_path(path: &Path) -> Result<(), StoreError> {
+    let text = path.to_string_lossy();
+    if text.is_empty() {
+        return Err(StoreError::Config(
+            "the SQLite database URL names no file (expected sqlite://PATH)".into(),
+        ));
+    }
+    if text.contains(":memory:") || text.starts_with("file:") {
+        return Err(StoreError::Config(
+            "in-memory and URI SQLite databases are not supported: the store must be durable (expected sqlite://PATH)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the database file readable by its owner only (SQLite gives its -wal and -shm files
+/// the same permissions).
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Config(format!(
+            "cannot create SQLite database {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 pub(crate) struct SqliteBackend {
     path: PathBuf,
     writer: Option<mpsc::Sender<WriteJob>>,
-    read_only: bool,
-    readers: Mutex<Vec<Connection>>,
+    readers: ReaderPool,
     counters: Arc<Counters>,
 }
 
 impl SqliteBackend {
+    /// Opens the database read-write, creating and migrating it if needed, and starts the
+    /// writer thread.
     pub(crate) fn open(path: &Path) -> Result<SqliteBackend, StoreError> {
-        if path.as_os_str().is_empty() {
-            return Err(StoreError::Config(
-                "the SQLite database URL names no file (expected sqlite://PATH)".into(),
-            ));
-        }
+        checked_path(path)?;
+        create_private(path)?;
         let mut conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| {
             StoreError::Config(format!(
@@ -79,50 +111,161 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             path: path.to_owned(),
             writer: Some(writer),
-            read_only: false,
-            readers: Mutex::new(Vec::new()),
+            readers: ReaderPool::new(ReaderAccess::ReadWrite(path.to_owned())),
             counters,
         })
     }
 
+    /// Opens an existing database for reading only. Without a write-ahead log (no server has
+    /// it open) the file is opened immutable: nothing is created beside it, so an auditor with
+    /// read access alone can verify it.
     pub(crate) fn open_read_only(path: &Path) -> Result<SqliteBackend, StoreError> {
+        checked_path(path)?;
+        if !path.exists() {
+            return Err(StoreError::Config(format!(
+                "no database at {}",
+                path.display()
+            )));
+        }
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let access = if Path::new(&wal).exists() {
+            ReaderAccess::ReadOnly {
+                uri: file_uri(path, "mode=ro"),
+            }
+        } else {
+            ReaderAccess::ReadOnly {
+                uri: file_uri(path, "immutable=1"),
+            }
+        };
         let backend = SqliteBackend {
             path: path.to_owned(),
             writer: None,
-            read_only: true,
-            readers: Mutex::new(Vec::new()),
+            readers: ReaderPool::new(access),
             counters: Arc::new(Counters::default()),
         };
-        let conn = backend.take_reader().map_err(|e| {
-            StoreError::Config(format!("cannot open {} for reading: {e}", path.display()))
+        let conn = backend.readers.take().map_err(|e| {
+            StoreError::Config(format!(
+                "cannot open {} for reading: {e} (while a server has it open, reading needs write access to its -shm file)",
+                path.display()
+            ))
         })?;
-        migrate::check_current(&conn)?;
-        backend.return_reader(conn);
+        let current = migrate::check_current(&conn);
+        backend.readers.give_back(conn, true);
+        current?;
         Ok(backend)
     }
+}
 
-    fn take_reader(&self) -> Result<Connection, StoreError> {
-        if let Some(conn) = self.readers.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok(conn);
+/// `file:` URI for `path` with `query`, escaping what a URI would misread.
+fn file_uri(path: &Path, query: &str) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
         }
-        let access = if self.read_only {
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-        } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-        };
-        let conn =
-            Connection::open_with_flags(&self.path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(database)?;
+    }
+    format!("{uri}?{query}")
+}
+
+enum ReaderAccess {
+    ReadWrite(PathBuf),
+    ReadOnly { uri: String },
+}
+
+/// At most [`MAX_READERS`] connections; a read waits for a free one rather than opening more.
+struct ReaderPool {
+    access: ReaderAccess,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+impl ReaderPool {
+    fn new(access: ReaderAccess) -> Self {
+        ReaderPool {
+            access,
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = match &self.access {
+            ReaderAccess::ReadWrite(path) => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            ReaderAccess::ReadOnly { uri } => Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+        }
+        .map_err(database)?;
         configure_reader(&conn).map_err(database)?;
         Ok(conn)
     }
 
-    fn return_reader(&self, conn: Connection) {
-        if let Ok(mut idle) = self.readers.lock()
-            && idle.len() < MAX_IDLE_READERS
-        {
-            idle.push(conn);
+    fn take(&self) -> Result<Connection, StoreError> {
+        let poisoned = || StoreError::Database("the reader pool is poisoned".into());
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(conn);
+            }
+            if state.open < MAX_READERS {
+                state.open += 1;
+                drop(state);
+                let opened = self.connect();
+                if opened.is_err() {
+                    self.give_back_slot();
+                }
+                return opened;
+            }
+            let (next, waited) = self
+                .freed
+                .wait_timeout(state, READER_WAIT)
+                .map_err(|_| poisoned())?;
+            state = next;
+            if waited.timed_out() && state.idle.is_empty() && state.open >= MAX_READERS {
+                return Err(StoreError::Database(format!(
+                    "no read connection became free within {} s",
+                    READER_WAIT.as_secs()
+                )));
+            }
         }
+    }
+
+    /// Returns a connection; a connection in an unknown state is closed instead.
+    fn give_back(&self, conn: Connection, reusable: bool) {
+        if !reusable {
+            drop(conn);
+            self.give_back_slot();
+            return;
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.idle.push(conn);
+        }
+        self.freed.notify_one();
+    }
+
+    fn give_back_slot(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.open = state.open.saturating_sub(1);
+        }
+        self.freed.notify_one();
     }
 }
 
@@ -132,15 +275,16 @@ impl Backend for SqliteBackend {
     }
 
     fn read(&self, job: ReadJob<'_>) -> Result<(), StoreError> {
-        let conn = self.take_reader()?;
+        let conn = self.readers.take()?;
         // One deferred transaction: every query of the job sees the same snapshot.
-        conn.execute_batch("BEGIN").map_err(database)?;
+        if let Err(e) = conn.execute_batch("BEGIN") {
+            self.readers.give_back(conn, false);
+            return Err(database(e));
+        }
         let mut tail = Tail::Unknown;
         let result = job(&mut SqliteTx::new(&conn, &mut tail));
         let ended = conn.execute_batch("COMMIT").map_err(database);
-        if ended.is_ok() {
-            self.return_reader(conn);
-        }
+        self.readers.give_back(conn, ended.is_ok());
         result.and(ended)
     }
 
@@ -236,8 +380,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, counters: &Counters) 
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
-            // Jobs that never ran are dropped with `batch`; their callers hear "closed".
-            batch.clear();
+            // Jobs that never ran were dropped with the drained batch; their callers hear
+            // `Closed`, which they treat as unavailable like this error.
             answers
                 .into_iter()
                 .for_each(|answer| answer(Err(error.clone())));

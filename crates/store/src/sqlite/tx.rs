@@ -3,8 +3,8 @@
 use std::str::FromStr;
 
 use deploy_safety_core::{
-    Action, AuditDraft, AuditEntry, Environment, GENESIS_HASH, GateState, Override, Timestamp,
-    UnknownValue,
+    Action, AuditDraft, AuditEntry, Environment, GENESIS_HASH, GateState, Override, Role,
+    Timestamp, UnknownValue,
 };
 use rusqlite::types::{Type, Value};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -36,7 +36,9 @@ impl<'c> SqliteTx<'c> {
 const OVERRIDE_COLUMNS: &str = "id, action, environment, release_id, reason, approver, approver_role, \
      created_at, expires_at, revoked_at, revoked_by, use_count, last_used_at";
 
-const TOKEN_COLUMNS: &str = "id, name, role, secret_hash, created_at, created_by, revoked_at";
+const TOKEN_COLUMNS: &str =
+    "t.id, t.name, p.role, t.secret_hash, t.created_at, t.created_by, t.revoked_at";
+const TOKENS: &str = "tokens t JOIN principals p ON p.name = t.name";
 
 const AUDIT_COLUMNS: &str =
     "seq, at, principal, role, action, environment, decision, reason, details, prev_hash, hash";
@@ -315,47 +317,54 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn principal_role(&mut self, name: &str) -> Result<Option<Role>, StoreError> {
+        self.one(
+            "SELECT role FROM principals WHERE name = ?1",
+            [name],
+            |row| text_enum(row, 0),
+        )
+    }
+
+    fn insert_principal(
+        &mut self,
+        name: &str,
+        role: Role,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO principals (name, role, created_at) VALUES (?1, ?2, ?3)",
+            params![name, role.as_str(), at.unix_millis()],
+        )?;
+        Ok(())
+    }
+
     fn insert_token(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
         self.execute(
-            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+            "INSERT INTO tokens (id, name, secret_hash, created_at, created_by, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 t.id,
                 t.name,
-                t.role.as_str(),
                 t.secret_hash,
                 t.created_at.unix_millis(),
                 t.created_by,
                 t.revoked_at.map(Timestamp::unix_millis),
             ],
-        )
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("an active token named `{}` exists", t.name))
-            }
-            other => other,
-        })?;
+        )?;
         Ok(())
     }
 
     fn get_token(&mut self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         self.one(
-            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+            &format!("SELECT {TOKEN_COLUMNS} FROM {TOKENS} WHERE t.id = ?1"),
             [id],
-            token_from_row,
-        )
-    }
-
-    fn active_token_by_name(&mut self, name: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.one(
-            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1 AND revoked_at IS NULL"),
-            [name],
             token_from_row,
         )
     }
 
     fn list_tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError> {
         self.collect(
-            &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"),
+            &format!("SELECT {TOKEN_COLUMNS} FROM {TOKENS} ORDER BY t.created_at, t.id"),
             [],
             token_from_row,
         )
@@ -371,6 +380,32 @@ impl Tx for SqliteTx<'_> {
             params![id, at.unix_millis()],
         )?;
         Ok(changed == 1)
+    }
+
+    fn revoke_tokens_of(
+        &mut self,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let active = self.collect(
+            &format!(
+                "SELECT {TOKEN_COLUMNS} FROM {TOKENS}
+                 WHERE t.name = ?1 AND t.revoked_at IS NULL ORDER BY t.created_at, t.id"
+            ),
+            [name],
+            token_from_row,
+        )?;
+        self.execute(
+            "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, at.unix_millis()],
+        )?;
+        Ok(active
+            .into_iter()
+            .map(|t| TokenRecord {
+                revoked_at: Some(at),
+                ..t
+            })
+            .collect())
     }
 
     fn append_audit(&mut self, draft: AuditDraft, at: Timestamp) -> Result<AuditEntry, StoreError> {

@@ -84,13 +84,14 @@ conformance!(
         gate_state_round_trips,
         overrides_are_found_by_scope_and_time,
         override_revocation_and_use,
-        tokens_are_unique_by_active_name,
+        principals_keep_their_role_and_hold_tokens,
         audit_chain_is_sealed_in_order,
         audit_pages_filter_and_page,
         everything_survives_reopening,
         a_failing_write_changes_nothing,
         a_panicking_write_is_rolled_back_and_the_writer_survives,
         concurrent_writes_share_one_commit,
+        failures_inside_a_batch_leave_no_gap,
         writes_fail_closed_when_audit_cannot_be_written,
     ]
 );

@@ -89,3 +89,58 @@ fn urls() {
         Err(StoreError::Config(_))
     ));
 }
+
+#[tokio::test]
+async fn offline_reading_of_a_closed_database_creates_no_files() {
+    let db = SqliteDatabase::new().unwrap();
+    let store = db.open();
+    store.write(|tx| tx.count_tokens()).await.unwrap();
+    drop(store);
+    let sidecar = |suffix: &str| {
+        let mut name = db.path().into_os_string();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    // The writer thread closes the last connection, which checkpoints and removes the WAL.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sidecar("-wal").exists() || sidecar("-shm").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database was never closed"
+        );
+        std::thread::yield_now();
+    }
+    let before = std::fs::read(db.path()).unwrap();
+    let store = Store::open_read_only(&db.url()).unwrap();
+    assert_eq!(store.read(|tx| tx.count_tokens()).await.unwrap(), 0);
+    drop(store);
+    assert!(!sidecar("-wal").exists() && !sidecar("-shm").exists());
+    assert_eq!(
+        std::fs::read(db.path()).unwrap(),
+        before,
+        "not a byte changed"
+    );
+}
+
+#[tokio::test]
+async fn new_databases_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = SqliteDatabase::new().unwrap();
+    drop(db.open());
+    let mode = std::fs::metadata(db.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn in_memory_databases_are_refused() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite:file::memory:?cache=shared",
+    ] {
+        assert!(
+            matches!(Store::open(url), Err(StoreError::Config(_))),
+            "{url}"
+        );
+    }
+}

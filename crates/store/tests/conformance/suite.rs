@@ -220,36 +220,57 @@ pub async fn override_revocation_and_use(db: &impl TestDatabase) {
     assert!(found.is_empty(), "revoked overrides are never candidates");
 }
 
-pub async fn tokens_are_unique_by_active_name(db: &impl TestDatabase) {
+pub async fn principals_keep_their_role_and_hold_tokens(db: &impl TestDatabase) {
     let store = db.open();
-    write(&store, |tx| tx.insert_token(&a_token("t1", "alice"))).await;
+    assert_eq!(read(&store, |tx| tx.principal_role("alice")).await, None);
+    write(&store, |tx| {
+        tx.insert_principal("alice", Role::Developer, T0)?;
+        tx.insert_token(&a_token("t1", "alice"))?;
+        tx.insert_token(&a_token("t2", "alice"))
+    })
+    .await;
+    assert_eq!(
+        read(&store, |tx| tx.principal_role("alice")).await,
+        Some(Role::Developer)
+    );
     let duplicate = store
-        .write(|tx| tx.insert_token(&a_token("t2", "alice")))
+        .write(|tx| tx.insert_principal("alice", Role::EngLead, T0))
         .await;
     assert!(
         matches!(duplicate, Err(StoreError::Conflict(_))),
         "{duplicate:?}"
     );
-    assert_eq!(read(&store, |tx| tx.count_tokens()).await, 1);
+    let orphan = store
+        .write(|tx| tx.insert_token(&a_token("t3", "nobody")))
+        .await;
+    assert!(orphan.is_err(), "a token needs its principal: {orphan:?}");
+    assert_eq!(read(&store, |tx| tx.count_tokens()).await, 2);
 
     let found = read(&store, |tx| tx.get_token("t1")).await.unwrap();
     assert_eq!(found, a_token("t1", "alice"));
-    let by_name = read(&store, |tx| tx.active_token_by_name("alice")).await;
-    assert_eq!(by_name.map(|t| t.id).as_deref(), Some("t1"));
+    assert_eq!(
+        found.role,
+        Role::Developer,
+        "a token's role is its principal's"
+    );
 
     assert!(write(&store, |tx| tx.revoke_token("t1", at(1))).await);
     assert!(!write(&store, |tx| tx.revoke_token("t1", at(2))).await);
+    let revoked = write(&store, |tx| tx.revoke_tokens_of("alice", at(3))).await;
     assert_eq!(
-        read(&store, |tx| tx.active_token_by_name("alice")).await,
-        None
+        revoked.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["t2"],
+        "only tokens still active"
     );
-    write(&store, |tx| tx.insert_token(&a_token("t2", "alice"))).await;
+    assert_eq!(revoked[0].revoked_at, Some(at(3)));
     let listed = read(&store, |tx| tx.list_tokens()).await;
     assert_eq!(
-        listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
-        ["t1", "t2"]
+        listed
+            .iter()
+            .map(|t| (t.id.as_str(), t.revoked_at))
+            .collect::<Vec<_>>(),
+        [("t1", Some(at(1))), ("t2", Some(at(3)))]
     );
-    assert_eq!(listed[0].revoked_at, Some(at(1)));
 }
 
 pub async fn audit_chain_is_sealed_in_order(db: &impl TestDatabase) {
@@ -370,6 +391,7 @@ pub async fn everything_survives_reopening(db: &impl TestDatabase) {
         };
         write(&store, move |tx| {
             tx.put_gate_state(&state)?;
+            tx.insert_principal("alice", Role::Developer, T0)?;
             tx.insert_token(&a_token("t1", "alice"))?;
             tx.insert_override(&an_override(
                 "o",
@@ -522,4 +544,64 @@ pub async fn writes_fail_closed_when_audit_cannot_be_written(db: &impl TestDatab
         "the state change was rolled back with its audit entry"
     );
     assert_eq!(read(&store, |tx| tx.audit_head()).await, None);
+}
+
+/// A failing and a panicking write in the middle of one batch are rolled back alone; the others
+/// commit, and the chain has no gap.
+pub async fn failures_inside_a_batch_leave_no_gap(db: &impl TestDatabase) {
+    let store = db.open();
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |tx| {
+                    started.send(()).ok();
+                    hold.recv().ok();
+                    tx.append_audit(draft(1, "first", "x", None), at(0))
+                })
+                .await
+        })
+    };
+    running.await.unwrap();
+    let spawn = |n: u64, outcome: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |tx| {
+                    let entry = tx.append_audit(draft(n, outcome, "x", None), at(1))?;
+                    match outcome {
+                        "fail" => Err(StoreError::Database("refused".into())),
+                        "panic" => panic!("bug"),
+                        _ => Ok(entry.seq),
+                    }
+                })
+                .await
+        })
+    };
+    let ok_a = spawn(2, "ok");
+    tokio::task::yield_now().await;
+    let failing = spawn(3, "fail");
+    let panicking = spawn(4, "panic");
+    let ok_b = spawn(5, "ok");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.queued_writes() < 4 {
+        assert!(std::time::Instant::now() < deadline, "writes never queued");
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    let mut committed = vec![ok_a.await.unwrap().unwrap(), ok_b.await.unwrap().unwrap()];
+    committed.sort_unstable();
+    assert_eq!(committed, [2, 3], "the two good writes took the next seqs");
+    assert!(failing.await.unwrap().is_err());
+    assert_eq!(panicking.await.unwrap(), Err(StoreError::Closed));
+    assert_eq!(verify(&store).await, 3);
+    let principals: Vec<String> = read(&store, |tx| tx.audit_after(0, 10))
+        .await
+        .into_iter()
+        .map(|e| e.principal)
+        .collect();
+    assert!(!principals.iter().any(|p| p == "fail" || p == "panic"));
 }

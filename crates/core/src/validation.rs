@@ -1,0 +1,264 @@
+//! Release validation (SPEC §7): the built-in gates' verdicts.
+
+use crate::health::OverallHealth;
+use crate::model::{
+    Environment, GateState, OpenIncident, SecurityMode, Severity, ThreatLevel, string_enum,
+};
+
+string_enum! {
+    /// A release gate's (or a whole validation's) state.
+    pub enum CheckStatus ("gate status") {
+        Pending = "pending",
+        Passed = "passed",
+        Failed = "failed",
+    }
+}
+
+/// The built-in gates, in the order they run and are shown.
+pub const BUILT_IN_GATES: &[&str] = &[
+    "security-mode",
+    "threat-level",
+    "health",
+    "incidents",
+    "environment-parity",
+];
+
+/// What the built-in gates look at.
+#[derive(Clone, Copy, Debug)]
+pub struct ValidationInputs<'a> {
+    pub environment: Environment,
+    pub release_id: &'a str,
+    pub state: &'a GateState,
+    pub health: OverallHealth,
+    pub open_incidents: &'a [OpenIncident],
+    /// Whether this release has a passed validation in staging.
+    pub staging_passed: bool,
+}
+
+/// A gate's verdict and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateVerdict {
+    pub status: CheckStatus,
+    pub message: String,
+}
+
+fn verdict(passed: bool, message: String) -> GateVerdict {
+    GateVerdict {
+        status: if passed {
+            CheckStatus::Passed
+        } else {
+            CheckStatus::Failed
+        },
+        message,
+    }
+}
+
+/// The verdict of the built-in gate `name`; `None` if there is no such built-in gate.
+pub fn built_in_gate(name: &str, inputs: &ValidationInputs<'_>) -> Option<GateVerdict> {
+    let state = inputs.state;
+    Some(match name {
+        "security-mode" => match state.mode {
+            SecurityMode::Lockdown => verdict(
+                false,
+                format!(
+                    "the gate is in lockdown: {}",
+                    state
+                        .lockdown_reason
+                        .as_deref()
+                        .unwrap_or("no reason recorded")
+                ),
+            ),
+            mode => verdict(true, format!("security mode is {mode}")),
+        },
+        "threat-level" => verdict(
+            state.threat_level < ThreatLevel::High,
+            format!(
+                "threat level is {} (must be below high)",
+                state.threat_level
+            ),
+        ),
+        "health" => verdict(
+            inputs.health == OverallHealth::Healthy,
+            format!(
+                "overall health is {}",
+                match inputs.health {
+                    OverallHealth::Healthy => "healthy",
+                    OverallHealth::Degraded => "degraded",
+                    OverallHealth::Unhealthy => "unhealthy",
+                }
+            ),
+        ),
+        "incidents" => {
+            let critical: Vec<&str> = inputs
+                .open_incidents
+                .iter()
+                .filter(|i| i.severity == Severity::Critical && i.concerns(inputs.environment))
+                .map(|i| i.id.as_str())
+                .collect();
+            if critical.is_empty() {
+                verdict(
+                    true,
+                    format!("no open critical incident for {}", inputs.environment),
+                )
+            } else {
+                verdict(
+                    false,
+                    format!(
+                        "open critical incident(s) for {}: {}",
+                        inputs.environment,
+                        critical.join(", ")
+                    ),
+                )
+            }
+        }
+        "environment-parity" => match inputs.environment {
+            Environment::Staging => verdict(true, "not applicable in staging".to_owned()),
+            Environment::Production if inputs.staging_passed => verdict(
+                true,
+                format!("release {} passed validation in staging", inputs.release_id),
+            ),
+            Environment::Production => verdict(
+                false,
+                format!(
+                    "release {} has no passed validation in staging: validate it there first",
+                    inputs.release_id
+                ),
+            ),
+        },
+        _ => return None,
+    })
+}
+
+/// A validation passes when every gate passed; it fails when any gate failed.
+pub fn overall_status(gates: impl IntoIterator<Item = CheckStatus>) -> CheckStatus {
+    let mut overall = CheckStatus::Passed;
+    for status in gates {
+        match status {
+            CheckStatus::Failed => return CheckStatus::Failed,
+            CheckStatus::Pending => overall = CheckStatus::Pending,
+            CheckStatus::Passed => {}
+        }
+    }
+    overall
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs<'a>(
+        state: &'a GateState,
+        incidents: &'a [OpenIncident],
+        environment: Environment,
+    ) -> ValidationInputs<'a> {
+        ValidationInputs {
+            environment,
+            release_id: "v1.2.3",
+            state,
+            health: OverallHealth::Healthy,
+            open_incidents: incidents,
+            staging_passed: false,
+        }
+    }
+
+    fn status(name: &str, i: &ValidationInputs<'_>) -> CheckStatus {
+        built_in_gate(name, i).unwrap().status
+    }
+
+    #[test]
+    fn every_gate_passes_on_a_quiet_day_in_staging() {
+        let state = GateState::default();
+        let i = inputs(&state, &[], Environment::Staging);
+        for gate in BUILT_IN_GATES {
+            assert_eq!(status(gate, &i), CheckStatus::Passed, "{gate}");
+        }
+        assert_eq!(
+            built_in_gate("environment-parity", &i).unwrap().message,
+            "not applicable in staging"
+        );
+        assert_eq!(built_in_gate("nope", &i), None);
+    }
+
+    #[test]
+    fn each_gate_fails_for_its_own_reason() {
+        let lockdown = GateState {
+            mode: SecurityMode::Lockdown,
+            lockdown_reason: Some("breach".into()),
+            ..GateState::default()
+        };
+        let i = inputs(&lockdown, &[], Environment::Staging);
+        let v = built_in_gate("security-mode", &i).unwrap();
+        assert_eq!(v.status, CheckStatus::Failed);
+        assert!(v.message.contains("breach"));
+
+        for (level, expected) in [
+            (ThreatLevel::Medium, CheckStatus::Passed),
+            (ThreatLevel::High, CheckStatus::Failed),
+            (ThreatLevel::Critical, CheckStatus::Failed),
+        ] {
+            let state = GateState {
+                threat_level: level,
+                ..GateState::default()
+            };
+            assert_eq!(
+                status("threat-level", &inputs(&state, &[], Environment::Staging)),
+                expected
+            );
+        }
+
+        let state = GateState::default();
+        for (health, expected) in [
+            (OverallHealth::Healthy, CheckStatus::Passed),
+            (OverallHealth::Degraded, CheckStatus::Failed),
+            (OverallHealth::Unhealthy, CheckStatus::Failed),
+        ] {
+            let i = ValidationInputs {
+                health,
+                ..inputs(&state, &[], Environment::Staging)
+            };
+            assert_eq!(status("health", &i), expected);
+        }
+
+        let incident = |severity, environment| OpenIncident {
+            id: "inc_9".into(),
+            title: "t".into(),
+            severity,
+            environment,
+        };
+        let cases = [
+            (incident(Severity::Critical, None), CheckStatus::Failed),
+            (
+                incident(Severity::Critical, Some(Environment::Staging)),
+                CheckStatus::Failed,
+            ),
+            (
+                incident(Severity::Critical, Some(Environment::Production)),
+                CheckStatus::Passed,
+            ),
+            (incident(Severity::High, None), CheckStatus::Passed),
+        ];
+        for (open, expected) in cases {
+            let list = [open];
+            assert_eq!(
+                status("incidents", &inputs(&state, &list, Environment::Staging)),
+                expected
+            );
+        }
+
+        let prod = inputs(&state, &[], Environment::Production);
+        assert_eq!(status("environment-parity", &prod), CheckStatus::Failed);
+        let prod = ValidationInputs {
+            staging_passed: true,
+            ..prod
+        };
+        assert_eq!(status("environment-parity", &prod), CheckStatus::Passed);
+    }
+
+    #[test]
+    fn overall_status_is_passed_only_when_all_passed() {
+        use CheckStatus::*;
+        assert_eq!(overall_status([Passed, Passed]), Passed);
+        assert_eq!(overall_status([Passed, Failed, Pending]), Failed);
+        assert_eq!(overall_status([Passed, Pending]), Pending);
+    }
+}
