@@ -6,8 +6,10 @@
 
 pub use deploy_safety_core::OverallHealth;
 use deploy_safety_core::{
-    Action, AuditDecision, AuditEntry, ChainBreak, Decision, Environment, GateState, Override,
-    OverrideStatus, ReasonCode, Role, SecurityMode, ThreatLevel, Timestamp,
+    Action, AuditDecision, AuditEntry, ChainBreak, Decision, Environment, GateResult, GateState,
+    Incident, IncidentCategory, IncidentStatus, Override, OverrideStatus, Probe, ProbeKind,
+    ProbeResult, ProbeStatus, ReasonCode, Role, SecurityMode, Severity, ThreatLevel, Timestamp,
+    Validation, ValidationRun, ValidationStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -219,11 +221,154 @@ pub struct HealthReport {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeSummary {
+    pub id: String,
     pub name: String,
-    pub kind: String,
+    pub kind: ProbeKind,
     pub critical: bool,
-    pub healthy: bool,
-    pub message: String,
+    pub status: ProbeStatus,
+    /// The last result is too old to trust (counts as failing).
+    pub stale: bool,
+    pub last_checked_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// `POST /incidents`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenIncidentRequest {
+    pub title: String,
+    pub severity: Severity,
+    pub category: IncidentCategory,
+    /// Absent: the incident concerns every environment.
+    #[serde(default)]
+    pub environment: Option<Environment>,
+}
+
+/// `POST /incidents/{id}/escalate`: the new severity must be higher.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EscalateIncidentRequest {
+    pub severity: Severity,
+    pub reason: String,
+}
+
+/// `POST /incidents/{id}/resolve`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResolveIncidentRequest {
+    pub reason: String,
+}
+
+/// Query of `GET /incidents`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IncidentListQuery {
+    pub status: Option<IncidentStatus>,
+    pub severity: Option<Severity>,
+    /// Incidents concerning this environment (naming it, or naming none).
+    pub environment: Option<Environment>,
+    /// 1 to 500; default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentList {
+    pub incidents: Vec<Incident>,
+}
+
+/// `POST /validations/start`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartValidationRequest {
+    pub release_id: String,
+    pub environment: Environment,
+}
+
+/// A validation with its latest outcome and every run.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationView {
+    #[serde(flatten)]
+    pub validation: Validation,
+    /// The latest run's status (`pending` before the first run).
+    pub status: ValidationStatus,
+    /// The latest run's gates (all `pending` before the first run).
+    pub gates: Vec<GateResult>,
+    /// Every run, oldest first. A finished run never changes.
+    pub runs: Vec<ValidationRun>,
+}
+
+/// Query of `GET /validations`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ValidationListQuery {
+    pub release_id: Option<String>,
+    pub environment: Option<Environment>,
+    /// 1 to 200; default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationList {
+    pub validations: Vec<ValidationView>,
+}
+
+/// `POST /probes`, and each `[[probes]]` of the settings file (where snake_case keys work too).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateProbeRequest {
+    pub name: String,
+    /// `http` or `tcp`.
+    pub kind: ProbeKind,
+    /// http: the URL to request.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// http: the method (default GET).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// http: statuses that count as success, `200-299` (default) or e.g. `204`.
+    #[serde(default, alias = "expected_status")]
+    pub expected_status: Option<String>,
+    /// tcp: `host:port` to connect to.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Default 2000; at most the interval.
+    #[serde(default, alias = "timeout_ms")]
+    pub timeout_ms: Option<u32>,
+    /// Default 10000; 1000 to 3600000.
+    #[serde(default, alias = "interval_ms")]
+    pub interval_ms: Option<u32>,
+    /// Consecutive failures before failing (default 3).
+    #[serde(default, alias = "failure_threshold")]
+    pub failure_threshold: Option<u32>,
+    /// Consecutive successes before a failing probe recovers (default 1).
+    #[serde(default, alias = "success_threshold")]
+    pub success_threshold: Option<u32>,
+    /// A failing critical probe makes the service unhealthy (default false).
+    #[serde(default)]
+    pub critical: Option<bool>,
+}
+
+/// A probe, whether its result is stale, and (for one probe) its recent history.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeView {
+    #[serde(flatten)]
+    pub probe: Probe,
+    pub stale: bool,
+    /// Newest first; only in `GET /probes/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<ProbeResult>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeList {
+    pub probes: Vec<ProbeView>,
 }
 
 /// `GET /auth/whoami`: the principal behind the presented token.

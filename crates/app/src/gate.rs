@@ -71,12 +71,13 @@ pub(crate) fn decide_in(
         candidates.push(start);
     }
     let overrides = OverrideIndex::new(candidates);
+    let open_incidents = tx.open_incidents()?;
     Ok(decide(
         request,
         &GateInputs {
             state: &state,
             overrides: &overrides,
-            open_incidents: &[],
+            open_incidents: &open_incidents,
             now,
         },
     ))

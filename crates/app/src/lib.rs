@@ -10,11 +10,14 @@
 //! override that expires while a request waits for the writer is not honored.
 
 mod audit;
+pub mod checks;
 mod clock;
 mod error;
 mod gate;
-mod health;
+mod incidents;
+mod probes;
 mod tokens;
+mod validations;
 
 use std::sync::Arc;
 
@@ -24,7 +27,9 @@ use deploy_safety_store::Store;
 pub use audit::verify_chain;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AppError;
+pub use probes::{DATABASE_PROBE, PROBE_HISTORY, probe_definition};
 pub use tokens::{IssuedToken, TokenView, hash_secret};
+pub use validations::{HttpGate, check_http_gate};
 
 /// The result of a use case's transaction closure: the outer error is the store's and rolls the
 /// transaction back; the inner one is the use case's, and the transaction still commits what was
@@ -36,12 +41,15 @@ pub(crate) type TxResult<T> = Result<Result<T, AppError>, deploy_safety_store::S
 pub struct AppSettings {
     /// The longest override anyone may create, in minutes (SPEC §4, default 240).
     pub max_override_ttl_minutes: u32,
+    /// The operators' HTTP release gates, run with the built-in ones.
+    pub http_gates: Vec<HttpGate>,
 }
 
 impl Default for AppSettings {
     fn default() -> Self {
         AppSettings {
             max_override_ttl_minutes: TtlMinutes::DEFAULT_MAX,
+            http_gates: Vec::new(),
         }
     }
 }
@@ -62,6 +70,8 @@ pub struct App {
     settings: Arc<AppSettings>,
     /// One full audit verification at a time.
     verify_turn: Arc<tokio::sync::Semaphore>,
+    /// For HTTP probes and HTTP release gates.
+    http: reqwest::Client,
 }
 
 impl App {
@@ -71,6 +81,7 @@ impl App {
             clock,
             settings: Arc::new(settings),
             verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            http: checks::http_client(),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use deploy_safety_core::{AuditDecision, AuditDraft, PrincipalName, ReasonCode, Role, Timestamp};
+use deploy_safety_core::{AuditDecision, AuditDraft, Name, ReasonCode, Role, Timestamp};
 use deploy_safety_store::{StoreError, TokenRecord};
 
 use serde::Serialize;
@@ -88,7 +88,7 @@ fn split(presented: &str) -> Option<(&str, &str)> {
 }
 
 fn new_record(
-    name: &PrincipalName,
+    name: &Name,
     role: Role,
     created_by: &str,
     now: Timestamp,
@@ -160,7 +160,7 @@ impl App {
         role: Role,
         created_by: &str,
     ) -> Result<IssuedToken, AppError> {
-        let name = PrincipalName::parse(name).map_err(AppError::invalid_text("name"))?;
+        let name = Name::parse(name).map_err(AppError::invalid_text("name"))?;
         let created_by = created_by.to_owned();
         let clock = self.clock.clone();
         let issued = self
@@ -207,8 +207,8 @@ impl App {
                     return Ok(Ok(None));
                 }
                 let now = clock.now();
-                let name = PrincipalName::parse(BOOTSTRAP_PRINCIPAL)
-                    .map_err(|e| StoreError::Corrupt(e.0))?;
+                let name =
+                    Name::parse(BOOTSTRAP_PRINCIPAL).map_err(|e| StoreError::Corrupt(e.0))?;
                 let (record, token) = match new_record(&name, Role::SecurityTeam, "system", now) {
                     Ok(created) => created,
                     Err(e) => return Ok(Err(e)),

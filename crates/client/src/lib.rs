@@ -4,9 +4,12 @@ use std::time::Duration;
 
 use deploy_safety_api_types::{
     API_PREFIX, AuditListQuery, AuditPage, AuditVerification, CheckRequest, CheckResponse,
-    CreateOverrideRequest, ErrorBody, GateStatus, HealthReport, OverrideList, OverrideView,
-    SetModeRequest, SetThreatLevelRequest, WhoAmI,
+    CreateOverrideRequest, CreateProbeRequest, ErrorBody, EscalateIncidentRequest, GateStatus,
+    HealthReport, IncidentList, IncidentListQuery, OpenIncidentRequest, OverrideList, OverrideView,
+    ProbeList, ProbeView, ResolveIncidentRequest, SetModeRequest, SetThreatLevelRequest,
+    StartValidationRequest, ValidationList, ValidationListQuery, ValidationView, WhoAmI,
 };
+use deploy_safety_core::Incident;
 use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -198,6 +201,87 @@ impl Client {
 
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         self.get("/auth/whoami").await
+    }
+
+    pub async fn open_incident(
+        &self,
+        request: &OpenIncidentRequest,
+    ) -> Result<Incident, ClientError> {
+        self.post("/incidents", request).await
+    }
+
+    pub async fn list_incidents(
+        &self,
+        query: &IncidentListQuery,
+    ) -> Result<IncidentList, ClientError> {
+        self.get_query("/incidents", query).await
+    }
+
+    pub async fn get_incident(&self, id: &str) -> Result<Incident, ClientError> {
+        self.get(&format!("/incidents/{}", encode(id))).await
+    }
+
+    pub async fn escalate_incident(
+        &self,
+        id: &str,
+        request: &EscalateIncidentRequest,
+    ) -> Result<Incident, ClientError> {
+        self.post(&format!("/incidents/{}/escalate", encode(id)), request)
+            .await
+    }
+
+    pub async fn resolve_incident(
+        &self,
+        id: &str,
+        request: &ResolveIncidentRequest,
+    ) -> Result<Incident, ClientError> {
+        self.post(&format!("/incidents/{}/resolve", encode(id)), request)
+            .await
+    }
+
+    pub async fn start_validation(
+        &self,
+        request: &StartValidationRequest,
+    ) -> Result<ValidationView, ClientError> {
+        self.post("/validations/start", request).await
+    }
+
+    pub async fn run_validation(&self, id: &str) -> Result<ValidationView, ClientError> {
+        self.post(
+            &format!("/validations/{}/run", encode(id)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn get_validation(&self, id: &str) -> Result<ValidationView, ClientError> {
+        self.get(&format!("/validations/{}", encode(id))).await
+    }
+
+    pub async fn list_validations(
+        &self,
+        query: &ValidationListQuery,
+    ) -> Result<ValidationList, ClientError> {
+        self.get_query("/validations", query).await
+    }
+
+    pub async fn create_probe(
+        &self,
+        request: &CreateProbeRequest,
+    ) -> Result<ProbeView, ClientError> {
+        self.post("/probes", request).await
+    }
+
+    pub async fn list_probes(&self) -> Result<ProbeList, ClientError> {
+        self.get("/probes").await
+    }
+
+    pub async fn get_probe(&self, id: &str) -> Result<ProbeView, ClientError> {
+        self.get(&format!("/probes/{}", encode(id))).await
+    }
+
+    pub async fn delete_probe(&self, id: &str) -> Result<ProbeView, ClientError> {
+        self.delete(&format!("/probes/{}", encode(id))).await
     }
 }
 

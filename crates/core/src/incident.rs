@@ -16,6 +16,15 @@ string_enum! {
 }
 
 string_enum! {
+    /// What one change did to an incident.
+    pub enum IncidentChange ("incident change") {
+        Opened = "opened",
+        Escalated = "escalated",
+        Resolved = "resolved",
+    }
+}
+
+string_enum! {
     pub enum IncidentStatus ("incident status") {
         Open = "open",
         Resolved = "resolved",
@@ -48,8 +57,7 @@ pub struct Incident {
 pub struct IncidentEvent {
     pub at: Timestamp,
     pub by: String,
-    /// `opened`, `escalated` or `resolved`.
-    pub change: String,
+    pub change: IncidentChange,
     pub severity: Severity,
     pub reason: Option<String>,
 }
@@ -92,7 +100,7 @@ impl Incident {
             history: vec![IncidentEvent {
                 at: now,
                 by: by.to_owned(),
-                change: "opened".to_owned(),
+                change: IncidentChange::Opened,
                 severity,
                 reason: None,
             }],
@@ -122,7 +130,7 @@ impl Incident {
         next.history.push(IncidentEvent {
             at: now,
             by: by.to_owned(),
-            change: "escalated".to_owned(),
+            change: IncidentChange::Escalated,
             severity,
             reason: Some(reason.as_str().to_owned()),
         });
@@ -146,7 +154,7 @@ impl Incident {
         next.history.push(IncidentEvent {
             at: now,
             by: by.to_owned(),
-            change: "resolved".to_owned(),
+            change: IncidentChange::Resolved,
             severity: self.severity,
             reason: Some(reason.as_str().to_owned()),
         });
@@ -213,7 +221,7 @@ mod tests {
             .unwrap();
         assert_eq!(up.severity, Severity::Critical);
         assert_eq!(up.history.len(), 2);
-        assert_eq!(up.history[1].change, "escalated");
+        assert_eq!(up.history[1].change, IncidentChange::Escalated);
         assert_eq!(up.history[1].by, "bob");
         assert_eq!(up.updated_at, now);
     }

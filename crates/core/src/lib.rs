@@ -21,10 +21,11 @@ pub use gate::{
     change_threat_level, decide, trigger_lockdown,
 };
 pub use health::{
-    CheckOutcome, OverallHealth, ProbeState, ProbeStatus, Thresholds, overall_health,
+    CheckOutcome, OverallHealth, Probe, ProbeDefinition, ProbeHealth, ProbeKind, ProbeResult,
+    ProbeSource, ProbeState, ProbeStatus, StatusRange, Thresholds, overall_health,
 };
 pub use incident::{
-    Incident, IncidentCategory, IncidentChangeError, IncidentEvent, IncidentStatus,
+    Incident, IncidentCategory, IncidentChange, IncidentChangeError, IncidentEvent, IncidentStatus,
 };
 pub use model::{
     Action, Environment, GateState, OpenIncident, Principal, Role, SecurityMode, Severity,
@@ -34,8 +35,9 @@ pub use overrides::{
     Override, OverrideIndex, OverrideStatus, may_create_override, roles_that_may_override,
 };
 pub use reason::ReasonCode;
-pub use text::{InvalidText, PrincipalName, Reason, ReleaseId, TtlMinutes};
+pub use text::{InvalidText, Name, Reason, ReleaseId, TtlMinutes};
 pub use time::Timestamp;
 pub use validation::{
-    BUILT_IN_GATES, CheckStatus, GateVerdict, ValidationInputs, built_in_gate, overall_status,
+    BUILT_IN_GATES, CheckStatus, GateKind, GateResult, GateVerdict, Validation, ValidationInputs,
+    ValidationRun, ValidationStatus, built_in_gate, overall_status,
 };

@@ -32,6 +32,13 @@ string_enum! {
         Recorded = "RECORDED",
         /// Lockdown was entered automatically.
         LockdownTriggered = "LOCKDOWN_TRIGGERED",
+        /// A release validation run passed every gate.
+        ValidationPassed = "VALIDATION_PASSED",
+        /// A release validation run had a failing gate.
+        ValidationFailed = "VALIDATION_FAILED",
+        /// The thing is defined elsewhere (built in, or in the settings file) and cannot be
+        /// changed through the API.
+        NotManagedByApi = "NOT_MANAGED_BY_API",
     }
 }
 

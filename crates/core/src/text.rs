@@ -97,12 +97,12 @@ impl fmt::Display for ReleaseId {
     }
 }
 
-/// A principal's name: 1 to 64 characters from `A-Z a-z 0-9 . _ @ -`.
+/// A name of a principal, probe or gate: 1 to 64 characters from `A-Z a-z 0-9 . _ @ -`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct PrincipalName(String);
+pub struct Name(String);
 
-impl PrincipalName {
+impl Name {
     pub const MAX_CHARS: usize = 64;
 
     pub fn parse(text: &str) -> Result<Self, InvalidText> {
@@ -120,7 +120,7 @@ impl PrincipalName {
                 "may contain only letters, digits and . _ @ -".into(),
             ));
         }
-        Ok(PrincipalName(text.to_owned()))
+        Ok(Name(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -132,7 +132,7 @@ impl PrincipalName {
     }
 }
 
-impl fmt::Display for PrincipalName {
+impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -189,11 +189,11 @@ mod tests {
 
     #[test]
     fn principal_names() {
-        assert!(PrincipalName::parse("eng-lead").is_ok());
-        assert!(PrincipalName::parse("alice@example.com").is_ok());
-        assert!(PrincipalName::parse("").is_err());
-        assert!(PrincipalName::parse("bob smith").is_err());
-        assert!(PrincipalName::parse(&"a".repeat(65)).is_err());
+        assert!(Name::parse("eng-lead").is_ok());
+        assert!(Name::parse("alice@example.com").is_ok());
+        assert!(Name::parse("").is_err());
+        assert!(Name::parse("bob smith").is_err());
+        assert!(Name::parse(&"a".repeat(65)).is_err());
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Release validation (SPEC §7): the built-in gates' verdicts.
 
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
 use crate::health::OverallHealth;
 use crate::model::{
     Environment, GateState, OpenIncident, SecurityMode, Severity, ThreatLevel, string_enum,
 };
+use crate::time::Timestamp;
 
 string_enum! {
     /// A release gate's (or a whole validation's) state.
@@ -12,6 +16,63 @@ string_enum! {
         Passed = "passed",
         Failed = "failed",
     }
+}
+
+string_enum! {
+    /// Where a validation stands: its latest run's outcome.
+    pub enum ValidationStatus ("validation status") {
+        /// Never run.
+        Pending = "pending",
+        /// A run is in progress.
+        Running = "running",
+        Passed = "passed",
+        Failed = "failed",
+    }
+}
+
+string_enum! {
+    pub enum GateKind ("gate kind") {
+        /// One of [`BUILT_IN_GATES`].
+        Builtin = "builtin",
+        /// An operator's HTTP gate from the settings file.
+        Http = "http",
+    }
+}
+
+/// A release validation: which release, where, started by whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Validation {
+    pub id: String,
+    pub release_id: String,
+    pub environment: Environment,
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
+/// One gate's result in one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateResult {
+    pub name: String,
+    pub kind: GateKind,
+    pub status: CheckStatus,
+    /// Why, in words.
+    pub message: String,
+    pub duration_ms: u64,
+}
+
+/// One run of a validation's gates. A finished run never changes: running again adds a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationRun {
+    /// 1 for the first run of the validation, then 2, 3, ...
+    pub number: u32,
+    pub status: ValidationStatus,
+    pub started_at: Timestamp,
+    pub started_by: String,
+    pub finished_at: Option<Timestamp>,
+    pub gates: Vec<GateResult>,
 }
 
 /// The built-in gates, in the order they run and are shown.

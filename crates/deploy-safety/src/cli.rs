@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use deploy_safety_core::{Action, AuditDecision, Environment, Role, SecurityMode, ThreatLevel};
+use deploy_safety_core::{
+    Action, AuditDecision, Environment, IncidentCategory, IncidentStatus, ProbeKind, Role,
+    SecurityMode, Severity, ThreatLevel,
+};
 
 use crate::settings::LogFormat;
 
@@ -29,7 +32,7 @@ pub enum Command {
     Status(RemoteArgs),
     /// The principal behind your token.
     Whoami(RemoteArgs),
-    /// The service's health.
+    /// The service's health and its probes. Exit 0 when healthy, 3 otherwise.
     Health(RemoteArgs),
     /// Change the security mode (security team).
     #[command(subcommand)]
@@ -46,6 +49,156 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Release validations: start, run (exit 3 when a gate fails), show, list.
+    #[command(subcommand)]
+    Validate(ValidateCommand),
+    /// Health probes: add, list, show, remove.
+    #[command(subcommand)]
+    Probe(ProbeCommand),
+    /// Incidents: open, list, show, escalate, resolve.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ValidateCommand {
+    /// Start a validation of a release in an environment.
+    Start {
+        #[arg(long)]
+        release: String,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Run every gate now. Exit 0 when all passed, 3 when one failed.
+    Run {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// A validation's latest gates and every run.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Validations, newest first.
+    List {
+        #[arg(long)]
+        release: Option<String>,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Option<Environment>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeCommand {
+    /// Add an http probe (--url) or a tcp probe (--address).
+    Add {
+        name: String,
+        #[arg(long, value_parser = parse::<ProbeKind>)]
+        kind: ProbeKind,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        method: Option<String>,
+        /// e.g. 200-299 (default) or 204.
+        #[arg(long)]
+        expected_status: Option<String>,
+        /// host:port, for tcp.
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        timeout_ms: Option<u32>,
+        #[arg(long)]
+        interval_ms: Option<u32>,
+        #[arg(long)]
+        failure_threshold: Option<u32>,
+        #[arg(long)]
+        success_threshold: Option<u32>,
+        /// A failing critical probe makes the service unhealthy.
+        #[arg(long)]
+        critical: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Every probe and its state.
+    List {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// One probe (id or name) with its recent history.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Remove a probe added through the API (id or name).
+    Rm {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Open an incident (a critical security incident puts the gate into lockdown).
+    Open {
+        #[arg(long)]
+        title: String,
+        #[arg(long, value_parser = parse::<Severity>)]
+        severity: Severity,
+        #[arg(long, value_parser = parse::<IncidentCategory>)]
+        category: IncidentCategory,
+        /// Absent: every environment.
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Option<Environment>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Incidents, newest first.
+    List {
+        #[arg(long, value_parser = parse::<IncidentStatus>)]
+        status: Option<IncidentStatus>,
+        #[arg(long, value_parser = parse::<Severity>)]
+        severity: Option<Severity>,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Option<Environment>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// One incident and its history.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Raise an incident's severity.
+    Escalate {
+        id: String,
+        #[arg(long, value_parser = parse::<Severity>)]
+        severity: Severity,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Resolve an incident.
+    Resolve {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

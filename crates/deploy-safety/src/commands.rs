@@ -5,21 +5,30 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use deploy_safety_api_types::{
-    AuditListQuery, CheckRequest, CreateOverrideRequest, SetModeRequest, SetThreatLevelRequest,
+    AuditListQuery, CheckRequest, CreateOverrideRequest, CreateProbeRequest,
+    EscalateIncidentRequest, IncidentListQuery, OpenIncidentRequest, OverallHealth,
+    ResolveIncidentRequest, SetModeRequest, SetThreatLevelRequest, StartValidationRequest,
+    ValidationListQuery,
 };
 use deploy_safety_app::{App, SystemClock, verify_chain};
 use deploy_safety_client::{Client, ClientError};
+use deploy_safety_core::ValidationStatus;
+use deploy_safety_engine::ProbeRunner;
 use deploy_safety_server::Server;
 use deploy_safety_store::{Store, redact_url, sqlite};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    AuditCommand, Command, DatabaseArgs, GateCommand, ModeCommand, OverrideCommand, RemoteArgs,
-    ServeArgs, ThreatCommand, TokenCommand,
+    AuditCommand, Command, DatabaseArgs, GateCommand, IncidentCommand, ModeCommand,
+    OverrideCommand, ProbeCommand, RemoteArgs, ServeArgs, ThreatCommand, TokenCommand,
+    ValidateCommand,
 };
 use crate::output::{self, exit};
 use crate::settings::{FlagSettings, LogFormat, Settings};
+
+/// Probe checks that may run at once.
+const PROBE_CONCURRENCY: usize = 16;
 
 pub async fn run(command: Command) -> anyhow::Result<u8> {
     match command {
@@ -106,10 +115,23 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         println!("{}", issued.token);
         tracing::warn!(principal = %issued.view.name, "created the bootstrap security-team token");
     }
+    app.sync_probes(settings.probe_definitions()?)
+        .await
+        .context("cannot set up the probes from the settings")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let probes = tokio::spawn(ProbeRunner::new(app.clone(), PROBE_CONCURRENCY).run(stopped));
     let address = server.local_addr()?;
     println!("deploy-safety listening on http://{address}");
     tracing::info!(%address, "listening");
-    server.run(shutdown_signal()).await?;
+    server
+        .run(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+        .await?;
+    if probes.await.is_err() {
+        tracing::warn!("the probe runner ended abnormally");
+    }
     tracing::info!("stopped");
     Ok(exit::OK)
 }
@@ -293,6 +315,25 @@ fn remote_args(command: &Command) -> Option<&RemoteArgs> {
             | OverrideCommand::Show { remote, .. }
             | OverrideCommand::Revoke { remote, .. },
         ) => Some(remote),
+        Command::Validate(
+            ValidateCommand::Start { remote, .. }
+            | ValidateCommand::Run { remote, .. }
+            | ValidateCommand::Show { remote, .. }
+            | ValidateCommand::List { remote, .. },
+        ) => Some(remote),
+        Command::Probe(
+            ProbeCommand::Add { remote, .. }
+            | ProbeCommand::List { remote }
+            | ProbeCommand::Show { remote, .. }
+            | ProbeCommand::Rm { remote, .. },
+        ) => Some(remote),
+        Command::Incident(
+            IncidentCommand::Open { remote, .. }
+            | IncidentCommand::List { remote, .. }
+            | IncidentCommand::Show { remote, .. }
+            | IncidentCommand::Escalate { remote, .. }
+            | IncidentCommand::Resolve { remote, .. },
+        ) => Some(remote),
         Command::Serve(_) | Command::PrintConfig(_) | Command::Token(_) => None,
     }
 }
@@ -316,9 +357,10 @@ async fn remote(command: Command) -> anyhow::Result<u8> {
         }),
         Command::Health(remote) => {
             let result = client(&remote)?.health().await;
-            let unhealthy = matches!(&result, Ok(h) if h.overall_health == deploy_safety_api_types::OverallHealth::Unhealthy);
+            let not_healthy =
+                matches!(&result, Ok(h) if h.overall_health != OverallHealth::Healthy);
             let code = show(result, &remote, output::health);
-            if unhealthy { exit::ERROR } else { code }
+            if not_healthy { exit::NO } else { code }
         }
         Command::Mode(ModeCommand::Set {
             mode,
@@ -343,6 +385,9 @@ async fn remote(command: Command) -> anyhow::Result<u8> {
             output::gate_status,
         ),
         Command::Override(command) => override_command(command).await?,
+        Command::Validate(command) => validate_command(command).await?,
+        Command::Probe(command) => probe_command(command).await?,
+        Command::Incident(command) => incident_command(command).await?,
         Command::Gate(GateCommand::Check {
             action,
             environment,
@@ -358,7 +403,7 @@ async fn remote(command: Command) -> anyhow::Result<u8> {
                 .await;
             let blocked = matches!(&result, Ok(r) if !r.decision.allowed);
             let code = show(result, &remote, |r| output::decision(&r.decision));
-            if blocked { exit::BLOCKED } else { code }
+            if blocked { exit::NO } else { code }
         }
         Command::Audit(AuditCommand::List {
             action,
@@ -436,6 +481,172 @@ async fn override_command(command: OverrideCommand) -> anyhow::Result<u8> {
             client(&remote)?.revoke_override(&id).await,
             &remote,
             output::override_detail,
+        ),
+    })
+}
+
+async fn validate_command(command: ValidateCommand) -> anyhow::Result<u8> {
+    Ok(match command {
+        ValidateCommand::Start {
+            release,
+            environment,
+            remote,
+        } => show(
+            client(&remote)?
+                .start_validation(&StartValidationRequest {
+                    release_id: release,
+                    environment,
+                })
+                .await,
+            &remote,
+            output::validation,
+        ),
+        ValidateCommand::Run { id, remote } => {
+            let result = client(&remote)?.run_validation(&id).await;
+            let failed = matches!(&result, Ok(v) if v.status != ValidationStatus::Passed);
+            let code = show(result, &remote, output::validation);
+            if failed { exit::NO } else { code }
+        }
+        ValidateCommand::Show { id, remote } => show(
+            client(&remote)?.get_validation(&id).await,
+            &remote,
+            output::validation,
+        ),
+        ValidateCommand::List {
+            release,
+            environment,
+            limit,
+            remote,
+        } => show(
+            client(&remote)?
+                .list_validations(&ValidationListQuery {
+                    release_id: release,
+                    environment,
+                    limit,
+                })
+                .await,
+            &remote,
+            |list| output::validations(&list.validations),
+        ),
+    })
+}
+
+async fn probe_command(command: ProbeCommand) -> anyhow::Result<u8> {
+    Ok(match command {
+        ProbeCommand::Add {
+            name,
+            kind,
+            url,
+            method,
+            expected_status,
+            address,
+            timeout_ms,
+            interval_ms,
+            failure_threshold,
+            success_threshold,
+            critical,
+            remote,
+        } => show(
+            client(&remote)?
+                .create_probe(&CreateProbeRequest {
+                    name,
+                    kind,
+                    url,
+                    method,
+                    expected_status,
+                    address,
+                    timeout_ms,
+                    interval_ms,
+                    failure_threshold,
+                    success_threshold,
+                    critical: Some(critical),
+                })
+                .await,
+            &remote,
+            output::probe_detail,
+        ),
+        ProbeCommand::List { remote } => {
+            show(client(&remote)?.list_probes().await, &remote, |list| {
+                output::probes(&list.probes)
+            })
+        }
+        ProbeCommand::Show { id, remote } => show(
+            client(&remote)?.get_probe(&id).await,
+            &remote,
+            output::probe_detail,
+        ),
+        ProbeCommand::Rm { id, remote } => {
+            show(client(&remote)?.delete_probe(&id).await, &remote, |p| {
+                format!(
+                    "Removed probe {} ({}).\n",
+                    p.probe.definition.name, p.probe.id
+                )
+            })
+        }
+    })
+}
+
+async fn incident_command(command: IncidentCommand) -> anyhow::Result<u8> {
+    Ok(match command {
+        IncidentCommand::Open {
+            title,
+            severity,
+            category,
+            environment,
+            remote,
+        } => show(
+            client(&remote)?
+                .open_incident(&OpenIncidentRequest {
+                    title,
+                    severity,
+                    category,
+                    environment,
+                })
+                .await,
+            &remote,
+            output::incident,
+        ),
+        IncidentCommand::List {
+            status,
+            severity,
+            environment,
+            limit,
+            remote,
+        } => show(
+            client(&remote)?
+                .list_incidents(&IncidentListQuery {
+                    status,
+                    severity,
+                    environment,
+                    limit,
+                })
+                .await,
+            &remote,
+            |list| output::incidents(&list.incidents),
+        ),
+        IncidentCommand::Show { id, remote } => show(
+            client(&remote)?.get_incident(&id).await,
+            &remote,
+            output::incident,
+        ),
+        IncidentCommand::Escalate {
+            id,
+            severity,
+            reason,
+            remote,
+        } => show(
+            client(&remote)?
+                .escalate_incident(&id, &EscalateIncidentRequest { severity, reason })
+                .await,
+            &remote,
+            output::incident,
+        ),
+        IncidentCommand::Resolve { id, reason, remote } => show(
+            client(&remote)?
+                .resolve_incident(&id, &ResolveIncidentRequest { reason })
+                .await,
+            &remote,
+            output::incident,
         ),
     })
 }

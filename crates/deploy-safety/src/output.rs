@@ -3,17 +3,20 @@
 use std::fmt::Write as _;
 
 use deploy_safety_api_types::{
-    AuditPage, AuditVerification, ErrorBody, GateStatus, HealthReport, OverrideView,
+    AuditPage, AuditVerification, ErrorBody, GateStatus, HealthReport, OverrideView, ProbeView,
+    ValidationView,
 };
 use deploy_safety_client::ClientError;
+use deploy_safety_core::Incident;
 use deploy_safety_core::{Decision, Timestamp};
 
 /// Exit codes. 2 is clap's, for usage errors.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const ERROR: u8 = 1;
-    /// The gate blocked the action (or a check says it would).
-    pub const BLOCKED: u8 = 3;
+    /// The answer is no: the gate blocked the action (or a check says it would), a
+    /// validation failed, or the service is not healthy.
+    pub const NO: u8 = 3;
     /// Not authenticated, or not permitted (role, identity).
     pub const REFUSED: u8 = 4;
     /// The audit chain is broken.
@@ -239,26 +242,250 @@ pub fn health(h: &HealthReport) -> String {
             .map(|p| {
                 vec![
                     p.name.clone(),
-                    p.kind.clone(),
+                    p.kind.to_string(),
                     if p.critical { "yes" } else { "no" }.to_owned(),
-                    if p.healthy { "healthy" } else { "failing" }.to_owned(),
-                    p.message.clone(),
+                    if p.stale {
+                        format!("{} (stale)", p.status)
+                    } else {
+                        p.status.to_string()
+                    },
+                    time(p.last_checked_at),
+                    or_dash(p.last_error.as_deref()),
                 ]
             })
             .collect();
         out.push_str(&table(
-            &["PROBE", "KIND", "CRITICAL", "STATE", "MESSAGE"],
+            &[
+                "PROBE",
+                "KIND",
+                "CRITICAL",
+                "STATUS",
+                "LAST CHECK",
+                "LAST ERROR",
+            ],
             &rows,
         ));
     }
     out
 }
 
+pub fn validation(v: &ValidationView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Validation {}: release {} in {}: {}",
+        v.validation.id,
+        v.validation.release_id,
+        v.validation.environment,
+        v.status.as_str().to_uppercase()
+    );
+    if let Some(run) = v.runs.last() {
+        let _ = writeln!(
+            out,
+            "  run {} started {} by {}{}",
+            run.number,
+            run.started_at,
+            run.started_by,
+            run.finished_at
+                .map(|at| format!(", finished {at}"))
+                .unwrap_or_default()
+        );
+    }
+    let rows: Vec<Vec<String>> = v
+        .gates
+        .iter()
+        .map(|g| {
+            vec![
+                g.name.clone(),
+                g.kind.to_string(),
+                g.status.to_string(),
+                format!("{} ms", g.duration_ms),
+                g.message.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["GATE", "KIND", "STATUS", "TIME", "MESSAGE"],
+        &rows,
+    ));
+    out
+}
+
+pub fn validations(list: &[ValidationView]) -> String {
+    if list.is_empty() {
+        return "No validations.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|v| {
+            vec![
+                v.validation.id.clone(),
+                v.validation.release_id.clone(),
+                v.validation.environment.to_string(),
+                v.status.to_string(),
+                v.runs.len().to_string(),
+                v.validation.created_at.to_rfc3339(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "RELEASE", "ENVIRONMENT", "STATUS", "RUNS", "CREATED"],
+        &rows,
+    )
+}
+
+pub fn probes(list: &[ProbeView]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            let d = &p.probe.definition;
+            vec![
+                d.name.clone(),
+                d.kind.to_string(),
+                d.target.clone(),
+                if d.critical { "yes" } else { "no" }.to_owned(),
+                if p.stale {
+                    format!("{} (stale)", p.probe.state.status)
+                } else {
+                    p.probe.state.status.to_string()
+                },
+                p.probe.source.to_string(),
+                time(p.probe.state.last_checked_at),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "KIND",
+            "TARGET",
+            "CRITICAL",
+            "STATUS",
+            "SOURCE",
+            "LAST CHECK",
+        ],
+        &rows,
+    )
+}
+
+pub fn probe_detail(p: &ProbeView) -> String {
+    let d = &p.probe.definition;
+    let s = &p.probe.state;
+    let mut out = String::new();
+    let _ = writeln!(out, "Probe {} ({})", d.name, p.probe.id);
+    let _ = writeln!(out, "  Kind:        {} {}", d.kind, d.target);
+    if let (Some(method), Some(expected)) = (&d.method, d.expected_status) {
+        let _ = writeln!(out, "  Request:     {method}, expecting {expected}");
+    }
+    let _ = writeln!(
+        out,
+        "  Schedule:    every {} ms, timeout {} ms, failing after {} failures, healthy after {} successes",
+        d.interval_ms, d.timeout_ms, d.failure_threshold, d.success_threshold
+    );
+    let _ = writeln!(
+        out,
+        "  Critical:    {}",
+        if d.critical { "yes" } else { "no" }
+    );
+    let _ = writeln!(out, "  Source:      {}", p.probe.source);
+    let _ = writeln!(
+        out,
+        "  Status:      {}{} ({} failures, {} successes in a row)",
+        s.status,
+        if p.stale { ", stale" } else { "" },
+        s.consecutive_failures,
+        s.consecutive_successes
+    );
+    let _ = writeln!(out, "  Last check:  {}", time(s.last_checked_at));
+    let _ = writeln!(out, "  Last error:  {}", or_dash(s.last_error.as_deref()));
+    let _ = writeln!(out, "  Next check:  {}", p.probe.next_check_at);
+    if let Some(history) = &p.history {
+        let rows: Vec<Vec<String>> = history
+            .iter()
+            .map(|r| {
+                vec![
+                    r.at.to_rfc3339(),
+                    r.outcome.to_string(),
+                    format!("{} ms", r.latency_ms),
+                    or_dash(r.error.as_deref()),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push_str(&table(&["TIME", "OUTCOME", "LATENCY", "ERROR"], &rows));
+        }
+    }
+    out
+}
+
+pub fn incident(i: &Incident) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Incident {}: {}", i.id, i.title);
+    let _ = writeln!(
+        out,
+        "  {} {} incident in {}, {}",
+        i.severity,
+        i.category,
+        i.environment
+            .map_or_else(|| "all environments".to_owned(), |e| e.to_string()),
+        i.status
+    );
+    for event in &i.history {
+        let _ = writeln!(
+            out,
+            "  {}  {} by {} ({}){}",
+            event.at,
+            event.change,
+            event.by,
+            event.severity,
+            event
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
+pub fn incidents(list: &[Incident]) -> String {
+    if list.is_empty() {
+        return "No incidents.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.clone(),
+                i.severity.to_string(),
+                i.category.to_string(),
+                i.environment
+                    .map_or_else(|| "all".to_owned(), |e| e.to_string()),
+                i.status.to_string(),
+                i.opened_at.to_rfc3339(),
+                i.title.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "SEVERITY",
+            "CATEGORY",
+            "ENVIRONMENT",
+            "STATUS",
+            "OPENED",
+            "TITLE",
+        ],
+        &rows,
+    )
+}
+
 /// Prints an error for people (stderr) or machines (the error body as JSON on stdout), and
 /// returns the exit code it deserves.
 pub fn report_error(error: &ClientError, json: bool) -> u8 {
     let code = match error.body() {
-        Some(body) if body.error.code == "blocked_by_security_gate" => exit::BLOCKED,
+        Some(body) if body.error.code == "blocked_by_security_gate" => exit::NO,
         _ if matches!(error.status(), Some(401 | 403)) => exit::REFUSED,
         _ => exit::ERROR,
     };

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use deploy_safety_app::AppSettings;
+use deploy_safety_api_types::CreateProbeRequest;
+use deploy_safety_app::{AppError, AppSettings, HttpGate, check_http_gate, probe_definition};
+use deploy_safety_core::{ProbeDefinition, StatusRange};
 use deploy_safety_server::HttpSettings;
 use deploy_safety_store::redact_url;
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,27 @@ pub struct Settings {
     pub log_filter: String,
     pub http: HttpSection,
     pub overrides: OverridesSection,
+    /// Health probes, checked on their schedule (`[[probes]]`).
+    pub probes: Vec<CreateProbeRequest>,
+    /// HTTP release gates, run with the built-in ones (`[[validation_gates]]`).
+    pub validation_gates: Vec<ValidationGateSection>,
+}
+
+/// An HTTP release gate: the URL must answer an expected status within the timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationGateSection {
+    pub name: String,
+    /// May contain `{releaseId}` and `{environment}`.
+    pub url: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Default `200-299`.
+    #[serde(default)]
+    pub expected_status: Option<String>,
+    /// Default 5000.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +85,8 @@ impl Default for Settings {
             log_filter: "info".to_owned(),
             http: HttpSection::default(),
             overrides: OverridesSection::default(),
+            probes: Vec::new(),
+            validation_gates: Vec::new(),
         }
     }
 }
@@ -94,6 +119,8 @@ impl fmt::Debug for Settings {
             .field("log_filter", &self.log_filter)
             .field("http", &self.http)
             .field("overrides", &self.overrides)
+            .field("probes", &self.probes)
+            .field("validation_gates", &self.validation_gates)
             .finish()
     }
 }
@@ -198,7 +225,62 @@ impl Settings {
         if self.overrides.max_ttl_minutes == 0 {
             bail!("overrides.max_ttl_minutes must be at least 1");
         }
+        let probes = self.probe_definitions()?;
+        for (i, probe) in probes.iter().enumerate() {
+            if probes[..i].iter().any(|p| p.name == probe.name) {
+                bail!("two [[probes]] are named `{}`", probe.name);
+            }
+        }
+        let gates = self.http_gates()?;
+        for (i, gate) in gates.iter().enumerate() {
+            if gates[..i].iter().any(|g| g.name == gate.name) {
+                bail!("two [[validation_gates]] are named `{}`", gate.name);
+            }
+        }
         Ok(())
+    }
+
+    /// The `[[probes]]`, checked as `POST /probes` checks a body.
+    pub fn probe_definitions(&self) -> anyhow::Result<Vec<ProbeDefinition>> {
+        self.probes
+            .iter()
+            .enumerate()
+            .map(|(i, request)| {
+                probe_definition(request).map_err(|e| setting_error(&format!("probes[{i}]"), &e))
+            })
+            .collect()
+    }
+
+    fn http_gates(&self) -> anyhow::Result<Vec<HttpGate>> {
+        self.validation_gates
+            .iter()
+            .enumerate()
+            .map(|(i, section)| {
+                let at = format!("validation_gates[{i}]");
+                let expected_status = match section.expected_status.as_deref() {
+                    Some(text) => StatusRange::parse(text)
+                        .map_err(|e| anyhow::anyhow!("{at}.expected_status: {e}"))?,
+                    None => StatusRange::SUCCESS,
+                };
+                let timeout_ms = section.timeout_ms.unwrap_or(5_000);
+                if !(10..=120_000).contains(&timeout_ms) {
+                    bail!("{at}.timeout_ms: must be from 10 to 120000");
+                }
+                let gate = HttpGate {
+                    name: section.name.clone(),
+                    url: section.url.clone(),
+                    method: section
+                        .method
+                        .as_deref()
+                        .unwrap_or("GET")
+                        .to_ascii_uppercase(),
+                    expected_status,
+                    timeout: Duration::from_millis(timeout_ms),
+                };
+                check_http_gate(&gate).map_err(|e| setting_error(&at, &e))?;
+                Ok(gate)
+            })
+            .collect()
     }
 
     pub fn http(&self) -> HttpSettings {
@@ -211,6 +293,8 @@ impl Settings {
     pub fn app(&self) -> AppSettings {
         AppSettings {
             max_override_ttl_minutes: self.overrides.max_ttl_minutes,
+            // Checked by `validate` when the settings were loaded.
+            http_gates: self.http_gates().unwrap_or_default(),
         }
     }
 
@@ -219,6 +303,13 @@ impl Settings {
         let mut shown = self.clone();
         shown.database_url = redact_url(&shown.database_url);
         Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+fn setting_error(at: &str, error: &AppError) -> anyhow::Error {
+    match error {
+        AppError::Invalid { field, message } => anyhow::anyhow!("{at}.{field}: {message}"),
+        other => anyhow::anyhow!("{at}: {other}"),
     }
 }
 
@@ -309,6 +400,74 @@ mod tests {
         let e = env(&[("DEPLOY_SAFETY_LISTEN", "notanaddr")]);
         let err = Settings::load(None, e, &FlagSettings::default()).unwrap_err();
         assert!(format!("{err:#}").contains("not an IP address"), "{err:#}");
+    }
+
+    #[test]
+    fn probes_and_gates_come_from_the_file_and_are_checked() {
+        let f = file(
+            r#"
+[[probes]]
+name = "api"
+kind = "http"
+url = "http://127.0.0.1:9000/healthz"
+expected_status = "200-204"
+timeout_ms = 500
+interval_ms = 5000
+critical = true
+
+[[probes]]
+name = "cache"
+kind = "tcp"
+address = "127.0.0.1:6379"
+
+[[validation_gates]]
+name = "integration-tests"
+url = "http://ci.internal/releases/{releaseId}/status"
+timeout_ms = 2000
+"#,
+        );
+        let s = Settings::load(Some(f.path()), env(&[]), &FlagSettings::default()).unwrap();
+        let probes = s.probe_definitions().unwrap();
+        assert_eq!(probes.len(), 2);
+        assert_eq!(
+            probes[0].expected_status,
+            Some(StatusRange { min: 200, max: 204 })
+        );
+        assert_eq!(probes[0].timeout_ms, 500);
+        assert!(probes[0].critical);
+        assert_eq!(probes[1].target, "127.0.0.1:6379");
+        assert_eq!(probes[1].failure_threshold, 3, "default");
+        let app = s.app();
+        assert_eq!(app.http_gates.len(), 1);
+        assert_eq!(app.http_gates[0].method, "GET");
+
+        for (text, expected) in [
+            (
+                "[[probes]]\nname = \"x\"\nkind = \"http\"\n",
+                "probes[0].url",
+            ),
+            (
+                "[[probes]]\nname = \"x\"\nkind = \"tcp\"\naddress = \"nohost\"\n",
+                "probes[0].address",
+            ),
+            (
+                "[[probes]]\nname = \"x\"\nkind = \"tcp\"\naddress = \"h:1\"\nbogus = 1\n",
+                "unknown field `bogus`",
+            ),
+            (
+                "[[validation_gates]]\nname = \"health\"\nurl = \"http://x/\"\n",
+                "built-in gate",
+            ),
+            (
+                "[[validation_gates]]\nname = \"g\"\nurl = \"ftp://x/\"\n",
+                "validation_gates[0].url",
+            ),
+        ] {
+            let f = file(text);
+            let err =
+                Settings::load(Some(f.path()), env(&[]), &FlagSettings::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{text}: {err:#}");
+        }
     }
 
     #[test]

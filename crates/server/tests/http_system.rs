@@ -30,8 +30,9 @@ async fn health_with_a_token_shows_the_probes() {
     let database = probes.iter().find(|p| p["name"] == "database").unwrap();
     assert_eq!(database["kind"], "database");
     assert_eq!(database["critical"], true);
-    assert_eq!(database["healthy"], true);
-    assert!(database["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(database["status"], "healthy");
+    assert_eq!(database["stale"], false);
+    assert!(database["lastCheckedAt"].is_string());
 
     let got = h
         .call(Method::GET, "/health", Some("not-a-token"), None)
@@ -78,6 +79,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/deploy-safety/health"),
     ("get", "/api/deploy-safety/auth/whoami"),
     ("get", "/api/deploy-safety/openapi.json"),
+    ("post", "/api/deploy-safety/incidents"),
+    ("get", "/api/deploy-safety/incidents"),
+    ("get", "/api/deploy-safety/incidents/{id}"),
+    ("post", "/api/deploy-safety/incidents/{id}/escalate"),
+    ("post", "/api/deploy-safety/incidents/{id}/resolve"),
+    ("post", "/api/deploy-safety/validations/start"),
+    ("post", "/api/deploy-safety/validations/{id}/run"),
+    ("get", "/api/deploy-safety/validations/{id}"),
+    ("get", "/api/deploy-safety/validations"),
+    ("post", "/api/deploy-safety/probes"),
+    ("get", "/api/deploy-safety/probes"),
+    ("get", "/api/deploy-safety/probes/{id}"),
+    ("delete", "/api/deploy-safety/probes/{id}"),
     ("get", "/metrics"),
 ];
 
@@ -258,7 +272,9 @@ async fn responses_carry_a_request_id() {
 #[tokio::test]
 async fn a_database_that_cannot_be_read_fails_the_gate_closed() {
     let h = Harness::new().await;
-    h.sqlite3("ALTER TABLE gate_state RENAME TO gate_state_away;");
+    h.sqlite3(
+        "ALTER TABLE gate_state RENAME TO gate_state_away; ALTER TABLE probes RENAME TO probes_away;",
+    );
 
     let reply = h
         .raw(Method::GET, &format!("{API}/health"), None, None)
@@ -293,7 +309,9 @@ async fn a_database_that_cannot_be_read_fails_the_gate_closed() {
         None,
     );
 
-    h.sqlite3("ALTER TABLE gate_state_away RENAME TO gate_state;");
+    h.sqlite3(
+        "ALTER TABLE gate_state_away RENAME TO gate_state; ALTER TABLE probes_away RENAME TO probes;",
+    );
     let (status, body) = h.get("/health", &h.tokens.developer).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["overallHealth"], "healthy");
@@ -306,7 +324,7 @@ async fn a_database_that_cannot_be_read_fails_the_gate_closed() {
 #[tokio::test]
 async fn an_unhealthy_health_answer_is_still_the_health_report() {
     let h = Harness::new().await;
-    h.sqlite3("ALTER TABLE gate_state RENAME TO gate_state_away;");
+    h.sqlite3("ALTER TABLE probes RENAME TO probes_away;");
 
     let reply = h
         .raw(Method::GET, &format!("{API}/health"), None, None)
@@ -321,10 +339,10 @@ async fn an_unhealthy_health_answer_is_still_the_health_report() {
     assert!(
         probes
             .iter()
-            .any(|p| p["name"] == "database" && p["healthy"] == false)
+            .any(|p| p["name"] == "database" && p["status"] == "failing")
     );
     assert!(
-        !body.to_string().contains("gate_state"),
+        !body.to_string().contains("probes_away"),
         "no internals in the answer: {body}"
     );
 }

@@ -1,6 +1,6 @@
 //! Records the store keeps that are not core domain types.
 
-use deploy_safety_core::{AuditDecision, Environment, Role, Timestamp};
+use deploy_safety_core::{AuditDecision, Environment, IncidentStatus, Role, Severity, Timestamp};
 
 /// A bearer token as stored: only the SHA-256 of its secret, never the secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,5 +30,15 @@ pub struct AuditQuery {
     pub until: Option<Timestamp>,
     /// Entries with a seq below this one (the cursor of the previous page).
     pub before_seq: Option<u64>,
+    pub limit: u32,
+}
+
+/// Which incidents to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IncidentQuery {
+    pub status: Option<IncidentStatus>,
+    pub severity: Option<Severity>,
+    /// Incidents that concern this environment: those naming it and those naming none.
+    pub environment: Option<Environment>,
     pub limit: u32,
 }

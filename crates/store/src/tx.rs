@@ -2,10 +2,12 @@
 //! meaning; the conformance suite in `tests/` holds them to it.
 
 use deploy_safety_core::{
-    Action, AuditDraft, AuditEntry, Environment, GateState, Override, Role, Timestamp,
+    Action, AuditDraft, AuditEntry, Environment, GateResult, GateState, Incident, OpenIncident,
+    Override, Probe, ProbeDefinition, ProbeResult, ProbeState, Role, Timestamp, Validation,
+    ValidationRun, ValidationStatus,
 };
 
-use crate::{AuditQuery, StoreError, TokenRecord};
+use crate::{AuditQuery, IncidentQuery, StoreError, TokenRecord};
 
 /// One transaction. Reads see the transaction's own writes; nothing is visible to others until
 /// the store commits.
@@ -57,6 +59,81 @@ pub trait Tx {
         name: &str,
         at: Timestamp,
     ) -> Result<Vec<TokenRecord>, StoreError>;
+
+    // Incidents.
+    fn insert_incident(&mut self, incident: &Incident) -> Result<(), StoreError>;
+    /// Replaces the incident's state and history.
+    fn update_incident(&mut self, incident: &Incident) -> Result<(), StoreError>;
+    fn get_incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError>;
+    /// Newest first.
+    fn list_incidents(&mut self, query: &IncidentQuery) -> Result<Vec<Incident>, StoreError>;
+    /// Every open incident, as the gate sees it.
+    fn open_incidents(&mut self) -> Result<Vec<OpenIncident>, StoreError>;
+
+    // Release validations.
+    fn insert_validation(&mut self, validation: &Validation) -> Result<(), StoreError>;
+    fn get_validation(&mut self, id: &str) -> Result<Option<Validation>, StoreError>;
+    /// Newest first, at most `limit`.
+    fn list_validations(
+        &mut self,
+        release_id: Option<&str>,
+        environment: Option<Environment>,
+        limit: u32,
+    ) -> Result<Vec<Validation>, StoreError>;
+    /// The validation's runs, oldest first.
+    fn validation_runs(&mut self, validation_id: &str) -> Result<Vec<ValidationRun>, StoreError>;
+    fn insert_validation_run(
+        &mut self,
+        validation_id: &str,
+        run: &ValidationRun,
+    ) -> Result<(), StoreError>;
+    /// Records the outcome of a run that is still running; false if it is not (finished or
+    /// abandoned meanwhile), in which case nothing changes.
+    fn finish_validation_run(
+        &mut self,
+        validation_id: &str,
+        number: u32,
+        status: ValidationStatus,
+        finished_at: Timestamp,
+        gates: &[GateResult],
+    ) -> Result<bool, StoreError>;
+    /// Whether any run of any validation of `release_id` in `environment` passed.
+    fn release_passed_validation(
+        &mut self,
+        release_id: &str,
+        environment: Environment,
+    ) -> Result<bool, StoreError>;
+
+    // Health probes.
+    fn insert_probe(&mut self, probe: &Probe) -> Result<(), StoreError>;
+    /// Replaces a probe's definition, keeping its id, state and history.
+    fn update_probe_definition(
+        &mut self,
+        id: &str,
+        definition: &ProbeDefinition,
+    ) -> Result<(), StoreError>;
+    fn get_probe(&mut self, id: &str) -> Result<Option<Probe>, StoreError>;
+    fn probe_by_name(&mut self, name: &str) -> Result<Option<Probe>, StoreError>;
+    /// Every probe, by name.
+    fn list_probes(&mut self) -> Result<Vec<Probe>, StoreError>;
+    /// Deletes the probe and its history; false if there was none.
+    fn delete_probe(&mut self, id: &str) -> Result<bool, StoreError>;
+    /// Probes whose next check is due at `now`.
+    fn due_probes(&mut self, now: Timestamp) -> Result<Vec<Probe>, StoreError>;
+    /// Records one check: the new state, when to check next, and the result in the history,
+    /// keeping only the newest `keep` results. False if the probe no longer exists.
+    fn record_probe_check(
+        &mut self,
+        id: &str,
+        state: &ProbeState,
+        next_check_at: Timestamp,
+        result: &ProbeResult,
+        keep: u32,
+    ) -> Result<bool, StoreError>;
+    /// The newest results first, at most `limit`.
+    fn probe_results(&mut self, id: &str, limit: u32) -> Result<Vec<ProbeResult>, StoreError>;
+    /// The database probe's write.
+    fn touch_heartbeat(&mut self, at: Timestamp) -> Result<(), StoreError>;
 
     // The audit log.
     /// Seals `draft` after the current head of the chain and appends it.

@@ -2,7 +2,10 @@
 //! one.
 
 mod gate;
+mod incidents;
+mod probes;
 mod system;
+mod validations;
 
 use axum::Router;
 use deploy_safety_api_types::API_PREFIX;
@@ -17,11 +20,14 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "deploy-safety",
-        description = "Deployment safety control plane: the Security Gate, overrides and the audit log."
+        description = "Deployment safety control plane: the Security Gate, overrides, incidents, release validations, health probes and the audit log."
     ),
     tags(
         (name = "security-gate", description = "Mode, threat level, overrides and decisions"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "incidents", description = "Incidents: open, escalate, resolve"),
+        (name = "validations", description = "Release validations and their gates"),
+        (name = "probes", description = "Health probes"),
         (name = "health", description = "Service health"),
         (name = "auth", description = "Identity"),
         (name = "meta", description = "The API's own description and metrics"),
@@ -40,6 +46,16 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(gate::list_overrides))
         .routes(routes!(gate::get_override, gate::revoke_override))
         .routes(routes!(gate::check))
+        .routes(routes!(incidents::open, incidents::list))
+        .routes(routes!(incidents::show))
+        .routes(routes!(incidents::escalate))
+        .routes(routes!(incidents::resolve))
+        .routes(routes!(validations::start))
+        .routes(routes!(validations::run))
+        .routes(routes!(validations::show))
+        .routes(routes!(validations::list))
+        .routes(routes!(probes::create, probes::list))
+        .routes(routes!(probes::show, probes::delete))
         .routes(routes!(system::audit_list))
         .routes(routes!(system::audit_verify))
         .routes(routes!(system::health))

@@ -91,13 +91,31 @@ impl Harness {
             developer: token("developer", Role::Developer).await,
         };
         let router = router(app.clone(), &http);
-        Harness {
+        // As `serve` does: the built-in database probe exists and has been checked once.
+        app.sync_probes(Vec::new())
+            .await
+            .expect("set up the probes");
+        let harness = Harness {
             dir,
             db_path,
             app,
             clock,
             router,
             tokens,
+        };
+        harness.check_due_probes().await;
+        harness
+    }
+
+    /// Checks every probe due now, as one tick of the engine's probe runner would.
+    pub async fn check_due_probes(&self) {
+        let now = self.clock.now();
+        for probe in self.app.due_probes(now).await.expect("due probes") {
+            let report = self.app.check_probe(&probe).await;
+            self.app
+                .record_probe_check(&probe, now, report)
+                .await
+                .expect("record a probe check");
         }
     }
 

@@ -16,11 +16,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "gate_tokens_overrides_audit",
-    sql: include_str!("../../migrations/sqlite/0001_gate_tokens_overrides_audit.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "gate_tokens_overrides_audit",
+        sql: include_str!("../../migrations/sqlite/0001_gate_tokens_overrides_audit.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "incidents_validations_probes",
+        sql: include_str!("../../migrations/sqlite/0002_incidents_validations_probes.sql"),
+    },
+];
 
 /// For read-only use: the database must be a deploy-safety database at exactly this build's
 /// schema version.

@@ -3,15 +3,16 @@
 use std::str::FromStr;
 
 use deploy_safety_core::{
-    Action, AuditDraft, AuditEntry, Environment, GENESIS_HASH, GateState, Override, Role,
-    Timestamp, UnknownValue,
+    Action, AuditDraft, AuditEntry, Environment, GENESIS_HASH, GateResult, GateState, Incident,
+    OpenIncident, Override, Probe, ProbeDefinition, ProbeResult, ProbeState, Role, StatusRange,
+    Timestamp, UnknownValue, Validation, ValidationRun, ValidationStatus,
 };
 use rusqlite::types::{Type, Value};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::value::RawValue;
 
 use super::database;
-use crate::{AuditQuery, StoreError, TokenRecord, Tx};
+use crate::{AuditQuery, IncidentQuery, StoreError, TokenRecord, Tx};
 
 /// The head of the audit chain as this batch last saw it. Read once per batch (another process,
 /// such as `deploy-safety token create`, may have appended since the last batch), then carried
@@ -78,6 +79,108 @@ fn unsigned(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
 
 fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn small(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
+    let value: i64 = row.get(idx)?;
+    u32::try_from(value)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Integer, Box::new(e)))
+}
+
+const INCIDENT_COLUMNS: &str = "id, title, severity, category, environment, status, opened_at, \
+     opened_by, updated_at, resolved_at, resolved_by, history";
+
+fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: row.get(0)?,
+        title: row.get(1)?,
+        severity: text_enum(row, 2)?,
+        category: text_enum(row, 3)?,
+        environment: optional_enum(row, 4)?,
+        status: text_enum(row, 5)?,
+        opened_at: timestamp(row, 6)?,
+        opened_by: row.get(7)?,
+        updated_at: timestamp(row, 8)?,
+        resolved_at: optional_timestamp(row, 9)?,
+        resolved_by: row.get(10)?,
+        history: json_column(row, 11)?,
+    })
+}
+
+const VALIDATION_COLUMNS: &str = "id, release_id, environment, created_at, created_by";
+
+fn validation_from_row(row: &Row<'_>) -> rusqlite::Result<Validation> {
+    Ok(Validation {
+        id: row.get(0)?,
+        release_id: row.get(1)?,
+        environment: text_enum(row, 2)?,
+        created_at: timestamp(row, 3)?,
+        created_by: row.get(4)?,
+    })
+}
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<ValidationRun> {
+    Ok(ValidationRun {
+        number: small(row, 0)?,
+        status: text_enum(row, 1)?,
+        started_at: timestamp(row, 2)?,
+        started_by: row.get(3)?,
+        finished_at: optional_timestamp(row, 4)?,
+        gates: json_column(row, 5)?,
+    })
+}
+
+const PROBE_COLUMNS: &str = "id, name, kind, target, method, expect_status_min, \
+     expect_status_max, timeout_ms, interval_ms, failure_threshold, success_threshold, critical, \
+     source, created_at, created_by, status, consecutive_failures, consecutive_successes, \
+     last_checked_at, last_error, next_check_at";
+
+fn probe_from_row(row: &Row<'_>) -> rusqlite::Result<Probe> {
+    let min: Option<i64> = row.get(5)?;
+    let max: Option<i64> = row.get(6)?;
+    let expected_status = match (min, max) {
+        (Some(min), Some(max)) => Some(StatusRange {
+            min: u16::try_from(min).unwrap_or(0),
+            max: u16::try_from(max).unwrap_or(0),
+        }),
+        _ => None,
+    };
+    Ok(Probe {
+        id: row.get(0)?,
+        definition: ProbeDefinition {
+            name: row.get(1)?,
+            kind: text_enum(row, 2)?,
+            target: row.get(3)?,
+            method: row.get(4)?,
+            expected_status,
+            timeout_ms: small(row, 7)?,
+            interval_ms: small(row, 8)?,
+            failure_threshold: small(row, 9)?,
+            success_threshold: small(row, 10)?,
+            critical: row.get(11)?,
+        },
+        source: text_enum(row, 12)?,
+        created_at: timestamp(row, 13)?,
+        created_by: row.get(14)?,
+        state: ProbeState {
+            status: text_enum(row, 15)?,
+            consecutive_failures: small(row, 16)?,
+            consecutive_successes: small(row, 17)?,
+            last_checked_at: optional_timestamp(row, 18)?,
+            last_error: row.get(19)?,
+        },
+        next_check_at: timestamp(row, 20)?,
+    })
 }
 
 fn override_from_row(row: &Row<'_>) -> rusqlite::Result<Override> {
@@ -406,6 +509,365 @@ impl Tx for SqliteTx<'_> {
                 ..t
             })
             .collect())
+    }
+
+    fn insert_incident(&mut self, i: &Incident) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "INSERT INTO incidents ({INCIDENT_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ),
+            params![
+                i.id,
+                i.title,
+                i.severity.as_str(),
+                i.category.as_str(),
+                i.environment.map(Environment::as_str),
+                i.status.as_str(),
+                i.opened_at.unix_millis(),
+                i.opened_by,
+                i.updated_at.unix_millis(),
+                i.resolved_at.map(Timestamp::unix_millis),
+                i.resolved_by,
+                to_json(&i.history)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_incident(&mut self, i: &Incident) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE incidents SET severity = ?2, status = ?3, updated_at = ?4, resolved_at = ?5,
+                    resolved_by = ?6, history = ?7
+             WHERE id = ?1",
+            params![
+                i.id,
+                i.severity.as_str(),
+                i.status.as_str(),
+                i.updated_at.unix_millis(),
+                i.resolved_at.map(Timestamp::unix_millis),
+                i.resolved_by,
+                to_json(&i.history)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
+        self.one(
+            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
+            [id],
+            incident_from_row,
+        )
+    }
+
+    fn list_incidents(&mut self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError> {
+        self.collect(
+            &format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents
+                 WHERE (?1 IS NULL OR status = ?1)
+                   AND (?2 IS NULL OR severity = ?2)
+                   AND (?3 IS NULL OR environment = ?3 OR environment IS NULL)
+                 ORDER BY opened_at DESC, id DESC LIMIT ?4"
+            ),
+            params![
+                q.status.map(|s| s.as_str()),
+                q.severity.map(|s| s.as_str()),
+                q.environment.map(Environment::as_str),
+                q.limit,
+            ],
+            incident_from_row,
+        )
+    }
+
+    fn open_incidents(&mut self) -> Result<Vec<OpenIncident>, StoreError> {
+        self.collect(
+            "SELECT id, title, severity, environment FROM incidents
+             WHERE status = 'open' ORDER BY opened_at, id",
+            [],
+            |row| {
+                Ok(OpenIncident {
+                    id: row.get(0)?,
+                    title: row.get(1)?,
+                    severity: text_enum(row, 2)?,
+                    environment: optional_enum(row, 3)?,
+                })
+            },
+        )
+    }
+
+    fn insert_validation(&mut self, v: &Validation) -> Result<(), StoreError> {
+        self.execute(
+            &format!("INSERT INTO validations ({VALIDATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+            params![
+                v.id,
+                v.release_id,
+                v.environment.as_str(),
+                v.created_at.unix_millis(),
+                v.created_by,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_validation(&mut self, id: &str) -> Result<Option<Validation>, StoreError> {
+        self.one(
+            &format!("SELECT {VALIDATION_COLUMNS} FROM validations WHERE id = ?1"),
+            [id],
+            validation_from_row,
+        )
+    }
+
+    fn list_validations(
+        &mut self,
+        release_id: Option<&str>,
+        environment: Option<Environment>,
+        limit: u32,
+    ) -> Result<Vec<Validation>, StoreError> {
+        self.collect(
+            &format!(
+                "SELECT {VALIDATION_COLUMNS} FROM validations
+                 WHERE (?1 IS NULL OR release_id = ?1) AND (?2 IS NULL OR environment = ?2)
+                 ORDER BY created_at DESC, id DESC LIMIT ?3"
+            ),
+            params![release_id, environment.map(Environment::as_str), limit],
+            validation_from_row,
+        )
+    }
+
+    fn validation_runs(&mut self, validation_id: &str) -> Result<Vec<ValidationRun>, StoreError> {
+        self.collect(
+            "SELECT number, status, started_at, started_by, finished_at, gates
+             FROM validation_runs WHERE validation_id = ?1 ORDER BY number",
+            [validation_id],
+            run_from_row,
+        )
+    }
+
+    fn insert_validation_run(
+        &mut self,
+        validation_id: &str,
+        run: &ValidationRun,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO validation_runs
+                 (validation_id, number, status, started_at, started_by, finished_at, gates)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                validation_id,
+                run.number,
+                run.status.as_str(),
+                run.started_at.unix_millis(),
+                run.started_by,
+                run.finished_at.map(Timestamp::unix_millis),
+                to_json(&run.gates)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn finish_validation_run(
+        &mut self,
+        validation_id: &str,
+        number: u32,
+        status: ValidationStatus,
+        finished_at: Timestamp,
+        gates: &[GateResult],
+    ) -> Result<bool, StoreError> {
+        let changed = self.execute(
+            "UPDATE validation_runs SET status = ?3, finished_at = ?4, gates = ?5
+             WHERE validation_id = ?1 AND number = ?2 AND status = 'running'",
+            params![
+                validation_id,
+                number,
+                status.as_str(),
+                finished_at.unix_millis(),
+                to_json(&gates)?,
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn release_passed_validation(
+        &mut self,
+        release_id: &str,
+        environment: Environment,
+    ) -> Result<bool, StoreError> {
+        let found = self.count(
+            "SELECT count(*) FROM validation_runs r JOIN validations v ON v.id = r.validation_id
+             WHERE v.release_id = ?1 AND v.environment = ?2 AND r.status = 'passed'",
+            params![release_id, environment.as_str()],
+        )?;
+        Ok(found > 0)
+    }
+
+    fn insert_probe(&mut self, p: &Probe) -> Result<(), StoreError> {
+        let d = &p.definition;
+        self.execute(
+            &format!(
+                "INSERT INTO probes ({PROBE_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                         ?17, ?18, ?19, ?20, ?21)"
+            ),
+            params![
+                p.id,
+                d.name,
+                d.kind.as_str(),
+                d.target,
+                d.method,
+                d.expected_status.map(|r| r.min),
+                d.expected_status.map(|r| r.max),
+                d.timeout_ms,
+                d.interval_ms,
+                d.failure_threshold,
+                d.success_threshold,
+                d.critical,
+                p.source.as_str(),
+                p.created_at.unix_millis(),
+                p.created_by,
+                p.state.status.as_str(),
+                p.state.consecutive_failures,
+                p.state.consecutive_successes,
+                p.state.last_checked_at.map(Timestamp::unix_millis),
+                p.state.last_error,
+                p.next_check_at.unix_millis(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_probe_definition(&mut self, id: &str, d: &ProbeDefinition) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE probes SET kind = ?2, target = ?3, method = ?4, expect_status_min = ?5,
+                    expect_status_max = ?6, timeout_ms = ?7, interval_ms = ?8,
+                    failure_threshold = ?9, success_threshold = ?10, critical = ?11
+             WHERE id = ?1",
+            params![
+                id,
+                d.kind.as_str(),
+                d.target,
+                d.method,
+                d.expected_status.map(|r| r.min),
+                d.expected_status.map(|r| r.max),
+                d.timeout_ms,
+                d.interval_ms,
+                d.failure_threshold,
+                d.success_threshold,
+                d.critical,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_probe(&mut self, id: &str) -> Result<Option<Probe>, StoreError> {
+        self.one(
+            &format!("SELECT {PROBE_COLUMNS} FROM probes WHERE id = ?1"),
+            [id],
+            probe_from_row,
+        )
+    }
+
+    fn probe_by_name(&mut self, name: &str) -> Result<Option<Probe>, StoreError> {
+        self.one(
+            &format!("SELECT {PROBE_COLUMNS} FROM probes WHERE name = ?1"),
+            [name],
+            probe_from_row,
+        )
+    }
+
+    fn list_probes(&mut self) -> Result<Vec<Probe>, StoreError> {
+        self.collect(
+            &format!("SELECT {PROBE_COLUMNS} FROM probes ORDER BY name"),
+            [],
+            probe_from_row,
+        )
+    }
+
+    fn delete_probe(&mut self, id: &str) -> Result<bool, StoreError> {
+        self.execute("DELETE FROM probe_results WHERE probe_id = ?1", [id])?;
+        Ok(self.execute("DELETE FROM probes WHERE id = ?1", [id])? == 1)
+    }
+
+    fn due_probes(&mut self, now: Timestamp) -> Result<Vec<Probe>, StoreError> {
+        self.collect(
+            &format!(
+                "SELECT {PROBE_COLUMNS} FROM probes WHERE next_check_at <= ?1
+                 ORDER BY next_check_at, id"
+            ),
+            [now.unix_millis()],
+            probe_from_row,
+        )
+    }
+
+    fn record_probe_check(
+        &mut self,
+        id: &str,
+        state: &ProbeState,
+        next_check_at: Timestamp,
+        result: &ProbeResult,
+        keep: u32,
+    ) -> Result<bool, StoreError> {
+        let changed = self.execute(
+            "UPDATE probes SET status = ?2, consecutive_failures = ?3,
+                    consecutive_successes = ?4, last_checked_at = ?5, last_error = ?6,
+                    next_check_at = ?7
+             WHERE id = ?1",
+            params![
+                id,
+                state.status.as_str(),
+                state.consecutive_failures,
+                state.consecutive_successes,
+                state.last_checked_at.map(Timestamp::unix_millis),
+                state.last_error,
+                next_check_at.unix_millis(),
+            ],
+        )?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        self.execute(
+            "INSERT INTO probe_results (probe_id, at, outcome, latency_ms, error)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id,
+                result.at.unix_millis(),
+                result.outcome.as_str(),
+                signed(result.latency_ms),
+                result.error,
+            ],
+        )?;
+        // Keep the newest `keep` results: the history is bounded by count.
+        self.execute(
+            "DELETE FROM probe_results WHERE probe_id = ?1 AND id <= (
+                 SELECT id FROM probe_results WHERE probe_id = ?1
+                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![id, keep],
+        )?;
+        Ok(true)
+    }
+
+    fn probe_results(&mut self, id: &str, limit: u32) -> Result<Vec<ProbeResult>, StoreError> {
+        self.collect(
+            "SELECT at, outcome, latency_ms, error FROM probe_results
+             WHERE probe_id = ?1 ORDER BY id DESC LIMIT ?2",
+            params![id, limit],
+            |row| {
+                Ok(ProbeResult {
+                    at: timestamp(row, 0)?,
+                    outcome: text_enum(row, 1)?,
+                    latency_ms: unsigned(row, 2)?,
+                    error: row.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn touch_heartbeat(&mut self, at: Timestamp) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE heartbeat SET at = ?1 WHERE id = 1",
+            [at.unix_millis()],
+        )?;
+        Ok(())
     }
 
     fn append_audit(&mut self, draft: AuditDraft, at: Timestamp) -> Result<AuditEntry, StoreError> {
