@@ -64,7 +64,15 @@ impl Installation {
     }
 
     pub fn start(&self) -> RunningServer {
-        RunningServer::start(self.dir.path(), &self.database_url())
+        RunningServer::start(self.dir.path(), &self.database_url(), &[])
+    }
+
+    /// Starts the server with a settings file holding `toml`.
+    pub fn start_with_config(&self, toml: &str) -> RunningServer {
+        let path = self.dir.path().join("deploy-safety.toml");
+        std::fs::write(&path, toml).unwrap();
+        let path = path.display().to_string();
+        RunningServer::start(self.dir.path(), &self.database_url(), &["--config", &path])
     }
 }
 
@@ -78,7 +86,7 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    fn start(dir: &Path, database_url: &str) -> Self {
+    fn start(dir: &Path, database_url: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(BINARY)
             .args([
                 "serve",
@@ -87,6 +95,7 @@ impl RunningServer {
                 "--database-url",
                 database_url,
             ])
+            .args(extra)
             .env("DEPLOY_SAFETY_LOG", "warn")
             .current_dir(dir)
             .stdout(Stdio::piped())
@@ -145,6 +154,28 @@ impl RunningServer {
         (out.status.code().unwrap_or(-1), value)
     }
 
+    /// Runs the CLI with `--json` until `accept` likes the answer, or fails at the deadline.
+    pub fn wait_for_json(
+        &self,
+        token: &str,
+        args: &[&str],
+        what: &str,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, value) = self.cli_json(token, args);
+            if accept(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {value}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends `signal` (e.g. "TERM", "KILL") to the server process.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().unwrap().id().to_string();
@@ -199,4 +230,38 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
+}
+
+/// A tiny HTTP server on 127.0.0.1 that answers every request with `status` and records the
+/// request lines it saw.
+#[derive(Debug)]
+pub struct StaticHttp {
+    pub address: String,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StaticHttp {
+    pub fn start(status: u16) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut buffer = [0u8; 4096];
+                let n = stream.read(&mut buffer).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                if let Some(line) = request.lines().next() {
+                    log.lock().unwrap().push(line.to_owned());
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+            }
+        });
+        StaticHttp { address, seen }
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use deploy_safety_app::{App, AppSettings, ManualClock};
+use deploy_safety_app::{App, AppSettings, Clock, ManualClock};
 use deploy_safety_core::{Role, Timestamp};
 use deploy_safety_server::{HttpSettings, router};
 use deploy_safety_store::Store;

@@ -93,5 +93,8 @@ conformance!(
         concurrent_writes_share_one_commit,
         failures_inside_a_batch_leave_no_gap,
         writes_fail_closed_when_audit_cannot_be_written,
+        incidents_round_trip_and_filter,
+        validation_runs_are_records,
+        probes_keep_state_and_a_bounded_history,
     ]
 );

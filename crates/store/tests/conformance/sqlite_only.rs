@@ -144,3 +144,48 @@ fn in_memory_databases_are_refused() {
         );
     }
 }
+
+/// When the COMMIT itself fails, every write of the batch is told so, nothing of it remains,
+/// and the next batch chains on correctly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_fails_every_write_of_its_batch() {
+    use deploy_safety_core::{AuditDecision, AuditDraft, Timestamp};
+    let db = SqliteDatabase::new().unwrap();
+    let store = db.open();
+    // A deferred foreign key is checked only at COMMIT: the heartbeat trigger inserts a
+    // dangling row, so any batch that touches the heartbeat fails to commit.
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE dangling (v TEXT REFERENCES validations (id) DEFERRABLE INITIALLY DEFERRED);
+         CREATE TRIGGER break_commit AFTER UPDATE ON heartbeat
+         BEGIN INSERT INTO dangling (v) VALUES ('missing'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let draft = |n: u64| AuditDraft {
+        principal: "p".into(),
+        role: None,
+        action: "x".into(),
+        environment: None,
+        decision: AuditDecision::Recorded,
+        reason: "RECORDED".into(),
+        details: serde_json::json!({ "n": n }),
+    };
+    let t = Timestamp::from_unix_millis(1);
+    let outcome = store
+        .write(move |tx| {
+            tx.append_audit(draft(1), t)?;
+            tx.touch_heartbeat(t)
+        })
+        .await;
+    assert!(
+        matches!(outcome, Err(StoreError::Database(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(store.read(|tx| tx.audit_head()).await.unwrap(), None);
+    let next = store
+        .write(move |tx| tx.append_audit(draft(2), t))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 1, "nothing of the failed batch remains");
+}

@@ -1,10 +1,13 @@
 //! The conformance suite: what every backend must do.
 
 use deploy_safety_core::{
-    Action, AuditDecision, AuditDraft, ChainVerifier, Environment, GateState, Override, Role,
-    SecurityMode, ThreatLevel, Timestamp,
+    Action, AuditDecision, AuditDraft, ChainVerifier, CheckOutcome, CheckStatus, Environment,
+    GateKind, GateResult, GateState, Incident, IncidentCategory, IncidentStatus, Override, Probe,
+    ProbeDefinition, ProbeKind, ProbeResult, ProbeSource, ProbeState, ProbeStatus, Reason, Role,
+    SecurityMode, Severity, StatusRange, ThreatLevel, Timestamp, Validation, ValidationRun,
+    ValidationStatus,
 };
-use deploy_safety_store::{AuditQuery, Store, StoreError, TokenRecord, Tx};
+use deploy_safety_store::{AuditQuery, IncidentQuery, Store, StoreError, TokenRecord, Tx};
 use serde_json::json;
 
 use crate::TestDatabase;
@@ -604,4 +607,378 @@ pub async fn failures_inside_a_batch_leave_no_gap(db: &impl TestDatabase) {
         .map(|e| e.principal)
         .collect();
     assert!(!principals.iter().any(|p| p == "fail" || p == "panic"));
+}
+
+fn an_incident(
+    id: &str,
+    severity: Severity,
+    environment: Option<Environment>,
+    opened: i64,
+) -> Incident {
+    Incident::open(
+        id.to_owned(),
+        &Reason::parse("database down").unwrap(),
+        severity,
+        IncidentCategory::Operational,
+        environment,
+        "alice",
+        at(opened),
+    )
+}
+
+pub async fn incidents_round_trip_and_filter(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| {
+        tx.insert_incident(&an_incident("i1", Severity::Critical, None, 1))?;
+        tx.insert_incident(&an_incident(
+            "i2",
+            Severity::Low,
+            Some(Environment::Staging),
+            2,
+        ))?;
+        tx.insert_incident(&an_incident(
+            "i3",
+            Severity::Critical,
+            Some(Environment::Production),
+            3,
+        ))
+    })
+    .await;
+    let stored = read(&store, |tx| tx.get_incident("i2")).await.unwrap();
+    assert_eq!(
+        stored,
+        an_incident("i2", Severity::Low, Some(Environment::Staging), 2)
+    );
+
+    let escalated = stored
+        .escalate(
+            Severity::High,
+            &Reason::parse("spreading").unwrap(),
+            "bob",
+            at(4),
+        )
+        .unwrap();
+    let saved = escalated.clone();
+    write(&store, move |tx| tx.update_incident(&saved)).await;
+    assert_eq!(
+        read(&store, |tx| tx.get_incident("i2")).await,
+        Some(escalated.clone())
+    );
+    let resolved = escalated
+        .resolve(&Reason::parse("fixed").unwrap(), "carol", at(5))
+        .unwrap();
+    let saved = resolved.clone();
+    write(&store, move |tx| tx.update_incident(&saved)).await;
+
+    let ids = |q: IncidentQuery| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| tx.list_incidents(&q))
+                .await
+                .into_iter()
+                .map(|i| i.id)
+                .collect::<Vec<String>>()
+        }
+    };
+    let all = IncidentQuery {
+        limit: 10,
+        ..IncidentQuery::default()
+    };
+    assert_eq!(ids(all.clone()).await, ["i3", "i2", "i1"], "newest first");
+    assert_eq!(
+        ids(IncidentQuery {
+            status: Some(IncidentStatus::Open),
+            ..all.clone()
+        })
+        .await,
+        ["i3", "i1"]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            severity: Some(Severity::Critical),
+            ..all.clone()
+        })
+        .await,
+        ["i3", "i1"]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            environment: Some(Environment::Staging),
+            ..all.clone()
+        })
+        .await,
+        ["i2", "i1"],
+        "an incident naming no environment concerns every one"
+    );
+    assert_eq!(ids(IncidentQuery { limit: 1, ..all }).await, ["i3"]);
+
+    let open = read(&store, |tx| tx.open_incidents()).await;
+    assert_eq!(
+        open.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["i1", "i3"]
+    );
+    assert_eq!(open[1].environment, Some(Environment::Production));
+    assert_eq!(open[1].severity, Severity::Critical);
+}
+
+fn a_validation(id: &str, release: &str, environment: Environment, created: i64) -> Validation {
+    Validation {
+        id: id.to_owned(),
+        release_id: release.to_owned(),
+        environment,
+        created_at: at(created),
+        created_by: "ci".to_owned(),
+    }
+}
+
+fn a_run(number: u32, status: ValidationStatus) -> ValidationRun {
+    ValidationRun {
+        number,
+        status,
+        started_at: at(i64::from(number)),
+        started_by: "ci".to_owned(),
+        finished_at: None,
+        gates: vec![GateResult {
+            name: "health".to_owned(),
+            kind: GateKind::Builtin,
+            status: CheckStatus::Pending,
+            message: "not run yet".to_owned(),
+            duration_ms: 0,
+        }],
+    }
+}
+
+pub async fn validation_runs_are_records(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| {
+        tx.insert_validation(&a_validation("v1", "1.0", Environment::Staging, 1))?;
+        tx.insert_validation(&a_validation("v2", "1.0", Environment::Production, 2))?;
+        tx.insert_validation(&a_validation("v3", "2.0", Environment::Staging, 3))?;
+        tx.insert_validation_run("v1", &a_run(1, ValidationStatus::Running))
+    })
+    .await;
+    assert!(
+        !read(&store, |tx| tx
+            .release_passed_validation("1.0", Environment::Staging))
+        .await
+    );
+
+    let gates = vec![GateResult {
+        name: "health".to_owned(),
+        kind: GateKind::Builtin,
+        status: CheckStatus::Passed,
+        message: "overall health is healthy".to_owned(),
+        duration_ms: 3,
+    }];
+    let finished_gates = gates.clone();
+    assert!(
+        write(&store, move |tx| {
+            tx.finish_validation_run("v1", 1, ValidationStatus::Passed, at(9), &finished_gates)
+        })
+        .await
+    );
+    let again = gates.clone();
+    assert!(
+        !write(&store, move |tx| {
+            tx.finish_validation_run("v1", 1, ValidationStatus::Failed, at(10), &again)
+        })
+        .await,
+        "a finished run never changes"
+    );
+    let runs = read(&store, |tx| tx.validation_runs("v1")).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, ValidationStatus::Passed);
+    assert_eq!(runs[0].finished_at, Some(at(9)));
+    assert_eq!(runs[0].gates, gates);
+    assert!(
+        read(&store, |tx| tx
+            .release_passed_validation("1.0", Environment::Staging))
+        .await
+    );
+    assert!(
+        !read(&store, |tx| tx
+            .release_passed_validation("1.0", Environment::Production))
+        .await
+    );
+    assert!(
+        !read(&store, |tx| tx
+            .release_passed_validation("2.0", Environment::Staging))
+        .await
+    );
+
+    let duplicate = store
+        .write(|tx| tx.insert_validation_run("v1", &a_run(1, ValidationStatus::Running)))
+        .await;
+    assert!(duplicate.is_err(), "run numbers are unique per validation");
+    write(&store, |tx| {
+        tx.insert_validation_run("v1", &a_run(2, ValidationStatus::Running))
+    })
+    .await;
+    let numbers: Vec<u32> = read(&store, |tx| tx.validation_runs("v1"))
+        .await
+        .iter()
+        .map(|r| r.number)
+        .collect();
+    assert_eq!(numbers, [1, 2]);
+
+    let ids = |release: Option<&'static str>, environment: Option<Environment>| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| {
+                tx.list_validations(release, environment, 10)
+            })
+            .await
+            .into_iter()
+            .map(|v| v.id)
+            .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(ids(None, None).await, ["v3", "v2", "v1"]);
+    assert_eq!(ids(Some("1.0"), None).await, ["v2", "v1"]);
+    assert_eq!(ids(Some("1.0"), Some(Environment::Staging)).await, ["v1"]);
+    assert_eq!(
+        read(&store, |tx| tx.get_validation("v2")).await,
+        Some(a_validation("v2", "1.0", Environment::Production, 2))
+    );
+    assert_eq!(read(&store, |tx| tx.get_validation("nope")).await, None);
+}
+
+fn a_probe(id: &str, name: &str, next: i64) -> Probe {
+    Probe {
+        id: id.to_owned(),
+        definition: ProbeDefinition {
+            name: name.to_owned(),
+            kind: ProbeKind::Http,
+            target: "http://127.0.0.1:1/health".to_owned(),
+            method: Some("GET".to_owned()),
+            expected_status: Some(StatusRange::SUCCESS),
+            timeout_ms: 500,
+            interval_ms: 10_000,
+            failure_threshold: 3,
+            success_threshold: 1,
+            critical: true,
+        },
+        source: ProbeSource::Api,
+        created_at: T0,
+        created_by: "ops".to_owned(),
+        state: ProbeState::default(),
+        next_check_at: at(next),
+    }
+}
+
+pub async fn probes_keep_state_and_a_bounded_history(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| {
+        tx.insert_probe(&a_probe("p1", "api", 0))?;
+        tx.insert_probe(&a_probe("p2", "cache", 5))
+    })
+    .await;
+    assert_eq!(
+        read(&store, |tx| tx.get_probe("p1")).await,
+        Some(a_probe("p1", "api", 0))
+    );
+    assert_eq!(
+        read(&store, |tx| tx.probe_by_name("cache"))
+            .await
+            .map(|p| p.id)
+            .as_deref(),
+        Some("p2")
+    );
+    let duplicate = store
+        .write(|tx| tx.insert_probe(&a_probe("p3", "api", 0)))
+        .await;
+    assert!(duplicate.is_err(), "probe names are unique");
+
+    let due = |minutes| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| tx.due_probes(at(minutes)))
+                .await
+                .into_iter()
+                .map(|p| p.id)
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(due(1).await, ["p1"]);
+    assert_eq!(due(5).await, ["p1", "p2"]);
+
+    for n in 0..15u64 {
+        let state = ProbeState {
+            status: ProbeStatus::Failing,
+            consecutive_failures: u32::try_from(n).unwrap() + 1,
+            consecutive_successes: 0,
+            last_checked_at: Some(at(n as i64)),
+            last_error: Some(format!("HTTP 50{}", n % 10)),
+        };
+        let result = ProbeResult {
+            at: at(n as i64),
+            outcome: CheckOutcome::Failure,
+            latency_ms: n,
+            error: state.last_error.clone(),
+        };
+        assert!(
+            write(&store, move |tx| tx.record_probe_check(
+                "p1",
+                &state,
+                at(100),
+                &result,
+                10
+            ))
+            .await
+        );
+    }
+    let probe = read(&store, |tx| tx.get_probe("p1")).await.unwrap();
+    assert_eq!(probe.state.consecutive_failures, 15);
+    assert_eq!(probe.state.status, ProbeStatus::Failing);
+    assert_eq!(probe.next_check_at, at(100));
+    let history = read(&store, |tx| tx.probe_results("p1", 100)).await;
+    assert_eq!(history.len(), 10, "only the newest 10 are kept");
+    assert_eq!(history[0].latency_ms, 14, "newest first");
+    assert_eq!(history[9].latency_ms, 5);
+    assert_eq!(read(&store, |tx| tx.probe_results("p1", 3)).await.len(), 3);
+
+    let mut changed = a_probe("p2", "cache", 5).definition;
+    changed.kind = ProbeKind::Tcp;
+    changed.target = "127.0.0.1:6379".to_owned();
+    changed.method = None;
+    changed.expected_status = None;
+    let saved = changed.clone();
+    write(&store, move |tx| tx.update_probe_definition("p2", &saved)).await;
+    assert_eq!(
+        read(&store, |tx| tx.get_probe("p2"))
+            .await
+            .unwrap()
+            .definition,
+        changed
+    );
+
+    assert!(write(&store, |tx| tx.delete_probe("p1")).await);
+    assert!(!write(&store, |tx| tx.delete_probe("p1")).await);
+    assert!(
+        read(&store, |tx| tx.probe_results("p1", 100))
+            .await
+            .is_empty()
+    );
+    let state = ProbeState::default();
+    let result = ProbeResult {
+        at: T0,
+        outcome: CheckOutcome::Success,
+        latency_ms: 1,
+        error: None,
+    };
+    assert!(
+        !write(&store, move |tx| tx
+            .record_probe_check("p1", &state, T0, &result, 10))
+        .await,
+        "a deleted probe records nothing"
+    );
+    assert_eq!(
+        read(&store, |tx| tx.list_probes())
+            .await
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>(),
+        ["p2"]
+    );
+    write(&store, |tx| tx.touch_heartbeat(at(1))).await;
 }
