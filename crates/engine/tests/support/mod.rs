@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use deploy_safety_engine::ProbeRunner;
 use deploy_safety_store::Store;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// 2025-01-01T00:00:00Z.
@@ -173,7 +174,7 @@ impl Behaviour {
 struct Shared {
     behaviour: AtomicU8,
     /// Requests the handler has seen (hang-ups are not counted).
-    requests: AtomicU64,
+    requests: watch::Sender<u64>,
     slow_delay: Duration,
 }
 
@@ -199,7 +200,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             behaviour: AtomicU8::new(behaviour as u8),
-            requests: AtomicU64::new(0),
+            requests: watch::Sender::new(0),
             slow_delay: Duration::from_secs(5),
         });
         let router = Router::new()
@@ -227,8 +228,19 @@ impl TestServer {
             .store(behaviour as u8, Ordering::SeqCst);
     }
 
+    /// Requests that reached the handler so far.
     pub fn requests(&self) -> u64 {
-        self.shared.requests.load(Ordering::SeqCst)
+        *self.shared.requests.borrow()
+    }
+
+    /// Waits until `n` requests have reached the handler (for the background loop, whose
+    /// checks the test cannot await). Fails the test after 10 s rather than hang.
+    pub async fn wait_for_requests(&self, n: u64) {
+        let mut seen = self.shared.requests.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|count| *count >= n))
+            .await
+            .unwrap_or_else(|_| panic!("the server did not see {n} requests within 10 s"))
+            .unwrap();
     }
 }
 
@@ -239,7 +251,7 @@ impl Drop for TestServer {
 }
 
 async fn answer(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
+    shared.requests.send_modify(|count| *count += 1);
     let status = match shared.behaviour() {
         Behaviour::Ok | Behaviour::Close => StatusCode::OK,
         Behaviour::Fail => StatusCode::INTERNAL_SERVER_ERROR,
