@@ -72,9 +72,10 @@ impl ProbeRunner {
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
-                let started_at = app.clock().now();
+                // The schedule follows the tick's `now`: the next check is one interval after
+                // the moment this one was due to start.
                 let report = app.check_probe(&probe).await;
-                if let Err(error) = app.record_probe_check(&probe, started_at, report).await {
+                if let Err(error) = app.record_probe_check(&probe, now, report).await {
                     tracing::warn!(probe = %probe.definition.name, %error, "cannot record a probe check");
                 }
             }));

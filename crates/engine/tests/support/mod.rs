@@ -52,7 +52,10 @@ impl Harness {
         let store = Store::open(&format!("sqlite://{}", path.display())).unwrap();
         let clock = Arc::new(ManualClock::new(START));
         let app = App::new(store, clock.clone(), AppSettings::default());
-        let issued = app.create_token("ops", Role::EngLead, "test").await.unwrap();
+        let issued = app
+            .create_token("ops", Role::EngLead, "test")
+            .await
+            .unwrap();
         let ops = app.authenticate(&issued.token).await.unwrap();
         app.sync_probes(vec![]).await.unwrap();
         let runner = ProbeRunner::new(app.clone(), max_concurrent);
