@@ -11,6 +11,7 @@ use deploy_safety_core::{
     ProbeResult, ProbeStatus, ReasonCode, Role, SecurityMode, Severity, ThreatLevel, Timestamp,
     Validation, ValidationRun, ValidationStatus,
 };
+use deploy_safety_core::{Canary, Evaluation, LoadShedding, ReleaseRecord, Rollback};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -369,6 +370,141 @@ pub struct ProbeView {
 #[serde(rename_all = "camelCase")]
 pub struct ProbeList {
     pub probes: Vec<ProbeView>,
+}
+
+/// Canary settings; each absent field takes its default (SPEC §9).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryConfigRequest {
+    /// Default 10.
+    #[serde(default)]
+    pub initial_percentage: Option<u8>,
+    /// Default 10.
+    #[serde(default)]
+    pub increment_percentage: Option<u8>,
+    /// Milliseconds between evaluations, at least 1000; default 300000.
+    #[serde(default)]
+    pub increment_interval: Option<u64>,
+    /// Default 100.
+    #[serde(default)]
+    pub max_percentage: Option<u8>,
+    /// Consecutive unhealthy evaluations before an automatic rollback; default 1.
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+}
+
+/// `POST /canary/start`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartCanaryRequest {
+    pub release_id: String,
+    pub environment: Environment,
+    pub deployment_id: String,
+    #[serde(default)]
+    pub config: Option<CanaryConfigRequest>,
+}
+
+/// `POST /canary/promote`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromoteCanaryRequest {
+    pub environment: Environment,
+}
+
+/// `POST /canary/{environment}/metrics`: the canary's current metrics; any may be absent
+/// (absent means unknown for that metric).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryMetricsRequest {
+    #[serde(default)]
+    pub error_rate_percent: Option<f64>,
+    #[serde(default)]
+    pub latency_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub baseline_latency_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    #[serde(default)]
+    pub memory_percent: Option<f64>,
+}
+
+/// A canary, and its latest metrics judged now.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryView {
+    #[serde(flatten)]
+    pub canary: Canary,
+    /// The latest metrics with each metric's verdict, as the next evaluation would see them
+    /// now (absent for a finished canary).
+    pub current_evaluation: Option<Evaluation>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryList {
+    pub canaries: Vec<Canary>,
+}
+
+/// Query of `GET /canaries` and `GET /rollbacks`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EnvironmentListQuery {
+    pub environment: Option<Environment>,
+    /// 1 to 200; default 50.
+    pub limit: Option<u32>,
+}
+
+/// `POST /rollback/create`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRollbackRequest {
+    pub environment: Environment,
+    pub from_version: String,
+    pub to_version: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackList {
+    pub rollbacks: Vec<Rollback>,
+}
+
+/// `GET /releases/{environment}`: what ran there, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseHistory {
+    pub environment: Environment,
+    /// The release running now, per this history.
+    pub current: Option<String>,
+    pub releases: Vec<ReleaseRecord>,
+}
+
+/// `POST /load-shedding`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetLoadSheddingRequest {
+    pub environment: Environment,
+    pub enabled: bool,
+    /// Share of traffic to shed, 1–100 when enabled (default 0 when disabled).
+    #[serde(default)]
+    pub percentage: Option<u8>,
+    pub reason: String,
+}
+
+/// `GET /load-shedding/{environment}`.
+pub type LoadSheddingView = LoadShedding;
+
+/// Query of `GET /events`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Replay events after this seq first (also read from the `Last-Event-ID` header).
+    pub since: Option<u64>,
+    /// Only events of this environment (and those of none).
+    pub environment: Option<Environment>,
 }
 
 /// `GET /auth/whoami`: the principal behind the presented token.

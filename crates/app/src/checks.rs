@@ -99,7 +99,7 @@ pub async fn tcp(address: &str, timeout: Duration) -> CheckReport {
 }
 
 /// The innermost error: reqwest's outer messages say only "error sending request".
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(inner) = cause.source() {
         cause = inner;

@@ -5,16 +5,17 @@ use deploy_safety_api_types::{
     SetModeRequest, SetThreatLevelRequest,
 };
 use deploy_safety_core::{
-    Action, AuditDecision, AuditDraft, Decision, Environment, GateInputs, GateRequest, GateState,
-    LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason, ReasonCode, ReleaseId, Role,
-    SecurityMode, Timestamp, TtlMinutes, change_mode, change_threat_level, decide,
+    Action, AuditDecision, AuditDraft, Decision, Environment, EventType, GateInputs, GateRequest,
+    GateState, LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason, ReasonCode,
+    ReleaseId, Role, SecurityMode, Timestamp, TtlMinutes, change_mode, change_threat_level, decide,
     may_create_override, roles_that_may_override,
 };
 use deploy_safety_store::{StoreError, Tx};
 use serde_json::json;
 
 use crate::audit::{Refusal, entry, refuse};
-use crate::{App, AppError, Caller};
+use crate::events::Emitter;
+use crate::{App, AppError, Caller, TxResult};
 
 /// How many overrides a list returns at most.
 const OVERRIDE_LIST_LIMIT: u32 = 1_000;
@@ -22,6 +23,19 @@ const OVERRIDE_LIST_LIMIT: u32 = 1_000;
 fn view(record: Override, now: Timestamp) -> OverrideView {
     let status = record.status_at(now);
     OverrideView { record, status }
+}
+
+/// What events say about an override.
+fn override_event(o: &Override) -> serde_json::Value {
+    json!({
+        "overrideId": o.id,
+        "action": o.action,
+        "environment": o.environment,
+        "releaseId": o.release_id,
+        "approver": o.approver,
+        "expiresAt": o.expires_at,
+        "revokedBy": o.revoked_by,
+    })
 }
 
 fn security_team_only(caller: &Caller, what: &str) -> Option<Refusal> {
@@ -83,6 +97,86 @@ pub(crate) fn decide_in(
     ))
 }
 
+/// Asks the gate about a gated action inside `tx`. A denial is recorded (a `denied` entry)
+/// and answered with 403 `blocked_by_security_gate`; an allowed decision is returned for the
+/// use case to act on and then record with [`record_gated`].
+pub(crate) fn gate_action(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    request: &GateRequest<'_>,
+    now: Timestamp,
+) -> TxResult<Decision> {
+    let decision = decide_in(tx, request, now)?;
+    if !decision.allowed {
+        tx.append_audit(
+            decision_entry(caller, request.action.as_str(), &decision),
+            now,
+        )?;
+        return Ok(Err(AppError::Blocked(Box::new(decision))));
+    }
+    Ok(Ok(decision))
+}
+
+/// Records a gated action that was allowed and done: its decision, with `details` of what was
+/// done, and the use of the override that allowed it (SPEC §4: each use is recorded).
+pub(crate) fn record_gated(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    decision: &Decision,
+    details: serde_json::Value,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut entry = decision_entry(caller, decision.action.as_str(), decision);
+    if let (Some(fields), Some(extra)) = (entry.details.as_object_mut(), details.as_object()) {
+        fields.extend(extra.clone());
+    }
+    tx.append_audit(entry, now)?;
+    if let Some(override_id) = &decision.override_id {
+        tx.record_override_use(override_id, now)?;
+        tx.append_audit(
+            AuditDraft {
+                principal: caller.name.clone(),
+                role: Some(caller.role),
+                action: "override.use".to_owned(),
+                environment: Some(decision.environment),
+                decision: AuditDecision::Recorded,
+                reason: ReasonCode::Override.as_str().to_owned(),
+                details: json!({ "overrideId": override_id, "usedFor": decision.action,
+                                 "releaseId": decision.release_id }),
+            },
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+/// Records a refusal made after the gate allowed an action: the endpoint's own precondition
+/// (409), with its code.
+pub(crate) fn refuse_precondition<T>(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    decision: &Decision,
+    reason: ReasonCode,
+    message: String,
+    now: Timestamp,
+) -> TxResult<T> {
+    tx.append_audit(
+        entry(
+            caller,
+            decision.action.as_str(),
+            Some(decision.environment),
+            AuditDecision::Denied,
+            reason,
+            json!({ "message": message, "releaseId": decision.release_id }),
+        ),
+        now,
+    )?;
+    Ok(Err(AppError::Conflict {
+        reason: Some(reason),
+        message,
+    }))
+}
+
 /// The audit entry that records a gate decision.
 pub(crate) fn decision_entry(
     caller: &Caller,
@@ -107,6 +201,7 @@ pub(crate) fn decision_entry(
 /// principal is `system`; the person whose change set it off is in the details.
 pub(crate) fn record_lockdown_trigger(
     tx: &mut dyn Tx,
+    emitter: &mut Emitter<'_>,
     caller: &Caller,
     trigger: &LockdownTrigger,
     now: Timestamp,
@@ -135,7 +230,46 @@ pub(crate) fn record_lockdown_trigger(
         },
         now,
     )?;
+    if let LockdownTrigger::Entered { reason } = trigger {
+        emitter.emit(
+            tx,
+            EventType::LockdownEntered,
+            now,
+            None,
+            json!({ "lockdownReason": reason, "automatic": true, "triggeredBy": caller.name }),
+        )?;
+    }
     Ok(())
+}
+
+/// Announces a manual entry into, or exit from, lockdown.
+fn announce_mode_change(
+    tx: &mut dyn Tx,
+    emitter: &mut Emitter<'_>,
+    before: &GateState,
+    after: &GateState,
+    by: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let was = before.mode == SecurityMode::Lockdown;
+    let is = after.mode == SecurityMode::Lockdown;
+    match (was, is) {
+        (false, true) => emitter.emit(
+            tx,
+            EventType::LockdownEntered,
+            now,
+            None,
+            json!({ "lockdownReason": after.lockdown_reason, "automatic": false, "by": by }),
+        ),
+        (true, false) => emitter.emit(
+            tx,
+            EventType::LockdownExited,
+            now,
+            None,
+            json!({ "mode": after.mode, "by": by, "previousReason": before.lockdown_reason }),
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn status_in(tx: &mut dyn Tx, state: GateState, now: Timestamp) -> Result<GateStatus, StoreError> {
@@ -173,32 +307,32 @@ impl App {
         }
         let caller = caller.clone();
         let clock = self.clock.clone();
-        self.store
-            .write(move |tx| {
-                let now = clock.now();
-                if let Some(refusal) = security_team_only(&caller, "change the security mode") {
-                    return refuse(tx, &caller, ACTION, None, refusal, now);
-                }
-                let before = tx.gate_state()?;
-                let after = match change_mode(&before, mode, reason.as_ref(), &caller.name, now) {
-                    Ok(after) => after,
-                    Err(e) => return Ok(Err(AppError::invalid("reason", e.to_string()))),
-                };
-                tx.put_gate_state(&after)?;
-                tx.append_audit(
-                    entry(
-                        &caller,
-                        ACTION,
-                        None,
-                        AuditDecision::Allowed,
-                        ReasonCode::Allowed,
-                        json!({ "from": before.mode, "to": mode, "reason": reason }),
-                    ),
-                    now,
-                )?;
-                Ok(Ok(status_in(tx, after, now)?))
-            })
-            .await?
+        self.write_emitting(move |tx, emitter| {
+            let now = clock.now();
+            if let Some(refusal) = security_team_only(&caller, "change the security mode") {
+                return refuse(tx, &caller, ACTION, None, refusal, now);
+            }
+            let before = tx.gate_state()?;
+            let after = match change_mode(&before, mode, reason.as_ref(), &caller.name, now) {
+                Ok(after) => after,
+                Err(e) => return Ok(Err(AppError::invalid("reason", e.to_string()))),
+            };
+            tx.put_gate_state(&after)?;
+            tx.append_audit(
+                entry(
+                    &caller,
+                    ACTION,
+                    None,
+                    AuditDecision::Allowed,
+                    ReasonCode::Allowed,
+                    json!({ "from": before.mode, "to": mode, "reason": reason }),
+                ),
+                now,
+            )?;
+            announce_mode_change(tx, emitter, &before, &after, &caller.name, now)?;
+            Ok(Ok(status_in(tx, after, now)?))
+        })
+        .await
     }
 
     /// `POST /security-gate/threat-level`: security team only; critical enters lockdown.
@@ -212,33 +346,31 @@ impl App {
         let level = request.level;
         let caller = caller.clone();
         let clock = self.clock.clone();
-        self.store
-            .write(move |tx| {
-                let now = clock.now();
-                if let Some(refusal) = security_team_only(&caller, "change the threat level") {
-                    return refuse(tx, &caller, ACTION, None, refusal, now);
-                }
-                let before = tx.gate_state()?;
-                let (after, trigger) =
-                    change_threat_level(&before, level, &reason, &caller.name, now);
-                tx.put_gate_state(&after)?;
-                tx.append_audit(
-                    entry(
-                        &caller,
-                        ACTION,
-                        None,
-                        AuditDecision::Allowed,
-                        ReasonCode::Allowed,
-                        json!({ "from": before.threat_level, "to": level, "reason": reason }),
-                    ),
-                    now,
-                )?;
-                if let Some(trigger) = &trigger {
-                    record_lockdown_trigger(tx, &caller, trigger, now)?;
-                }
-                Ok(Ok(status_in(tx, after, now)?))
-            })
-            .await?
+        self.write_emitting(move |tx, emitter| {
+            let now = clock.now();
+            if let Some(refusal) = security_team_only(&caller, "change the threat level") {
+                return refuse(tx, &caller, ACTION, None, refusal, now);
+            }
+            let before = tx.gate_state()?;
+            let (after, trigger) = change_threat_level(&before, level, &reason, &caller.name, now);
+            tx.put_gate_state(&after)?;
+            tx.append_audit(
+                entry(
+                    &caller,
+                    ACTION,
+                    None,
+                    AuditDecision::Allowed,
+                    ReasonCode::Allowed,
+                    json!({ "from": before.threat_level, "to": level, "reason": reason }),
+                ),
+                now,
+            )?;
+            if let Some(trigger) = &trigger {
+                record_lockdown_trigger(tx, emitter, &caller, trigger, now)?;
+            }
+            Ok(Ok(status_in(tx, after, now)?))
+        })
+        .await
     }
 
     /// `POST /security-gate/check`: the decision the gate would make now, audited, and not a
@@ -300,8 +432,7 @@ impl App {
         let (action, environment) = (request.action, request.environment);
         let caller = caller.clone();
         let clock = self.clock.clone();
-        self.store
-            .write(move |tx| {
+        self.write_emitting(move |tx, emitter| {
                 let now = clock.now();
                 let env = Some(environment);
                 if let Some(approver) = request.approver.as_deref()
@@ -359,9 +490,16 @@ impl App {
                     ),
                     now,
                 )?;
+                emitter.emit(
+                    tx,
+                    EventType::OverrideCreated,
+                    now,
+                    Some(environment),
+                    override_event(&created),
+                )?;
                 Ok(Ok(view(created, now)))
             })
-            .await?
+            .await
     }
 
     /// `GET /security-gate/overrides`: active ones, or with `all` every one.
@@ -404,8 +542,7 @@ impl App {
         let caller = caller.clone();
         let key = id.to_owned();
         let clock = self.clock.clone();
-        self.store
-            .write(move |tx| {
+        self.write_emitting(move |tx, emitter| {
                 let now = clock.now();
                 let not_creator = |approver: &str| Refusal {
                     reason: ReasonCode::NotOverrideCreator,
@@ -460,8 +597,15 @@ impl App {
                     ),
                     now,
                 )?;
+                emitter.emit(
+                    tx,
+                    EventType::OverrideRevoked,
+                    now,
+                    Some(found.environment),
+                    override_event(&found),
+                )?;
                 Ok(Ok(view(found, now)))
             })
-            .await?
+            .await
     }
 }

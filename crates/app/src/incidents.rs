@@ -12,6 +12,7 @@ use deploy_safety_store::{IncidentQuery, StoreError, Tx};
 use serde_json::json;
 
 use crate::audit::entry;
+use crate::events::Emitter;
 use crate::gate::{new_id, record_lockdown_trigger};
 use crate::{App, AppError, Caller, TxResult};
 
@@ -22,6 +23,7 @@ const MAX_LIST: u32 = 500;
 /// incident, the gate enters lockdown (or, already in lockdown, records the new cause).
 fn record(
     tx: &mut dyn Tx,
+    emitter: &mut Emitter<'_>,
     caller: &Caller,
     action: &str,
     incident: &Incident,
@@ -43,7 +45,7 @@ fn record(
         let state = tx.gate_state()?;
         let (next, trigger) = trigger_lockdown(&state, &cause, now);
         tx.put_gate_state(&next)?;
-        record_lockdown_trigger(tx, caller, &trigger, now)?;
+        record_lockdown_trigger(tx, emitter, caller, &trigger, now)?;
     }
     Ok(())
 }
@@ -68,26 +70,31 @@ impl App {
         let title = Reason::parse(&request.title).map_err(AppError::invalid_text("title"))?;
         let caller = caller.clone();
         let clock = self.clock.clone();
-        let opened = self
-            .store
-            .write(move |tx| {
-                let now = clock.now();
-                let incident = Incident::open(
-                    new_id("inc", now),
-                    &title,
-                    request.severity,
-                    request.category,
-                    request.environment,
-                    &caller.name,
-                    now,
-                );
-                tx.insert_incident(&incident)?;
-                let details = serde_json::to_value(&incident).unwrap_or_else(|_| json!({}));
-                record(tx, &caller, "incident.open", &incident, details, now)?;
-                Ok(incident)
-            })
-            .await?;
-        Ok(opened)
+        self.write_emitting(move |tx, emitter| {
+            let now = clock.now();
+            let incident = Incident::open(
+                new_id("inc", now),
+                &title,
+                request.severity,
+                request.category,
+                request.environment,
+                &caller.name,
+                now,
+            );
+            tx.insert_incident(&incident)?;
+            let details = serde_json::to_value(&incident).unwrap_or_else(|_| json!({}));
+            record(
+                tx,
+                emitter,
+                &caller,
+                "incident.open",
+                &incident,
+                details,
+                now,
+            )?;
+            Ok(Ok(incident))
+        })
+        .await
     }
 
     /// `POST /incidents/{id}/escalate`: the severity must go up (400 otherwise).
@@ -130,31 +137,30 @@ impl App {
         let caller = caller.clone();
         let id = id.to_owned();
         let clock = self.clock.clone();
-        self.store
-            .write(move |tx| -> TxResult<Incident> {
-                let now = clock.now();
-                let Some(before) = tx.get_incident(&id)? else {
-                    return Ok(Err(AppError::NotFound(format!(
-                        "no incident with id `{id}`"
-                    ))));
-                };
-                let after = match change(&before, &caller.name, now) {
-                    Ok(after) => after,
-                    Err(e) => return Ok(Err(change_error(&id, e))),
-                };
-                tx.update_incident(&after)?;
-                let details = json!({
-                    "incidentId": after.id,
-                    "title": after.title,
-                    "category": after.category,
-                    "from": { "severity": before.severity, "status": before.status },
-                    "to": { "severity": after.severity, "status": after.status },
-                    "reason": after.history.last().and_then(|e| e.reason.clone()),
-                });
-                record(tx, &caller, action, &after, details, now)?;
-                Ok(Ok(after))
-            })
-            .await?
+        self.write_emitting(move |tx, emitter| -> TxResult<Incident> {
+            let now = clock.now();
+            let Some(before) = tx.get_incident(&id)? else {
+                return Ok(Err(AppError::NotFound(format!(
+                    "no incident with id `{id}`"
+                ))));
+            };
+            let after = match change(&before, &caller.name, now) {
+                Ok(after) => after,
+                Err(e) => return Ok(Err(change_error(&id, e))),
+            };
+            tx.update_incident(&after)?;
+            let details = json!({
+                "incidentId": after.id,
+                "title": after.title,
+                "category": after.category,
+                "from": { "severity": before.severity, "status": before.status },
+                "to": { "severity": after.severity, "status": after.status },
+                "reason": after.history.last().and_then(|e| e.reason.clone()),
+            });
+            record(tx, emitter, &caller, action, &after, details, now)?;
+            Ok(Ok(after))
+        })
+        .await
     }
 
     /// `GET /incidents/{id}`.

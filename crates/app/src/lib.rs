@@ -10,24 +10,30 @@
 //! override that expires while a request waits for the writer is not honored.
 
 mod audit;
+mod canary;
 pub mod checks;
 mod clock;
 mod error;
+mod events;
 mod gate;
 mod incidents;
 mod probes;
+mod prometheus;
+mod rollback;
 mod tokens;
 mod validations;
 
 use std::sync::Arc;
 
-use deploy_safety_core::{Role, TtlMinutes};
+use deploy_safety_core::{EvaluationThresholds, Role, TtlMinutes};
 use deploy_safety_store::Store;
 
 pub use audit::verify_chain;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AppError;
-pub use probes::{DATABASE_PROBE, PROBE_HISTORY, probe_definition};
+pub use events::{Executor, Webhook, retry_delay_ms};
+pub use probes::{DATABASE_PROBE, PROBE_HISTORY, check_url, probe_definition};
+pub use prometheus::{PrometheusQueries, PrometheusSettings};
 pub use tokens::{IssuedToken, TokenView, hash_secret};
 pub use validations::{HttpGate, check_http_gate};
 
@@ -43,6 +49,18 @@ pub struct AppSettings {
     pub max_override_ttl_minutes: u32,
     /// The operators' HTTP release gates, run with the built-in ones.
     pub http_gates: Vec<HttpGate>,
+    /// The runbook's canary evaluation table.
+    pub canary_thresholds: EvaluationThresholds,
+    /// Where canaries' metrics are pulled from, per environment; push works either way.
+    pub prometheus: Option<PrometheusSettings>,
+    /// Receivers of events.
+    pub webhooks: Vec<Webhook>,
+    /// Where executed rollbacks are handed; without one they are announced as events.
+    pub executor: Option<Executor>,
+    /// Refuse rollbacks to a version that never ran in the environment (SPEC §10).
+    pub require_known_target: bool,
+    /// Attempts at a webhook or executor delivery before giving up.
+    pub delivery_attempts: u32,
 }
 
 impl Default for AppSettings {
@@ -50,6 +68,12 @@ impl Default for AppSettings {
         AppSettings {
             max_override_ttl_minutes: TtlMinutes::DEFAULT_MAX,
             http_gates: Vec::new(),
+            canary_thresholds: EvaluationThresholds::default(),
+            prometheus: None,
+            webhooks: Vec::new(),
+            executor: None,
+            require_known_target: false,
+            delivery_attempts: 20,
         }
     }
 }
@@ -70,8 +94,10 @@ pub struct App {
     settings: Arc<AppSettings>,
     /// One full audit verification at a time.
     verify_turn: Arc<tokio::sync::Semaphore>,
-    /// For HTTP probes and HTTP release gates.
+    /// For HTTP probes, HTTP release gates, Prometheus, webhooks and the executor.
     http: reqwest::Client,
+    /// Woken when events are committed, so event streams look without waiting.
+    events_committed: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -82,6 +108,7 @@ impl App {
             settings: Arc::new(settings),
             verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             http: checks::http_client(),
+            events_committed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

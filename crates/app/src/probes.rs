@@ -234,10 +234,16 @@ impl App {
                         None => {
                             let probe = new_probe(definition.clone(), source, "system", now);
                             tx.insert_probe(&probe)?;
-                            tx.append_audit(
-                                system_entry("probe.create", json!({ "probe": probe, "source": source })),
-                                now,
-                            )?;
+                            // The built-in probe is part of the product, not anyone's change.
+                            if source == ProbeSource::Config {
+                                tx.append_audit(
+                                    system_entry(
+                                        "probe.create",
+                                        json!({ "probe": probe, "source": source }),
+                                    ),
+                                    now,
+                                )?;
+                            }
                         }
                         Some(existing) if existing.source != source => {
                             return Ok(Err(AppError::Conflict {

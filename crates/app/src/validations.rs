@@ -25,9 +25,9 @@ use crate::{App, AppError, Caller, TxResult};
 
 const DEFAULT_LIST: u32 = 50;
 const MAX_LIST: u32 = 200;
-/// A run still marked running this long after it started was abandoned (its server stopped):
-/// the next request fails it and starts a new one.
-const ABANDONED_AFTER_MS: i64 = 120_000;
+/// A run still marked running this long after its slowest gate's timeout was abandoned (its
+/// server stopped): the next request fails it and starts a new one.
+const ABANDON_GRACE_MS: i64 = 60_000;
 /// How often a request waiting for another request's run looks again.
 const JOIN_POLL: Duration = Duration::from_millis(25);
 
@@ -177,10 +177,49 @@ impl App {
                 number,
                 started_at,
             } => {
-                self.execute_run(caller, validation, number, started_at)
-                    .await
+                // The run is finished by a task of its own: a request that times out or
+                // disconnects does not leave its run half done for others to wait on.
+                let app = self.clone();
+                let caller = caller.clone();
+                let id = validation.id.clone();
+                let run = tokio::spawn(async move {
+                    let outcome = app
+                        .execute_run(&caller, validation, number, started_at)
+                        .await;
+                    if outcome.is_err() {
+                        app.discard_run(&id, number).await;
+                    }
+                    outcome
+                });
+                run.await
+                    .map_err(|e| AppError::Internal(format!("a validation run panicked: {e}")))?
             }
         }
+    }
+
+    /// Undoes the claim of a run that could not finish (e.g. its outcome could not be
+    /// recorded): the validation is as it was, and the next request runs it again.
+    async fn discard_run(&self, id: &str, number: u32) {
+        let key = id.to_owned();
+        if let Err(error) = self
+            .store
+            .write(move |tx| tx.discard_validation_run(&key, number))
+            .await
+        {
+            tracing::warn!(validation = id, run = number, %error, "cannot undo an unfinished run; it will be abandoned");
+        }
+    }
+
+    /// How long a run may take before it counts as abandoned.
+    fn abandon_after_ms(&self) -> i64 {
+        let slowest = self
+            .settings
+            .http_gates
+            .iter()
+            .map(|g| i64::try_from(g.timeout.as_millis()).unwrap_or(i64::MAX))
+            .max()
+            .unwrap_or(0);
+        slowest.saturating_add(ABANDON_GRACE_MS)
     }
 
     async fn claim_run(&self, caller: &Caller, id: &str) -> Result<Claim, AppError> {
@@ -188,6 +227,7 @@ impl App {
         let id = id.to_owned();
         let clock = self.clock.clone();
         let pending = self.pending_gates();
+        let abandon_after = self.abandon_after_ms();
         self.store
             .write(move |tx| -> TxResult<Claim> {
                 let now = clock.now();
@@ -198,7 +238,7 @@ impl App {
                 };
                 let runs = tx.validation_runs(&id)?;
                 if let Some(running) = runs.iter().find(|r| r.status == ValidationStatus::Running) {
-                    if now.millis_since(running.started_at) < ABANDONED_AFTER_MS {
+                    if now.millis_since(running.started_at) < abandon_after {
                         return Ok(Ok(Claim::Join {
                             number: running.number,
                         }));
@@ -227,7 +267,8 @@ impl App {
     }
 
     async fn wait_for_run(&self, id: &str, number: u32) -> Result<ValidationView, AppError> {
-        let deadline = Instant::now() + Duration::from_millis(ABANDONED_AFTER_MS.unsigned_abs());
+        let deadline =
+            Instant::now() + Duration::from_millis(self.abandon_after_ms().unsigned_abs());
         loop {
             let key = id.to_owned();
             let (validation, runs) = self
@@ -236,11 +277,16 @@ impl App {
                 .await?;
             let validation =
                 validation.ok_or_else(|| AppError::NotFound(format!("no validation `{id}`")))?;
-            let finished = runs
-                .iter()
-                .any(|r| r.number == number && r.status != ValidationStatus::Running);
-            if finished {
-                return Ok(self.view(validation, runs));
+            match runs.iter().find(|r| r.number == number) {
+                Some(run) if run.status != ValidationStatus::Running => {
+                    return Ok(self.view(validation, runs));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(AppError::Unavailable(format!(
+                        "run {number} of validation {id} could not finish; run it again"
+                    )));
+                }
             }
             if Instant::now() >= deadline {
                 return Err(AppError::Unavailable(format!(

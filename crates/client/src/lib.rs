@@ -9,7 +9,11 @@ use deploy_safety_api_types::{
     ProbeList, ProbeView, ResolveIncidentRequest, SetModeRequest, SetThreatLevelRequest,
     StartValidationRequest, ValidationList, ValidationListQuery, ValidationView, WhoAmI,
 };
-use deploy_safety_core::Incident;
+use deploy_safety_api_types::{
+    CanaryList, CanaryMetricsRequest, CanaryView, CreateRollbackRequest, EnvironmentListQuery,
+    PromoteCanaryRequest, ReleaseHistory, RollbackList, SetLoadSheddingRequest, StartCanaryRequest,
+};
+use deploy_safety_core::{Environment, Event, Incident, LoadShedding, Rollback};
 use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -283,6 +287,126 @@ impl Client {
     pub async fn delete_probe(&self, id: &str) -> Result<ProbeView, ClientError> {
         self.delete(&format!("/probes/{}", encode(id))).await
     }
+
+    pub async fn start_canary(
+        &self,
+        request: &StartCanaryRequest,
+    ) -> Result<CanaryView, ClientError> {
+        self.post("/canary/start", request).await
+    }
+
+    pub async fn canary_status(&self, environment: Environment) -> Result<CanaryView, ClientError> {
+        self.get(&format!("/canary/{environment}")).await
+    }
+
+    pub async fn promote_canary(
+        &self,
+        environment: Environment,
+    ) -> Result<CanaryView, ClientError> {
+        self.post("/canary/promote", &PromoteCanaryRequest { environment })
+            .await
+    }
+
+    pub async fn push_canary_metrics(
+        &self,
+        environment: Environment,
+        request: &CanaryMetricsRequest,
+    ) -> Result<CanaryView, ClientError> {
+        self.post(&format!("/canary/{environment}/metrics"), request)
+            .await
+    }
+
+    pub async fn list_canaries(
+        &self,
+        query: &EnvironmentListQuery,
+    ) -> Result<CanaryList, ClientError> {
+        self.get_query("/canaries", query).await
+    }
+
+    pub async fn create_rollback(
+        &self,
+        request: &CreateRollbackRequest,
+    ) -> Result<Rollback, ClientError> {
+        self.post("/rollback/create", request).await
+    }
+
+    pub async fn execute_rollback(&self, id: &str) -> Result<Rollback, ClientError> {
+        self.post(
+            &format!("/rollback/{}/execute", encode(id)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn get_rollback(&self, id: &str) -> Result<Rollback, ClientError> {
+        self.get(&format!("/rollback/{}", encode(id))).await
+    }
+
+    pub async fn list_rollbacks(
+        &self,
+        query: &EnvironmentListQuery,
+    ) -> Result<RollbackList, ClientError> {
+        self.get_query("/rollbacks", query).await
+    }
+
+    pub async fn releases(&self, environment: Environment) -> Result<ReleaseHistory, ClientError> {
+        self.get(&format!("/releases/{environment}")).await
+    }
+
+    pub async fn set_load_shedding(
+        &self,
+        request: &SetLoadSheddingRequest,
+    ) -> Result<LoadShedding, ClientError> {
+        self.post("/load-shedding", request).await
+    }
+
+    pub async fn load_shedding(
+        &self,
+        environment: Environment,
+    ) -> Result<LoadShedding, ClientError> {
+        self.get(&format!("/load-shedding/{environment}")).await
+    }
+
+    /// Follows `GET /events`: events after `since` (or from now), for `environment` (and
+    /// those of none).
+    pub async fn events(
+        &self,
+        since: Option<u64>,
+        environment: Option<Environment>,
+    ) -> Result<EventStream, ClientError> {
+        let url = self.url("/events");
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(since) = since {
+            query.push(("since", since.to_string()));
+        }
+        if let Some(environment) = environment {
+            query.push(("environment", environment.to_string()));
+        }
+        // No overall timeout: the stream lasts as long as the caller reads it.
+        let builder = self
+            .request(Method::GET, &url)
+            .query(&query)
+            .timeout(Duration::from_secs(365 * 24 * 3600));
+        let response = builder.send().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(interpret::<serde_json::Value>(status, &bytes)
+                .err()
+                .unwrap_or(ClientError::Unexpected {
+                    status,
+                    message: "not an event stream".to_owned(),
+                }));
+        }
+        Ok(EventStream {
+            response,
+            buffer: String::new(),
+            url,
+        })
+    }
 }
 
 /// A response as the caller's type, or as the API error it carries.
@@ -320,4 +444,49 @@ fn encode(segment: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A `GET /events` stream, read one event at a time.
+#[derive(Debug)]
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+    url: String,
+}
+
+impl EventStream {
+    /// The next event; `None` when the server ends the stream.
+    pub async fn next(&mut self) -> Option<Result<Event, ClientError>> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(serde_json::from_str(&data.join("\n")).map_err(|e| {
+                    ClientError::Unexpected {
+                        status: 200,
+                        message: format!("not an event: {e}"),
+                    }
+                }));
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self
+                    .buffer
+                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                Ok(None) => return None,
+                Err(e) => {
+                    return Some(Err(ClientError::Transport {
+                        url: self.url.clone(),
+                        message: e.to_string(),
+                    }));
+                }
+            }
+        }
+    }
 }

@@ -5,17 +5,24 @@
 //! chain intact — is decided here, once, and tested here.
 
 pub mod audit;
+pub mod canary;
 pub mod gate;
 pub mod health;
 pub mod incident;
 pub mod model;
 pub mod overrides;
 pub mod reason;
+pub mod release;
+pub mod signature;
 pub mod text;
 pub mod time;
 pub mod validation;
 
 pub use audit::{AuditDecision, AuditDraft, AuditEntry, ChainBreak, ChainVerifier, GENESIS_HASH};
+pub use canary::{
+    Band, Canary, CanaryConfig, CanaryMetrics, CanaryPhase, CanaryStep, Evaluation,
+    EvaluationThresholds, MetricEvaluation, MetricsSource, StepAction, Verdict, evaluate,
+};
 pub use gate::{
     Decision, GateInputs, GateRequest, LockdownTrigger, ModeChangeError, change_mode,
     change_threat_level, decide, trigger_lockdown,
@@ -35,6 +42,9 @@ pub use overrides::{
     Override, OverrideIndex, OverrideStatus, may_create_override, roles_that_may_override,
 };
 pub use reason::ReasonCode;
+pub use release::{
+    Event, EventType, LoadShedding, ReleaseChange, ReleaseRecord, Rollback, RollbackStatus,
+};
 pub use text::{InvalidText, Name, Reason, ReleaseId, TtlMinutes};
 pub use time::Timestamp;
 pub use validation::{

@@ -39,6 +39,18 @@ string_enum! {
         /// The thing is defined elsewhere (built in, or in the settings file) and cannot be
         /// changed through the API.
         NotManagedByApi = "NOT_MANAGED_BY_API",
+        /// Production canaries need the release to have passed validation in staging first.
+        StagingValidationRequired = "STAGING_VALIDATION_REQUIRED",
+        /// An environment has one active canary at a time.
+        CanaryAlreadyActive = "CANARY_ALREADY_ACTIVE",
+        /// The rollback's target version never ran in the environment.
+        UnknownRollbackTarget = "UNKNOWN_ROLLBACK_TARGET",
+        /// The rollback was already executed.
+        RollbackNotPending = "ROLLBACK_NOT_PENDING",
+        /// An unhealthy canary was rolled back automatically (a fail-safe, in every mode).
+        AutomaticRollback = "AUTOMATIC_ROLLBACK",
+        /// A canary step recorded by the engine.
+        CanaryStep = "CANARY_STEP",
     }
 }
 

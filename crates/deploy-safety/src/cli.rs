@@ -58,6 +58,155 @@ pub enum Command {
     /// Incidents: open, list, show, escalate, resolve.
     #[command(subcommand)]
     Incident(IncidentCommand),
+    /// Canary deployments: start, status, promote, metrics, watch, list.
+    #[command(subcommand)]
+    Canary(CanaryCommand),
+    /// Rollbacks: create, execute (exit 3 when blocked), show, list.
+    #[command(subcommand)]
+    Rollback(RollbackCommand),
+    /// What ran in an environment, newest first.
+    Releases {
+        #[arg(value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Load shedding: set (gated, exit 3 when blocked), show.
+    #[command(subcommand)]
+    Loadshed(LoadshedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCommand {
+    /// Start a canary (gated deploy.canary.start; exit 3 when blocked).
+    Start {
+        #[arg(long)]
+        release: String,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[arg(long)]
+        deployment: String,
+        #[arg(long)]
+        initial_percentage: Option<u8>,
+        #[arg(long)]
+        increment_percentage: Option<u8>,
+        /// Milliseconds between evaluations (default 300000).
+        #[arg(long)]
+        increment_interval: Option<u64>,
+        #[arg(long)]
+        max_percentage: Option<u8>,
+        /// Unhealthy evaluations in a row before an automatic rollback (default 1).
+        #[arg(long)]
+        failure_threshold: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// The environment's canary: percentage, phase, status, metrics, steps.
+    Status {
+        #[arg(value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Take the active canary to its maximum now (gated deploy.canary.promote).
+    Promote {
+        #[arg(value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Push the active canary's current metrics.
+    Metrics {
+        #[arg(value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[arg(long)]
+        error_rate: Option<f64>,
+        #[arg(long)]
+        latency_p99: Option<f64>,
+        #[arg(long)]
+        baseline_latency_p99: Option<f64>,
+        #[arg(long)]
+        cpu: Option<f64>,
+        #[arg(long)]
+        memory: Option<f64>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Follow the canary live until it finishes: exit 0 completed or promoted, 3 rolled back.
+    Watch {
+        #[arg(value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Canaries, newest first.
+    List {
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Option<Environment>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RollbackCommand {
+    /// Create a pending rollback.
+    Create {
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[arg(long = "from")]
+        from_version: String,
+        #[arg(long = "to")]
+        to_version: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Execute a pending rollback (gated deploy.rollback; exit 3 when blocked).
+    Execute {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    List {
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Option<Environment>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoadshedCommand {
+    /// Shed a share of traffic (--percentage 1-100), or stop (--off).
+    Set {
+        #[arg(value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[arg(long, required_unless_present = "off", conflicts_with = "off")]
+        percentage: Option<u8>,
+        #[arg(long)]
+        off: bool,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    Show {
+        #[arg(value_parser = parse::<Environment>)]
+        environment: Environment,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,25 +10,31 @@ use deploy_safety_api_types::{
     ResolveIncidentRequest, SetModeRequest, SetThreatLevelRequest, StartValidationRequest,
     ValidationListQuery,
 };
+use deploy_safety_api_types::{
+    CanaryConfigRequest, CanaryMetricsRequest, CreateRollbackRequest, EnvironmentListQuery,
+    SetLoadSheddingRequest, StartCanaryRequest,
+};
 use deploy_safety_app::{App, SystemClock, verify_chain};
 use deploy_safety_client::{Client, ClientError};
-use deploy_safety_core::ValidationStatus;
-use deploy_safety_engine::ProbeRunner;
+use deploy_safety_core::{CanaryPhase, ValidationStatus};
+use deploy_safety_engine::{CanaryRunner, DeliveryWorker, ProbeRunner};
 use deploy_safety_server::Server;
 use deploy_safety_store::{Store, redact_url, sqlite};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    AuditCommand, Command, DatabaseArgs, GateCommand, IncidentCommand, ModeCommand,
-    OverrideCommand, ProbeCommand, RemoteArgs, ServeArgs, ThreatCommand, TokenCommand,
-    ValidateCommand,
+    AuditCommand, CanaryCommand, Command, DatabaseArgs, GateCommand, IncidentCommand,
+    LoadshedCommand, ModeCommand, OverrideCommand, ProbeCommand, RemoteArgs, RollbackCommand,
+    ServeArgs, ThreatCommand, TokenCommand, ValidateCommand,
 };
 use crate::output::{self, exit};
 use crate::settings::{FlagSettings, LogFormat, Settings};
 
 /// Probe checks that may run at once.
 const PROBE_CONCURRENCY: usize = 16;
+/// Webhook and executor deliveries that may run at once.
+const DELIVERY_CONCURRENCY: usize = 16;
 
 pub async fn run(command: Command) -> anyhow::Result<u8> {
     match command {
@@ -119,7 +125,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         .await
         .context("cannot set up the probes from the settings")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let probes = tokio::spawn(ProbeRunner::new(app.clone(), PROBE_CONCURRENCY).run(stopped));
+    let background = [
+        tokio::spawn(ProbeRunner::new(app.clone(), PROBE_CONCURRENCY).run(stopped.clone())),
+        tokio::spawn(CanaryRunner::new(app.clone()).run(stopped.clone())),
+        tokio::spawn(DeliveryWorker::new(app.clone(), DELIVERY_CONCURRENCY).run(stopped)),
+    ];
     let address = server.local_addr()?;
     println!("deploy-safety listening on http://{address}");
     tracing::info!(%address, "listening");
@@ -129,8 +139,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
             let _ = stop.send(true);
         })
         .await?;
-    if probes.await.is_err() {
-        tracing::warn!("the probe runner ended abnormally");
+    for task in background {
+        if task.await.is_err() {
+            tracing::warn!("a background task ended abnormally");
+        }
     }
     tracing::info!("stopped");
     Ok(exit::OK)
@@ -327,6 +339,24 @@ fn remote_args(command: &Command) -> Option<&RemoteArgs> {
             | ProbeCommand::Show { remote, .. }
             | ProbeCommand::Rm { remote, .. },
         ) => Some(remote),
+        Command::Canary(
+            CanaryCommand::Start { remote, .. }
+            | CanaryCommand::Status { remote, .. }
+            | CanaryCommand::Promote { remote, .. }
+            | CanaryCommand::Metrics { remote, .. }
+            | CanaryCommand::Watch { remote, .. }
+            | CanaryCommand::List { remote, .. },
+        ) => Some(remote),
+        Command::Rollback(
+            RollbackCommand::Create { remote, .. }
+            | RollbackCommand::Execute { remote, .. }
+            | RollbackCommand::Show { remote, .. }
+            | RollbackCommand::List { remote, .. },
+        ) => Some(remote),
+        Command::Releases { remote, .. } => Some(remote),
+        Command::Loadshed(
+            LoadshedCommand::Set { remote, .. } | LoadshedCommand::Show { remote, .. },
+        ) => Some(remote),
         Command::Incident(
             IncidentCommand::Open { remote, .. }
             | IncidentCommand::List { remote, .. }
@@ -388,6 +418,42 @@ async fn remote(command: Command) -> anyhow::Result<u8> {
         Command::Validate(command) => validate_command(command).await?,
         Command::Probe(command) => probe_command(command).await?,
         Command::Incident(command) => incident_command(command).await?,
+        Command::Canary(command) => canary_command(command).await?,
+        Command::Rollback(command) => rollback_command(command).await?,
+        Command::Releases {
+            environment,
+            remote,
+        } => show(
+            client(&remote)?.releases(environment).await,
+            &remote,
+            output::releases,
+        ),
+        Command::Loadshed(LoadshedCommand::Set {
+            environment,
+            percentage,
+            off,
+            reason,
+            remote,
+        }) => show(
+            client(&remote)?
+                .set_load_shedding(&SetLoadSheddingRequest {
+                    environment,
+                    enabled: !off,
+                    percentage: if off { None } else { percentage },
+                    reason,
+                })
+                .await,
+            &remote,
+            output::load_shedding,
+        ),
+        Command::Loadshed(LoadshedCommand::Show {
+            environment,
+            remote,
+        }) => show(
+            client(&remote)?.load_shedding(environment).await,
+            &remote,
+            output::load_shedding,
+        ),
         Command::Gate(GateCommand::Check {
             action,
             environment,
@@ -647,6 +713,189 @@ async fn incident_command(command: IncidentCommand) -> anyhow::Result<u8> {
                 .await,
             &remote,
             output::incident,
+        ),
+    })
+}
+
+async fn canary_command(command: CanaryCommand) -> anyhow::Result<u8> {
+    Ok(match command {
+        CanaryCommand::Start {
+            release,
+            environment,
+            deployment,
+            initial_percentage,
+            increment_percentage,
+            increment_interval,
+            max_percentage,
+            failure_threshold,
+            remote,
+        } => {
+            let config = CanaryConfigRequest {
+                initial_percentage,
+                increment_percentage,
+                increment_interval,
+                max_percentage,
+                failure_threshold,
+            };
+            show(
+                client(&remote)?
+                    .start_canary(&StartCanaryRequest {
+                        release_id: release,
+                        environment,
+                        deployment_id: deployment,
+                        config: Some(config),
+                    })
+                    .await,
+                &remote,
+                output::canary,
+            )
+        }
+        CanaryCommand::Status {
+            environment,
+            remote,
+        } => show(
+            client(&remote)?.canary_status(environment).await,
+            &remote,
+            output::canary,
+        ),
+        CanaryCommand::Promote {
+            environment,
+            remote,
+        } => show(
+            client(&remote)?.promote_canary(environment).await,
+            &remote,
+            output::canary,
+        ),
+        CanaryCommand::Metrics {
+            environment,
+            error_rate,
+            latency_p99,
+            baseline_latency_p99,
+            cpu,
+            memory,
+            remote,
+        } => show(
+            client(&remote)?
+                .push_canary_metrics(
+                    environment,
+                    &CanaryMetricsRequest {
+                        error_rate_percent: error_rate,
+                        latency_p99_ms: latency_p99,
+                        baseline_latency_p99_ms: baseline_latency_p99,
+                        cpu_percent: cpu,
+                        memory_percent: memory,
+                    },
+                )
+                .await,
+            &remote,
+            output::canary,
+        ),
+        CanaryCommand::Watch {
+            environment,
+            remote,
+        } => watch_canary(environment, &remote).await?,
+        CanaryCommand::List {
+            environment,
+            limit,
+            remote,
+        } => show(
+            client(&remote)?
+                .list_canaries(&EnvironmentListQuery { environment, limit })
+                .await,
+            &remote,
+            |list| output::canaries(&list.canaries),
+        ),
+    })
+}
+
+/// Prints the canary, then one line per change as events arrive, until it finishes.
+async fn watch_canary(
+    environment: deploy_safety_core::Environment,
+    remote: &RemoteArgs,
+) -> anyhow::Result<u8> {
+    let client = client(remote)?;
+    // Subscribe first, then read the state: no change can fall between the two.
+    let mut events = match client.events(None, Some(environment)).await {
+        Ok(events) => events,
+        Err(error) => return Ok(output::report_error(&error, remote.json)),
+    };
+    let mut current = match client.canary_status(environment).await {
+        Ok(view) => view,
+        Err(error) => return Ok(output::report_error(&error, remote.json)),
+    };
+    let id = current.canary.id.clone();
+    if remote.json {
+        print_json(&current);
+    } else {
+        print!("{}", output::canary(&current));
+    }
+    loop {
+        if !current.canary.phase.is_active() {
+            return Ok(match current.canary.phase {
+                CanaryPhase::RolledBack => exit::NO,
+                _ => exit::OK,
+            });
+        }
+        let Some(event) = events.next().await else {
+            anyhow::bail!("the server ended the event stream");
+        };
+        let event = event?;
+        if event.data["canaryId"].as_str() != Some(id.as_str()) {
+            continue;
+        }
+        if remote.json {
+            print_json(&event);
+        }
+        current = match client.canary_status(environment).await {
+            Ok(view) => view,
+            Err(error) => return Ok(output::report_error(&error, remote.json)),
+        };
+        if !remote.json {
+            println!("{}", output::canary_line(&event, &current));
+        }
+    }
+}
+
+async fn rollback_command(command: RollbackCommand) -> anyhow::Result<u8> {
+    Ok(match command {
+        RollbackCommand::Create {
+            environment,
+            from_version,
+            to_version,
+            reason,
+            remote,
+        } => show(
+            client(&remote)?
+                .create_rollback(&CreateRollbackRequest {
+                    environment,
+                    from_version,
+                    to_version,
+                    reason,
+                })
+                .await,
+            &remote,
+            output::rollback,
+        ),
+        RollbackCommand::Execute { id, remote } => show(
+            client(&remote)?.execute_rollback(&id).await,
+            &remote,
+            output::rollback,
+        ),
+        RollbackCommand::Show { id, remote } => show(
+            client(&remote)?.get_rollback(&id).await,
+            &remote,
+            output::rollback,
+        ),
+        RollbackCommand::List {
+            environment,
+            limit,
+            remote,
+        } => show(
+            client(&remote)?
+                .list_rollbacks(&EnvironmentListQuery { environment, limit })
+                .await,
+            &remote,
+            |list| output::rollbacks(&list.rollbacks),
         ),
     })
 }

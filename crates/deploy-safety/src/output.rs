@@ -6,8 +6,9 @@ use deploy_safety_api_types::{
     AuditPage, AuditVerification, ErrorBody, GateStatus, HealthReport, OverrideView, ProbeView,
     ValidationView,
 };
+use deploy_safety_api_types::{CanaryView, ReleaseHistory};
 use deploy_safety_client::ClientError;
-use deploy_safety_core::Incident;
+use deploy_safety_core::{Canary, Event, Incident, LoadShedding, Rollback};
 use deploy_safety_core::{Decision, Timestamp};
 
 /// Exit codes. 2 is clap's, for usage errors.
@@ -479,6 +480,246 @@ pub fn incidents(list: &[Incident]) -> String {
         ],
         &rows,
     )
+}
+
+pub fn canary(v: &CanaryView) -> String {
+    let c = &v.canary;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Canary {} in {}: release {} (deployment {})",
+        c.id, c.environment, c.release_id, c.deployment_id
+    );
+    let _ = writeln!(
+        out,
+        "  {}% of traffic, {} {}{}",
+        c.current_percentage,
+        c.phase,
+        c.status,
+        c.paused_reason
+            .as_deref()
+            .map(|r| format!(" (paused: {r})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "  config: {}% then +{}% every {} ms up to {}%, rollback after {} unhealthy",
+        c.config.initial_percentage,
+        c.config.increment_percentage,
+        c.config.increment_interval,
+        c.config.max_percentage,
+        c.config.failure_threshold
+    );
+    let _ = writeln!(out, "  started {} by {}", c.started_at, c.started_by);
+    if let Some(next) = c.next_step_at {
+        let _ = writeln!(out, "  next evaluation {next}");
+    }
+    if let Some(evaluation) = &v.current_evaluation {
+        let rows: Vec<Vec<String>> = evaluation
+            .metrics
+            .iter()
+            .map(|m| {
+                vec![
+                    m.metric.clone(),
+                    m.value.map_or_else(|| "-".to_owned(), |v| format!("{v}")),
+                    m.baseline
+                        .map_or_else(|| "-".to_owned(), |v| format!("{v}")),
+                    format!("< {} / > {}", m.healthy_below, m.unhealthy_above),
+                    m.verdict.to_string(),
+                    or_dash(m.note.as_deref()),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["METRIC", "VALUE", "BASELINE", "BOUNDS", "VERDICT", "NOTE"],
+            &rows,
+        ));
+    }
+    let rows: Vec<Vec<String>> = c
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.number.to_string(),
+                s.at.to_rfc3339(),
+                s.action.to_string(),
+                format!("{}% -> {}%", s.from_percentage, s.to_percentage),
+                s.evaluation
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |e| e.status.to_string()),
+                or_dash(s.note.as_deref()),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["STEP", "TIME", "ACTION", "WEIGHT", "STATUS", "NOTE"],
+        &rows,
+    ));
+    out
+}
+
+/// One line for `canary watch`.
+pub fn canary_line(event: &Event, v: &CanaryView) -> String {
+    let c = &v.canary;
+    let verdicts: Vec<String> = c
+        .steps
+        .last()
+        .and_then(|s| s.evaluation.as_ref())
+        .map(|e| {
+            e.metrics
+                .iter()
+                .map(|m| format!("{}={}", m.metric, m.verdict))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{}  {:<22} {:>3}%  {} {}  {}",
+        event.at,
+        event.event_type,
+        c.current_percentage,
+        c.phase,
+        c.status,
+        verdicts.join(" ")
+    )
+}
+
+pub fn canaries(list: &[Canary]) -> String {
+    if list.is_empty() {
+        return "No canaries.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.clone(),
+                c.environment.to_string(),
+                c.release_id.clone(),
+                format!("{}%", c.current_percentage),
+                c.phase.to_string(),
+                c.status.to_string(),
+                c.started_at.to_rfc3339(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "ENVIRONMENT",
+            "RELEASE",
+            "WEIGHT",
+            "PHASE",
+            "STATUS",
+            "STARTED",
+        ],
+        &rows,
+    )
+}
+
+pub fn rollback(r: &Rollback) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Rollback {} in {}: {} -> {}: {}{}",
+        r.id,
+        r.environment,
+        r.from_version,
+        r.to_version,
+        r.status,
+        if r.automatic { " (automatic)" } else { "" }
+    );
+    let _ = writeln!(out, "  reason: {}", r.reason);
+    let _ = writeln!(out, "  created {} by {}", r.created_at, r.created_by);
+    if let Some(warning) = &r.warning {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
+    if let Some(at) = r.executed_at {
+        let _ = writeln!(
+            out,
+            "  executed {at} by {}",
+            or_dash(r.executed_by.as_deref())
+        );
+    }
+    if let Some(message) = &r.outcome_message {
+        let _ = writeln!(out, "  outcome: {message}");
+    }
+    out
+}
+
+pub fn rollbacks(list: &[Rollback]) -> String {
+    if list.is_empty() {
+        return "No rollbacks.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.environment.to_string(),
+                format!("{} -> {}", r.from_version, r.to_version),
+                r.status.to_string(),
+                if r.automatic { "yes" } else { "no" }.to_owned(),
+                r.created_at.to_rfc3339(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "ENVIRONMENT",
+            "VERSIONS",
+            "STATUS",
+            "AUTOMATIC",
+            "CREATED",
+        ],
+        &rows,
+    )
+}
+
+pub fn releases(h: &ReleaseHistory) -> String {
+    let mut out = format!(
+        "Running in {}: {}\n",
+        h.environment,
+        or_dash(h.current.as_deref())
+    );
+    let rows: Vec<Vec<String>> = h
+        .releases
+        .iter()
+        .map(|r| {
+            vec![
+                r.at.to_rfc3339(),
+                r.release_id.clone(),
+                r.change.to_string(),
+                r.reference.clone(),
+                r.by.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["TIME", "RELEASE", "HOW", "REFERENCE", "BY"],
+        &rows,
+    ));
+    out
+}
+
+pub fn load_shedding(l: &LoadShedding) -> String {
+    if l.enabled {
+        format!(
+            "Load shedding in {}: {}% ({}; set {} by {})\n",
+            l.environment,
+            l.percentage,
+            or_dash(l.reason.as_deref()),
+            time(l.updated_at),
+            or_dash(l.updated_by.as_deref())
+        )
+    } else {
+        format!(
+            "Load shedding in {}: off{}\n",
+            l.environment,
+            l.updated_at
+                .map(|at| format!(" (set {at} by {})", or_dash(l.updated_by.as_deref())))
+                .unwrap_or_default()
+        )
+    }
 }
 
 /// Prints an error for people (stderr) or machines (the error body as JSON on stdout), and

@@ -11,8 +11,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use deploy_safety_api_types::CreateProbeRequest;
-use deploy_safety_app::{AppError, AppSettings, HttpGate, check_http_gate, probe_definition};
-use deploy_safety_core::{ProbeDefinition, StatusRange};
+use deploy_safety_app::{
+    AppError, AppSettings, Executor, HttpGate, PrometheusQueries, PrometheusSettings, Webhook,
+    check_http_gate, check_url, probe_definition,
+};
+use deploy_safety_core::{
+    Band, Environment, EvaluationThresholds, EventType, Name, ProbeDefinition, StatusRange,
+};
 use deploy_safety_server::HttpSettings;
 use deploy_safety_store::redact_url;
 use serde::{Deserialize, Serialize};
@@ -25,7 +30,7 @@ pub enum LogFormat {
 }
 
 /// Every setting, resolved.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Address to listen on.
@@ -41,6 +46,155 @@ pub struct Settings {
     pub probes: Vec<CreateProbeRequest>,
     /// HTTP release gates, run with the built-in ones (`[[validation_gates]]`).
     pub validation_gates: Vec<ValidationGateSection>,
+    pub canary: CanarySection,
+    /// Where canary metrics are pulled from.
+    pub prometheus: Option<PrometheusSection>,
+    /// Receivers of events (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookSection>,
+    pub rollback: RollbackSection,
+    pub deliveries: DeliveriesSection,
+}
+
+/// `[canary]`: the runbook's evaluation table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanarySection {
+    pub thresholds: ThresholdsSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdsSection {
+    pub error_rate_percent: BandSection,
+    /// p99 latency above the baseline, in percent.
+    pub latency_increase_percent: BandSection,
+    pub cpu_percent: BandSection,
+    pub memory_percent: BandSection,
+}
+
+/// Below `healthy_below` healthy, above `unhealthy_above` unhealthy, between degraded.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandSection {
+    pub healthy_below: f64,
+    pub unhealthy_above: f64,
+}
+
+impl From<Band> for BandSection {
+    fn from(b: Band) -> Self {
+        BandSection {
+            healthy_below: b.healthy_below,
+            unhealthy_above: b.unhealthy_above,
+        }
+    }
+}
+
+impl From<BandSection> for Band {
+    fn from(b: BandSection) -> Self {
+        Band {
+            healthy_below: b.healthy_below,
+            unhealthy_above: b.unhealthy_above,
+        }
+    }
+}
+
+impl Default for ThresholdsSection {
+    fn default() -> Self {
+        let t = EvaluationThresholds::default();
+        ThresholdsSection {
+            error_rate_percent: t.error_rate_percent.into(),
+            latency_increase_percent: t.latency_increase_percent.into(),
+            cpu_percent: t.cpu_percent.into(),
+            memory_percent: t.memory_percent.into(),
+        }
+    }
+}
+
+
+/// `[prometheus]` and `[prometheus.queries.<environment>]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSection {
+    pub url: String,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub queries: std::collections::BTreeMap<String, QueriesSection>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueriesSection {
+    pub error_rate_percent: Option<String>,
+    pub latency_p99_ms: Option<String>,
+    pub baseline_latency_p99_ms: Option<String>,
+    pub cpu_percent: Option<String>,
+    pub memory_percent: Option<String>,
+}
+
+/// `[[webhooks]]`: a receiver of events.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub name: String,
+    pub url: String,
+    /// Signs every body (HMAC-SHA256).
+    pub secret: String,
+    /// Event types to send; absent: all.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for WebhookSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSection")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+/// `[rollback]`.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollbackSection {
+    /// Refuse rollbacks to a version that never ran in the environment.
+    pub require_known_target: bool,
+    /// Where executed rollbacks are sent; absent: announced as events only.
+    pub executor_url: Option<String>,
+    pub executor_secret: Option<String>,
+    pub executor_timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for RollbackSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RollbackSection")
+            .field("require_known_target", &self.require_known_target)
+            .field("executor_url", &self.executor_url)
+            .field(
+                "executor_secret",
+                &self.executor_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// `[deliveries]`: webhook and executor retries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveriesSection {
+    /// Attempts before a delivery is given up (backoff 1 s, 2 s, 4 s, ... up to 5 min).
+    pub max_attempts: u32,
+}
+
+impl Default for DeliveriesSection {
+    fn default() -> Self {
+        DeliveriesSection { max_attempts: 20 }
+    }
 }
 
 /// An HTTP release gate: the URL must answer an expected status within the timeout.
@@ -87,6 +241,11 @@ impl Default for Settings {
             overrides: OverridesSection::default(),
             probes: Vec::new(),
             validation_gates: Vec::new(),
+            canary: CanarySection::default(),
+            prometheus: None,
+            webhooks: Vec::new(),
+            rollback: RollbackSection::default(),
+            deliveries: DeliveriesSection::default(),
         }
     }
 }
@@ -121,6 +280,11 @@ impl fmt::Debug for Settings {
             .field("overrides", &self.overrides)
             .field("probes", &self.probes)
             .field("validation_gates", &self.validation_gates)
+            .field("canary", &self.canary)
+            .field("prometheus", &self.prometheus)
+            .field("webhooks", &self.webhooks)
+            .field("rollback", &self.rollback)
+            .field("deliveries", &self.deliveries)
             .finish()
     }
 }
@@ -231,6 +395,25 @@ impl Settings {
                 bail!("two [[probes]] are named `{}`", probe.name);
             }
         }
+        self.prometheus()?;
+        self.webhooks()?;
+        self.executor()?;
+        if self.deliveries.max_attempts == 0 {
+            bail!("deliveries.max_attempts must be at least 1");
+        }
+        let t = self.thresholds();
+        for (name, band) in [
+            ("error_rate_percent", t.error_rate_percent),
+            ("latency_increase_percent", t.latency_increase_percent),
+            ("cpu_percent", t.cpu_percent),
+            ("memory_percent", t.memory_percent),
+        ] {
+            if !(band.healthy_below.is_finite() && band.unhealthy_above.is_finite())
+                || band.healthy_below > band.unhealthy_above
+            {
+                bail!("canary.thresholds.{name}: healthy_below must not exceed unhealthy_above");
+            }
+        }
         let gates = self.http_gates()?;
         for (i, gate) in gates.iter().enumerate() {
             if gates[..i].iter().any(|g| g.name == gate.name) {
@@ -290,19 +473,143 @@ impl Settings {
         }
     }
 
+    /// The use cases' settings. Everything here was checked by `validate` when the settings
+    /// were loaded.
     pub fn app(&self) -> AppSettings {
         AppSettings {
             max_override_ttl_minutes: self.overrides.max_ttl_minutes,
-            // Checked by `validate` when the settings were loaded.
             http_gates: self.http_gates().unwrap_or_default(),
+            canary_thresholds: self.thresholds(),
+            prometheus: self.prometheus().ok().flatten(),
+            webhooks: self.webhooks().unwrap_or_default(),
+            executor: self.executor().ok().flatten(),
+            require_known_target: self.rollback.require_known_target,
+            delivery_attempts: self.deliveries.max_attempts,
         }
     }
 
-    /// The resolved settings as TOML, with the database password redacted.
+    fn thresholds(&self) -> EvaluationThresholds {
+        let t = &self.canary.thresholds;
+        EvaluationThresholds {
+            error_rate_percent: t.error_rate_percent.into(),
+            latency_increase_percent: t.latency_increase_percent.into(),
+            cpu_percent: t.cpu_percent.into(),
+            memory_percent: t.memory_percent.into(),
+        }
+    }
+
+    fn prometheus(&self) -> anyhow::Result<Option<PrometheusSettings>> {
+        let Some(section) = &self.prometheus else {
+            return Ok(None);
+        };
+        check_url("prometheus.url", &section.url).map_err(|e| setting_error("prometheus", &e))?;
+        let mut queries = Vec::new();
+        for (environment, q) in &section.queries {
+            let environment: Environment = environment
+                .parse()
+                .map_err(|e| anyhow::anyhow!("prometheus.queries.{environment}: {e}"))?;
+            queries.push((
+                environment,
+                PrometheusQueries {
+                    error_rate_percent: q.error_rate_percent.clone(),
+                    latency_p99_ms: q.latency_p99_ms.clone(),
+                    baseline_latency_p99_ms: q.baseline_latency_p99_ms.clone(),
+                    cpu_percent: q.cpu_percent.clone(),
+                    memory_percent: q.memory_percent.clone(),
+                },
+            ));
+        }
+        Ok(Some(PrometheusSettings {
+            url: section.url.clone(),
+            timeout: Duration::from_millis(timeout(
+                "prometheus.timeout_ms",
+                section.timeout_ms,
+                2_000,
+            )?),
+            queries,
+        }))
+    }
+
+    fn webhooks(&self) -> anyhow::Result<Vec<Webhook>> {
+        self.webhooks
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let at = format!("webhooks[{i}]");
+                Name::parse(&w.name).map_err(|e| anyhow::anyhow!("{at}.name: {e}"))?;
+                check_url("url", &w.url).map_err(|e| setting_error(&at, &e))?;
+                if w.secret.len() < 16 {
+                    bail!("{at}.secret: must be at least 16 characters");
+                }
+                let events = w
+                    .events
+                    .as_ref()
+                    .map(|names| {
+                        names
+                            .iter()
+                            .map(|n| n.parse::<EventType>())
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("{at}.events: {e}"))?;
+                Ok(Webhook {
+                    name: w.name.clone(),
+                    url: w.url.clone(),
+                    secret: w.secret.clone(),
+                    events,
+                    timeout: Duration::from_millis(timeout(
+                        &format!("{at}.timeout_ms"),
+                        w.timeout_ms,
+                        5_000,
+                    )?),
+                })
+            })
+            .collect()
+    }
+
+    fn executor(&self) -> anyhow::Result<Option<Executor>> {
+        let r = &self.rollback;
+        match (&r.executor_url, &r.executor_secret) {
+            (None, None) => Ok(None),
+            (Some(url), Some(secret)) => {
+                check_url("executor_url", url).map_err(|e| setting_error("rollback", &e))?;
+                if secret.len() < 16 {
+                    bail!("rollback.executor_secret: must be at least 16 characters");
+                }
+                Ok(Some(Executor {
+                    url: url.clone(),
+                    secret: secret.clone(),
+                    timeout: Duration::from_millis(timeout(
+                        "rollback.executor_timeout_ms",
+                        r.executor_timeout_ms,
+                        10_000,
+                    )?),
+                }))
+            }
+            _ => bail!("rollback: executor_url and executor_secret go together"),
+        }
+    }
+
+    /// The resolved settings as TOML, with the database password and secrets redacted.
     pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
         let mut shown = self.clone();
         shown.database_url = redact_url(&shown.database_url);
+        for webhook in &mut shown.webhooks {
+            webhook.secret = "<redacted>".to_owned();
+        }
+        if shown.rollback.executor_secret.is_some() {
+            shown.rollback.executor_secret = Some("<redacted>".to_owned());
+        }
         Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+fn timeout(at: &str, value: Option<u64>, default: u64) -> anyhow::Result<u64> {
+    let ms = value.unwrap_or(default);
+    if (10..=120_000).contains(&ms) {
+        Ok(ms)
+    } else {
+        bail!("{at}: must be from 10 to 120000")
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use records::{AuditQuery, IncidentQuery, TokenRecord};
+pub use records::{AuditQuery, IncidentQuery, OutboxEntry, OutboxKind, TokenRecord};
 pub use tx::Tx;
 
 /// What went wrong in the store. Callers map every variant to "unavailable" except where noted.

@@ -42,3 +42,46 @@ pub struct IncidentQuery {
     pub environment: Option<Environment>,
     pub limit: u32,
 }
+
+/// What an outbox entry delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// An event to a configured webhook (`target` is the webhook's name).
+    Webhook,
+    /// A rollback to the executor webhook.
+    Executor,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Webhook => "webhook",
+            OutboxKind::Executor => "executor",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OutboxKind> {
+        match text {
+            "webhook" => Some(OutboxKind::Webhook),
+            "executor" => Some(OutboxKind::Executor),
+            _ => None,
+        }
+    }
+}
+
+/// Work for the outside world, kept until done: delivered at least once, retried with backoff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: u64,
+    pub kind: OutboxKind,
+    pub target: String,
+    pub event_seq: Option<u64>,
+    pub rollback_id: Option<String>,
+    pub attempts: u32,
+    /// When to try (again); none once done or failed.
+    pub next_attempt_at: Option<Timestamp>,
+    pub done_at: Option<Timestamp>,
+    /// Given up on after the last retry.
+    pub failed_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}

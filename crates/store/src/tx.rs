@@ -2,12 +2,13 @@
 //! meaning; the conformance suite in `tests/` holds them to it.
 
 use deploy_safety_core::{
-    Action, AuditDraft, AuditEntry, Environment, GateResult, GateState, Incident, OpenIncident,
-    Override, Probe, ProbeDefinition, ProbeResult, ProbeState, Role, Timestamp, Validation,
-    ValidationRun, ValidationStatus,
+    Action, AuditDraft, AuditEntry, Canary, Environment, Event, EventType, GateResult, GateState,
+    Incident, LoadShedding, OpenIncident, Override, Probe, ProbeDefinition, ProbeResult,
+    ProbeState, ReleaseRecord, Role, Rollback, Timestamp, Validation, ValidationRun,
+    ValidationStatus,
 };
 
-use crate::{AuditQuery, IncidentQuery, StoreError, TokenRecord};
+use crate::{AuditQuery, IncidentQuery, OutboxEntry, OutboxKind, StoreError, TokenRecord};
 
 /// One transaction. Reads see the transaction's own writes; nothing is visible to others until
 /// the store commits.
@@ -97,6 +98,13 @@ pub trait Tx {
         finished_at: Timestamp,
         gates: &[GateResult],
     ) -> Result<bool, StoreError>;
+    /// Removes a run that is still running (its request failed before it could finish; the
+    /// claim is undone). False if it is not running.
+    fn discard_validation_run(
+        &mut self,
+        validation_id: &str,
+        number: u32,
+    ) -> Result<bool, StoreError>;
     /// Whether any run of any validation of `release_id` in `environment` passed.
     fn release_passed_validation(
         &mut self,
@@ -134,6 +142,86 @@ pub trait Tx {
     fn probe_results(&mut self, id: &str, limit: u32) -> Result<Vec<ProbeResult>, StoreError>;
     /// The database probe's write.
     fn touch_heartbeat(&mut self, at: Timestamp) -> Result<(), StoreError>;
+
+    // Canaries.
+    /// Fails with [`StoreError::Conflict`] when the environment already has an active canary.
+    fn insert_canary(&mut self, canary: &Canary) -> Result<(), StoreError>;
+    fn update_canary(&mut self, canary: &Canary) -> Result<(), StoreError>;
+    fn get_canary(&mut self, id: &str) -> Result<Option<Canary>, StoreError>;
+    /// The environment's progressing or paused canary.
+    fn active_canary(&mut self, environment: Environment) -> Result<Option<Canary>, StoreError>;
+    /// Newest first.
+    fn list_canaries(
+        &mut self,
+        environment: Option<Environment>,
+        limit: u32,
+    ) -> Result<Vec<Canary>, StoreError>;
+    /// Active canaries whose next evaluation is due at `now`.
+    fn due_canaries(&mut self, now: Timestamp) -> Result<Vec<Canary>, StoreError>;
+
+    // Rollbacks and release history.
+    fn insert_rollback(&mut self, rollback: &Rollback) -> Result<(), StoreError>;
+    fn update_rollback(&mut self, rollback: &Rollback) -> Result<(), StoreError>;
+    fn get_rollback(&mut self, id: &str) -> Result<Option<Rollback>, StoreError>;
+    /// Newest first.
+    fn list_rollbacks(
+        &mut self,
+        environment: Option<Environment>,
+        limit: u32,
+    ) -> Result<Vec<Rollback>, StoreError>;
+    fn insert_release(&mut self, record: &ReleaseRecord) -> Result<(), StoreError>;
+    /// Newest first.
+    fn releases(
+        &mut self,
+        environment: Environment,
+        limit: u32,
+    ) -> Result<Vec<ReleaseRecord>, StoreError>;
+    /// Whether `release_id` ever ran in `environment`.
+    fn release_ran(
+        &mut self,
+        environment: Environment,
+        release_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    // Load shedding.
+    /// The environment's setting (off if never set).
+    fn load_shedding(&mut self, environment: Environment) -> Result<LoadShedding, StoreError>;
+    fn put_load_shedding(&mut self, setting: &LoadShedding) -> Result<(), StoreError>;
+
+    // Events and the outbox.
+    /// Appends an event; its seq follows the last one.
+    fn append_event(
+        &mut self,
+        event_type: EventType,
+        at: Timestamp,
+        environment: Option<Environment>,
+        data: &serde_json::Value,
+    ) -> Result<Event, StoreError>;
+    /// Events with seq greater than `after`, oldest first.
+    fn events_after(&mut self, after: u64, limit: u32) -> Result<Vec<Event>, StoreError>;
+    fn get_event(&mut self, seq: u64) -> Result<Option<Event>, StoreError>;
+    /// The seq of the newest event (0 when there is none).
+    fn last_event_seq(&mut self) -> Result<u64, StoreError>;
+    /// Queues work for the outside world, first tried at `at`.
+    fn enqueue(
+        &mut self,
+        kind: OutboxKind,
+        target: &str,
+        event_seq: Option<u64>,
+        rollback_id: Option<&str>,
+        at: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// Entries not done or failed whose next attempt is due at `now`, oldest first.
+    fn due_outbox(&mut self, now: Timestamp, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+    fn get_outbox(&mut self, id: u64) -> Result<Option<OutboxEntry>, StoreError>;
+    /// Records an attempt's result.
+    fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    /// Every entry for one target, oldest first (for inspection and tests).
+    fn outbox_for(
+        &mut self,
+        kind: OutboxKind,
+        target: &str,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
 
     // The audit log.
     /// Seals `draft` after the current head of the chain and appends it.

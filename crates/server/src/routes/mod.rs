@@ -1,9 +1,12 @@
 //! Every route, registered together with its OpenAPI description so the document cannot miss
 //! one.
 
+mod canary;
+mod events;
 mod gate;
 mod incidents;
 mod probes;
+mod rollbacks;
 mod system;
 mod validations;
 
@@ -20,7 +23,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "deploy-safety",
-        description = "Deployment safety control plane: the Security Gate, overrides, incidents, release validations, health probes and the audit log."
+        description = "Deployment safety control plane: the Security Gate, overrides, incidents, release validations, health probes, canaries, rollbacks, load shedding, events and the audit log."
     ),
     tags(
         (name = "security-gate", description = "Mode, threat level, overrides and decisions"),
@@ -28,6 +31,10 @@ use crate::state::AppState;
         (name = "incidents", description = "Incidents: open, escalate, resolve"),
         (name = "validations", description = "Release validations and their gates"),
         (name = "probes", description = "Health probes"),
+        (name = "canary", description = "Canary deployments"),
+        (name = "rollback", description = "Rollbacks and release history"),
+        (name = "load-shedding", description = "Load shedding"),
+        (name = "events", description = "The event stream"),
         (name = "health", description = "Service health"),
         (name = "auth", description = "Identity"),
         (name = "meta", description = "The API's own description and metrics"),
@@ -56,6 +63,19 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(validations::list))
         .routes(routes!(probes::create, probes::list))
         .routes(routes!(probes::show, probes::delete))
+        .routes(routes!(canary::start))
+        .routes(routes!(canary::status))
+        .routes(routes!(canary::promote))
+        .routes(routes!(canary::metrics))
+        .routes(routes!(canary::list))
+        .routes(routes!(rollbacks::create))
+        .routes(routes!(rollbacks::execute))
+        .routes(routes!(rollbacks::show))
+        .routes(routes!(rollbacks::list))
+        .routes(routes!(rollbacks::releases))
+        .routes(routes!(rollbacks::set_load_shedding))
+        .routes(routes!(rollbacks::load_shedding))
+        .routes(routes!(events::stream))
         .routes(routes!(system::audit_list))
         .routes(routes!(system::audit_verify))
         .routes(routes!(system::health))

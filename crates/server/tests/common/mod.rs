@@ -68,12 +68,18 @@ impl Harness {
     }
 
     pub async fn with_settings(http: HttpSettings) -> Harness {
+        Harness::with_app_settings(http, AppSettings::default()).await
+    }
+
+    /// As [`Harness::with_settings`], with the use cases' settings too (e.g. HTTP release
+    /// gates).
+    pub async fn with_app_settings(http: HttpSettings, settings: AppSettings) -> Harness {
         let dir = TempDir::new().expect("temporary directory");
         let db_path = dir.path().join("deploy-safety.db");
         let store =
             Store::open(&format!("sqlite://{}", db_path.display())).expect("open the SQLite store");
         let clock = Arc::new(ManualClock::new(START));
-        let app = App::new(store, clock.clone(), AppSettings::default());
+        let app = App::new(store, clock.clone(), settings);
         let token = |name: &'static str, role: Role| {
             let app = app.clone();
             async move {
@@ -356,3 +362,205 @@ pub fn override_body(action: &str, environment: &str, ttl: i64) -> Value {
 pub fn at_minutes(minutes: i64) -> String {
     START.plus_minutes(minutes).to_rfc3339()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Incidents, validations, probes
+// ---------------------------------------------------------------------------------------------
+
+impl Harness {
+    /// `POST /incidents` as `token`, asserting 201; returns the incident.
+    pub async fn open_incident(&self, token: &str, body: Value) -> Value {
+        let (status, created) = self.post("/incidents", token, body).await;
+        assert_eq!(status, StatusCode::CREATED, "open incident: {created}");
+        created
+    }
+
+    /// `POST /validations/start` as the developer, asserting 201; returns the validation.
+    pub async fn start_validation(&self, release: &str, environment: &str) -> Value {
+        let (status, started) = self
+            .post(
+                "/validations/start",
+                &self.tokens.developer,
+                serde_json::json!({"releaseId": release, "environment": environment}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "start validation: {started}");
+        started
+    }
+
+    /// `POST /validations/{id}/run` as the developer, asserting 200; returns the validation.
+    pub async fn run_validation(&self, id: &str) -> Value {
+        let (status, ran) = self
+            .call(
+                Method::POST,
+                &format!("/validations/{id}/run"),
+                Some(&self.tokens.developer),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "run validation: {ran}");
+        ran
+    }
+
+    /// Starts and runs a validation; returns the run's outcome.
+    pub async fn validate(&self, release: &str, environment: &str) -> Value {
+        let started = self.start_validation(release, environment).await;
+        let id = started["id"].as_str().expect("validation id").to_owned();
+        self.run_validation(&id).await
+    }
+
+    /// `POST /probes` as `token`, asserting 201; returns the probe.
+    pub async fn create_probe(&self, token: &str, body: Value) -> Value {
+        let (status, created) = self.post("/probes", token, body).await;
+        assert_eq!(status, StatusCode::CREATED, "create probe: {created}");
+        created
+    }
+}
+
+/// `host:port` on the loopback interface where nothing listens (a port just released).
+pub async fn closed_address() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a port");
+    let address = listener.local_addr().expect("local address");
+    drop(listener);
+    address.to_string()
+}
+
+/// `host:port` of a TCP listener that accepts connections for as long as the test runs.
+pub async fn open_address() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a port");
+    let address = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    address.to_string()
+}
+
+/// A local HTTP server to point probes and HTTP release gates at: answers every request with a
+/// status that the test switches, records the paths it was asked for, and can hold its answers
+/// until released.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: std::net::SocketAddr,
+    shared: Arc<TargetShared>,
+}
+
+#[derive(Debug)]
+struct TargetShared {
+    status: std::sync::atomic::AtomicU16,
+    paths: std::sync::Mutex<Vec<String>>,
+    /// Requests received so far.
+    hits: tokio::sync::watch::Sender<usize>,
+    /// While true, answers wait.
+    held: tokio::sync::watch::Sender<bool>,
+}
+
+impl Target {
+    /// Starts the server; it answers `status` until told otherwise.
+    pub async fn start(status: u16) -> Target {
+        let shared = Arc::new(TargetShared {
+            status: std::sync::atomic::AtomicU16::new(status),
+            paths: std::sync::Mutex::new(Vec::new()),
+            hits: tokio::sync::watch::Sender::new(0),
+            held: tokio::sync::watch::Sender::new(false),
+        });
+        let state = Arc::clone(&shared);
+        let app = Router::new().fallback(move |uri: axum::http::Uri| {
+            let state = Arc::clone(&state);
+            async move {
+                state
+                    .paths
+                    .lock()
+                    .expect("paths lock")
+                    .push(uri.path().to_owned());
+                state.hits.send_modify(|n| *n += 1);
+                let mut held = state.held.subscribe();
+                // An error means the sender is gone, i.e. the test is over.
+                let _ = held.wait_for(|held| !*held).await;
+                let code = state.status.load(std::sync::atomic::Ordering::SeqCst);
+                StatusCode::from_u16(code).expect("a valid status")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the target");
+        let addr = listener.local_addr().expect("target address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Target { addr, shared }
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set_status(&self, status: u16) {
+        self.shared
+            .status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The paths requested so far, oldest first.
+    pub fn paths(&self) -> Vec<String> {
+        self.shared.paths.lock().expect("paths lock").clone()
+    }
+
+    /// From now on, answers wait until [`Target::release`].
+    pub fn hold(&self) {
+        self.shared.held.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.shared.held.send_replace(false);
+    }
+
+    /// Waits until at least `n` requests have arrived.
+    pub async fn wait_for_hits(&self, n: usize) {
+        let mut hits = self.shared.hits.subscribe();
+        hits.wait_for(|hits| *hits >= n)
+            .await
+            .expect("the target is running");
+    }
+}
+
+/// The gates of a validation (or of one run) as `(name, status)`, in order.
+pub fn gate_statuses(view: &Value) -> Vec<(String, String)> {
+    view["gates"]
+        .as_array()
+        .expect("gates")
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().expect("gate name").to_owned(),
+                g["status"].as_str().expect("gate status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The gate called `name` of a validation (or of one run).
+#[track_caller]
+pub fn gate<'a>(view: &'a Value, name: &str) -> &'a Value {
+    view["gates"]
+        .as_array()
+        .expect("gates")
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("no gate `{name}` in {view}"))
+}
+
+/// The built-in release gates, in the order they run and are shown.
+pub const BUILT_IN_GATES: [&str; 5] = [
+    "security-mode",
+    "threat-level",
+    "health",
+    "incidents",
+    "environment-parity",
+];

@@ -27,6 +27,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "incidents_validations_probes",
         sql: include_str!("../../migrations/sqlite/0002_incidents_validations_probes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "canaries_rollbacks_events",
+        sql: include_str!("../../migrations/sqlite/0003_canaries_rollbacks_events.sql"),
+    },
 ];
 
 /// For read-only use: the database must be a deploy-safety database at exactly this build's

@@ -3,16 +3,17 @@
 use std::str::FromStr;
 
 use deploy_safety_core::{
-    Action, AuditDraft, AuditEntry, Environment, GENESIS_HASH, GateResult, GateState, Incident,
-    OpenIncident, Override, Probe, ProbeDefinition, ProbeResult, ProbeState, Role, StatusRange,
-    Timestamp, UnknownValue, Validation, ValidationRun, ValidationStatus,
+    Action, AuditDraft, AuditEntry, Canary, Environment, Event, EventType, GENESIS_HASH,
+    GateResult, GateState, Incident, LoadShedding, OpenIncident, Override, Probe, ProbeDefinition,
+    ProbeResult, ProbeState, ReleaseRecord, Role, Rollback, StatusRange, Timestamp, UnknownValue,
+    Validation, ValidationRun, ValidationStatus,
 };
 use rusqlite::types::{Type, Value};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::value::RawValue;
 
 use super::database;
-use crate::{AuditQuery, IncidentQuery, StoreError, TokenRecord, Tx};
+use crate::{AuditQuery, IncidentQuery, OutboxEntry, OutboxKind, StoreError, TokenRecord, Tx};
 
 /// The head of the audit chain as this batch last saw it. Read once per batch (another process,
 /// such as `deploy-safety token create`, may have appended since the last batch), then carried
@@ -180,6 +181,55 @@ fn probe_from_row(row: &Row<'_>) -> rusqlite::Result<Probe> {
             last_error: row.get(19)?,
         },
         next_check_at: timestamp(row, 20)?,
+    })
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: unsigned(row, 0)?,
+        event_type: text_enum(row, 1)?,
+        at: timestamp(row, 2)?,
+        environment: optional_enum(row, 3)?,
+        data: json_column(row, 4)?,
+    })
+}
+
+const OUTBOX_COLUMNS: &str = "id, kind, target, event_seq, rollback_id, attempts, \
+     next_attempt_at, done_at, failed_at, last_error";
+
+fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    let kind: String = row.get(1)?;
+    let kind = OutboxKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            Type::Text,
+            format!("unknown outbox kind `{kind}`").into(),
+        )
+    })?;
+    Ok(OutboxEntry {
+        id: unsigned(row, 0)?,
+        kind,
+        target: row.get(2)?,
+        event_seq: row
+            .get::<_, Option<i64>>(3)?
+            .map(|v| u64::try_from(v).unwrap_or_default()),
+        rollback_id: row.get(4)?,
+        attempts: small(row, 5)?,
+        next_attempt_at: optional_timestamp(row, 6)?,
+        done_at: optional_timestamp(row, 7)?,
+        failed_at: optional_timestamp(row, 8)?,
+        last_error: row.get(9)?,
+    })
+}
+
+fn release_from_row(row: &Row<'_>) -> rusqlite::Result<ReleaseRecord> {
+    Ok(ReleaseRecord {
+        environment: text_enum(row, 0)?,
+        release_id: row.get(1)?,
+        at: timestamp(row, 2)?,
+        change: text_enum(row, 3)?,
+        reference: row.get(4)?,
+        by: row.get(5)?,
     })
 }
 
@@ -688,6 +738,18 @@ impl Tx for SqliteTx<'_> {
         Ok(changed == 1)
     }
 
+    fn discard_validation_run(
+        &mut self,
+        validation_id: &str,
+        number: u32,
+    ) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "DELETE FROM validation_runs
+             WHERE validation_id = ?1 AND number = ?2 AND status = 'running'",
+            params![validation_id, number],
+        )? == 1)
+    }
+
     fn release_passed_validation(
         &mut self,
         release_id: &str,
@@ -868,6 +930,327 @@ impl Tx for SqliteTx<'_> {
             [at.unix_millis()],
         )?;
         Ok(())
+    }
+
+    fn insert_canary(&mut self, c: &Canary) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO canaries (id, environment, release_id, phase, started_at, next_step_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                c.id,
+                c.environment.as_str(),
+                c.release_id,
+                c.phase.as_str(),
+                c.started_at.unix_millis(),
+                c.next_step_at.map(Timestamp::unix_millis),
+                to_json(c)?,
+            ],
+        )
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::Conflict(format!(
+                "{} already has an active canary",
+                c.environment
+            )),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    fn update_canary(&mut self, c: &Canary) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE canaries SET phase = ?2, next_step_at = ?3, body = ?4 WHERE id = ?1",
+            params![
+                c.id,
+                c.phase.as_str(),
+                c.next_step_at.map(Timestamp::unix_millis),
+                to_json(c)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_canary(&mut self, id: &str) -> Result<Option<Canary>, StoreError> {
+        self.one("SELECT body FROM canaries WHERE id = ?1", [id], |row| {
+            json_column(row, 0)
+        })
+    }
+
+    fn active_canary(&mut self, environment: Environment) -> Result<Option<Canary>, StoreError> {
+        self.one(
+            "SELECT body FROM canaries
+             WHERE environment = ?1 AND phase IN ('progressing', 'paused')",
+            [environment.as_str()],
+            |row| json_column(row, 0),
+        )
+    }
+
+    fn list_canaries(
+        &mut self,
+        environment: Option<Environment>,
+        limit: u32,
+    ) -> Result<Vec<Canary>, StoreError> {
+        self.collect(
+            "SELECT body FROM canaries WHERE (?1 IS NULL OR environment = ?1)
+             ORDER BY started_at DESC, id DESC LIMIT ?2",
+            params![environment.map(Environment::as_str), limit],
+            |row| json_column(row, 0),
+        )
+    }
+
+    fn due_canaries(&mut self, now: Timestamp) -> Result<Vec<Canary>, StoreError> {
+        self.collect(
+            "SELECT body FROM canaries
+             WHERE phase IN ('progressing', 'paused') AND next_step_at <= ?1
+             ORDER BY next_step_at, id",
+            [now.unix_millis()],
+            |row| json_column(row, 0),
+        )
+    }
+
+    fn insert_rollback(&mut self, r: &Rollback) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO rollbacks (id, environment, status, created_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                r.id,
+                r.environment.as_str(),
+                r.status.as_str(),
+                r.created_at.unix_millis(),
+                to_json(r)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_rollback(&mut self, r: &Rollback) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE rollbacks SET status = ?2, body = ?3 WHERE id = ?1",
+            params![r.id, r.status.as_str(), to_json(r)?],
+        )?;
+        Ok(())
+    }
+
+    fn get_rollback(&mut self, id: &str) -> Result<Option<Rollback>, StoreError> {
+        self.one("SELECT body FROM rollbacks WHERE id = ?1", [id], |row| {
+            json_column(row, 0)
+        })
+    }
+
+    fn list_rollbacks(
+        &mut self,
+        environment: Option<Environment>,
+        limit: u32,
+    ) -> Result<Vec<Rollback>, StoreError> {
+        self.collect(
+            "SELECT body FROM rollbacks WHERE (?1 IS NULL OR environment = ?1)
+             ORDER BY created_at DESC, id DESC LIMIT ?2",
+            params![environment.map(Environment::as_str), limit],
+            |row| json_column(row, 0),
+        )
+    }
+
+    fn insert_release(&mut self, r: &ReleaseRecord) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO releases (environment, release_id, at, change, reference, changed_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                r.environment.as_str(),
+                r.release_id,
+                r.at.unix_millis(),
+                r.change.as_str(),
+                r.reference,
+                r.by,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn releases(
+        &mut self,
+        environment: Environment,
+        limit: u32,
+    ) -> Result<Vec<ReleaseRecord>, StoreError> {
+        self.collect(
+            "SELECT environment, release_id, at, change, reference, changed_by FROM releases
+             WHERE environment = ?1 ORDER BY id DESC LIMIT ?2",
+            params![environment.as_str(), limit],
+            release_from_row,
+        )
+    }
+
+    fn release_ran(
+        &mut self,
+        environment: Environment,
+        release_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.count(
+            "SELECT count(*) FROM releases WHERE environment = ?1 AND release_id = ?2",
+            params![environment.as_str(), release_id],
+        )? > 0)
+    }
+
+    fn load_shedding(&mut self, environment: Environment) -> Result<LoadShedding, StoreError> {
+        Ok(self
+            .one(
+                "SELECT environment, enabled, percentage, reason, updated_at, updated_by
+                 FROM load_shedding WHERE environment = ?1",
+                [environment.as_str()],
+                |row| {
+                    let percentage: i64 = row.get(2)?;
+                    Ok(LoadShedding {
+                        environment: text_enum(row, 0)?,
+                        enabled: row.get(1)?,
+                        percentage: u8::try_from(percentage).unwrap_or(100),
+                        reason: row.get(3)?,
+                        updated_at: optional_timestamp(row, 4)?,
+                        updated_by: row.get(5)?,
+                    })
+                },
+            )?
+            .unwrap_or_else(|| LoadShedding::off(environment)))
+    }
+
+    fn put_load_shedding(&mut self, l: &LoadShedding) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO load_shedding (environment, enabled, percentage, reason, updated_at, updated_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (environment) DO UPDATE SET enabled = ?2, percentage = ?3, reason = ?4,
+                 updated_at = ?5, updated_by = ?6",
+            params![
+                l.environment.as_str(),
+                l.enabled,
+                l.percentage,
+                l.reason,
+                l.updated_at.map(Timestamp::unix_millis),
+                l.updated_by,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn append_event(
+        &mut self,
+        event_type: EventType,
+        at: Timestamp,
+        environment: Option<Environment>,
+        data: &serde_json::Value,
+    ) -> Result<Event, StoreError> {
+        let seq: i64 = self
+            .one("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
+                r.get(0)
+            })?
+            .unwrap_or(1);
+        self.execute(
+            "INSERT INTO events (seq, type, at, environment, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                seq,
+                event_type.as_str(),
+                at.unix_millis(),
+                environment.map(Environment::as_str),
+                data.to_string(),
+            ],
+        )?;
+        Ok(Event {
+            seq: u64::try_from(seq).unwrap_or_default(),
+            event_type,
+            at,
+            environment,
+            data: data.clone(),
+        })
+    }
+
+    fn events_after(&mut self, after: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.collect(
+            "SELECT seq, type, at, environment, data FROM events WHERE seq > ?1
+             ORDER BY seq LIMIT ?2",
+            params![signed(after), limit],
+            event_from_row,
+        )
+    }
+
+    fn get_event(&mut self, seq: u64) -> Result<Option<Event>, StoreError> {
+        self.one(
+            "SELECT seq, type, at, environment, data FROM events WHERE seq = ?1",
+            [signed(seq)],
+            event_from_row,
+        )
+    }
+
+    fn last_event_seq(&mut self) -> Result<u64, StoreError> {
+        self.count("SELECT coalesce(max(seq), 0) FROM events", [])
+    }
+
+    fn enqueue(
+        &mut self,
+        kind: OutboxKind,
+        target: &str,
+        event_seq: Option<u64>,
+        rollback_id: Option<&str>,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.execute(
+            "INSERT INTO outbox (kind, target, event_seq, rollback_id, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                kind.as_str(),
+                target,
+                event_seq.map(signed),
+                rollback_id,
+                at.unix_millis(),
+            ],
+        )?;
+        Ok(u64::try_from(self.conn.last_insert_rowid()).unwrap_or_default())
+    }
+
+    fn due_outbox(&mut self, now: Timestamp, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.collect(
+            &format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox
+                 WHERE done_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, id LIMIT ?2"
+            ),
+            params![now.unix_millis(), limit],
+            outbox_from_row,
+        )
+    }
+
+    fn get_outbox(&mut self, id: u64) -> Result<Option<OutboxEntry>, StoreError> {
+        self.one(
+            &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"),
+            [signed(id)],
+            outbox_from_row,
+        )
+    }
+
+    fn put_outbox(&mut self, e: &OutboxEntry) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, done_at = ?4, failed_at = ?5,
+                    last_error = ?6
+             WHERE id = ?1",
+            params![
+                signed(e.id),
+                e.attempts,
+                e.next_attempt_at.map(Timestamp::unix_millis),
+                e.done_at.map(Timestamp::unix_millis),
+                e.failed_at.map(Timestamp::unix_millis),
+                e.last_error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn outbox_for(
+        &mut self,
+        kind: OutboxKind,
+        target: &str,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.collect(
+            &format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE kind = ?1 AND target = ?2 ORDER BY id"
+            ),
+            params![kind.as_str(), target],
+            outbox_from_row,
+        )
     }
 
     fn append_audit(&mut self, draft: AuditDraft, at: Timestamp) -> Result<AuditEntry, StoreError> {

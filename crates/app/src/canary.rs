@@ -1,0 +1,497 @@
+//! Canary deployments (SPEC §9): start, status, metrics, promotion, and the engine's step.
+
+use deploy_safety_api_types::{
+    CanaryConfigRequest, CanaryList, CanaryMetricsRequest, CanaryView, EnvironmentListQuery,
+    StartCanaryRequest,
+};
+use deploy_safety_core::{
+    Action, AuditDecision, AuditDraft, Canary, CanaryConfig, CanaryMetrics, CanaryPhase,
+    Environment, EventType, GateRequest, MetricsSource, ReasonCode, ReleaseChange, ReleaseId,
+    ReleaseRecord, Rollback, RollbackStatus, StepAction, Timestamp, evaluate,
+};
+use deploy_safety_store::{StoreError, Tx};
+use serde_json::json;
+
+use crate::events::Emitter;
+use crate::gate::{decide_in, gate_action, new_id, record_gated, refuse_precondition};
+use crate::rollback::{execute, list_limit};
+use crate::{App, AppError, AppSettings, Caller, TxResult};
+
+fn config_from(request: Option<CanaryConfigRequest>) -> Result<CanaryConfig, AppError> {
+    let defaults = CanaryConfig::default();
+    let request = request.unwrap_or_default();
+    let config = CanaryConfig {
+        initial_percentage: request
+            .initial_percentage
+            .unwrap_or(defaults.initial_percentage),
+        increment_percentage: request
+            .increment_percentage
+            .unwrap_or(defaults.increment_percentage),
+        increment_interval: request
+            .increment_interval
+            .unwrap_or(defaults.increment_interval),
+        max_percentage: request.max_percentage.unwrap_or(defaults.max_percentage),
+        failure_threshold: request
+            .failure_threshold
+            .unwrap_or(defaults.failure_threshold),
+    };
+    config
+        .check()
+        .map_err(|(field, message)| AppError::invalid(field, message))?;
+    Ok(config)
+}
+
+fn metric(field: &str, value: Option<f64>, max: Option<f64>) -> Result<Option<f64>, AppError> {
+    match value {
+        Some(v) if !v.is_finite() || v < 0.0 => {
+            Err(AppError::invalid(field, "must be a number of at least 0"))
+        }
+        Some(v) if max.is_some_and(|m| v > m) => Err(AppError::invalid(
+            field,
+            format!("must be at most {}", max.unwrap_or_default()),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn weight_event(canary: &Canary, from: u8) -> serde_json::Value {
+    json!({
+        "canaryId": canary.id,
+        "environment": canary.environment,
+        "releaseId": canary.release_id,
+        "deploymentId": canary.deployment_id,
+        "fromPercentage": from,
+        "percentage": canary.current_percentage,
+        "phase": canary.phase,
+        "status": canary.status,
+    })
+}
+
+fn system_entry(
+    canary: &Canary,
+    action: &str,
+    reason: ReasonCode,
+    details: serde_json::Value,
+) -> AuditDraft {
+    AuditDraft {
+        principal: "system".to_owned(),
+        role: None,
+        action: action.to_owned(),
+        environment: Some(canary.environment),
+        decision: AuditDecision::Recorded,
+        reason: reason.as_str().to_owned(),
+        details,
+    }
+}
+
+impl App {
+    fn canary_view(&self, canary: Canary) -> CanaryView {
+        let now = self.clock.now();
+        let current_evaluation = canary.phase.is_active().then(|| {
+            let scheduled = canary.next_step_at.unwrap_or(now);
+            evaluate(
+                canary.latest_metrics.as_ref(),
+                &self.settings.canary_thresholds,
+                canary.fresh_since(scheduled),
+                now,
+            )
+        });
+        CanaryView {
+            canary,
+            current_evaluation,
+        }
+    }
+
+    /// `POST /canary/start`: the gate first (403), then staging first and one active canary
+    /// per environment (409).
+    pub async fn start_canary(
+        &self,
+        caller: &Caller,
+        request: StartCanaryRequest,
+    ) -> Result<CanaryView, AppError> {
+        let release =
+            ReleaseId::parse(&request.release_id).map_err(AppError::invalid_text("releaseId"))?;
+        let deployment = ReleaseId::parse(&request.deployment_id)
+            .map_err(AppError::invalid_text("deploymentId"))?;
+        let config = config_from(request.config)?;
+        let environment = request.environment;
+        let caller = caller.clone();
+        let clock = self.clock.clone();
+        let canary = self
+            .write_emitting(move |tx, emitter| -> TxResult<Canary> {
+                let now = clock.now();
+                let gate = GateRequest {
+                    action: Action::CanaryStart,
+                    environment,
+                    release_id: Some(release.as_str()),
+                    start_override_id: None,
+                };
+                let decision = match gate_action(tx, &caller, &gate, now)? {
+                    Ok(decision) => decision,
+                    Err(blocked) => return Ok(Err(blocked)),
+                };
+                if environment == Environment::Production
+                    && !tx.release_passed_validation(release.as_str(), Environment::Staging)?
+                {
+                    let message = format!(
+                        "release {release} has no passed validation in staging: validate it there first"
+                    );
+                    return refuse_precondition(tx, &caller, &decision, ReasonCode::StagingValidationRequired, message, now);
+                }
+                if let Some(active) = tx.active_canary(environment)? {
+                    let message = format!(
+                        "{environment} already has an active canary ({}, release {}); promote it or wait for it to finish",
+                        active.id, active.release_id
+                    );
+                    return refuse_precondition(tx, &caller, &decision, ReasonCode::CanaryAlreadyActive, message, now);
+                }
+                let previous = tx.releases(environment, 1)?.into_iter().next().map(|r| r.release_id);
+                let canary = Canary::start(
+                    new_id("cny", now),
+                    environment,
+                    release.into_string(),
+                    deployment.into_string(),
+                    config,
+                    &caller.name,
+                    decision.override_id.clone(),
+                    previous,
+                    now,
+                );
+                tx.insert_canary(&canary)?;
+                record_gated(tx, &caller, &decision, json!({ "canaryId": canary.id, "config": canary.config }), now)?;
+                emitter.emit(tx, EventType::CanaryStarted, now, Some(environment), weight_event(&canary, 0))?;
+                emitter.emit(tx, EventType::CanaryWeightChanged, now, Some(environment), weight_event(&canary, 0))?;
+                Ok(Ok(canary))
+            })
+            .await?;
+        Ok(self.canary_view(canary))
+    }
+
+    /// `GET /canary/{environment}`: the active canary, else the most recent (404 if none).
+    pub async fn canary_status(&self, environment: Environment) -> Result<CanaryView, AppError> {
+        let found = self
+            .store
+            .read(move |tx| match tx.active_canary(environment)? {
+                Some(active) => Ok(Some(active)),
+                None => Ok(tx.list_canaries(Some(environment), 1)?.into_iter().next()),
+            })
+            .await?;
+        let canary =
+            found.ok_or_else(|| AppError::NotFound(format!("no canary in {environment}")))?;
+        Ok(self.canary_view(canary))
+    }
+
+    /// `GET /canaries`, newest first.
+    pub async fn list_canaries(&self, query: EnvironmentListQuery) -> Result<CanaryList, AppError> {
+        let limit = list_limit(query.limit)?;
+        let environment = query.environment;
+        let canaries = self
+            .store
+            .read(move |tx| tx.list_canaries(environment, limit))
+            .await?;
+        Ok(CanaryList { canaries })
+    }
+
+    /// `POST /canary/{environment}/metrics`: the active canary's latest metrics.
+    pub async fn push_canary_metrics(
+        &self,
+        environment: Environment,
+        request: CanaryMetricsRequest,
+    ) -> Result<CanaryView, AppError> {
+        let pushed = move |now| -> Result<CanaryMetrics, AppError> {
+            Ok(CanaryMetrics {
+                error_rate_percent: metric(
+                    "errorRatePercent",
+                    request.error_rate_percent,
+                    Some(100.0),
+                )?,
+                latency_p99_ms: metric("latencyP99Ms", request.latency_p99_ms, None)?,
+                baseline_latency_p99_ms: metric(
+                    "baselineLatencyP99Ms",
+                    request.baseline_latency_p99_ms,
+                    None,
+                )?,
+                cpu_percent: metric("cpuPercent", request.cpu_percent, None)?,
+                memory_percent: metric("memoryPercent", request.memory_percent, Some(100.0))?,
+                received_at: now,
+                source: MetricsSource::Push,
+            })
+        };
+        // Validate before touching the store; the time is set when it is recorded.
+        pushed(Timestamp::UNIX_EPOCH)?;
+        let clock = self.clock.clone();
+        let canary = self
+            .store
+            .write(move |tx| -> TxResult<Canary> {
+                let now = clock.now();
+                let Some(mut canary) = tx.active_canary(environment)? else {
+                    return Ok(Err(AppError::NotFound(format!(
+                        "no active canary in {environment}"
+                    ))));
+                };
+                canary.latest_metrics = match pushed(now) {
+                    Ok(metrics) => Some(metrics),
+                    Err(e) => return Ok(Err(e)),
+                };
+                tx.update_canary(&canary)?;
+                Ok(Ok(canary))
+            })
+            .await??;
+        Ok(self.canary_view(canary))
+    }
+
+    /// `POST /canary/promote`, gated `deploy.canary.promote`: to the maximum at once.
+    pub async fn promote_canary(
+        &self,
+        caller: &Caller,
+        environment: Environment,
+    ) -> Result<CanaryView, AppError> {
+        let caller = caller.clone();
+        let clock = self.clock.clone();
+        let canary = self
+            .write_emitting(move |tx, emitter| -> TxResult<Canary> {
+                let now = clock.now();
+                let Some(canary) = tx.active_canary(environment)? else {
+                    return Ok(Err(AppError::NotFound(format!(
+                        "no active canary in {environment}"
+                    ))));
+                };
+                let gate = GateRequest {
+                    action: Action::CanaryPromote,
+                    environment,
+                    release_id: Some(&canary.release_id),
+                    start_override_id: canary.start_override_id.as_deref(),
+                };
+                let decision = match gate_action(tx, &caller, &gate, now)? {
+                    Ok(decision) => decision,
+                    Err(blocked) => return Ok(Err(blocked)),
+                };
+                let from = canary.current_percentage;
+                let promoted = canary.promote(&caller.name, now);
+                tx.update_canary(&promoted)?;
+                tx.insert_release(&ReleaseRecord {
+                    environment,
+                    release_id: promoted.release_id.clone(),
+                    at: now,
+                    change: ReleaseChange::CanaryPromoted,
+                    reference: promoted.id.clone(),
+                    by: caller.name.clone(),
+                })?;
+                record_gated(
+                    tx,
+                    &caller,
+                    &decision,
+                    json!({ "canaryId": promoted.id, "fromPercentage": from }),
+                    now,
+                )?;
+                emitter.emit(
+                    tx,
+                    EventType::CanaryWeightChanged,
+                    now,
+                    Some(environment),
+                    weight_event(&promoted, from),
+                )?;
+                emitter.emit(
+                    tx,
+                    EventType::CanaryPromoted,
+                    now,
+                    Some(environment),
+                    weight_event(&promoted, from),
+                )?;
+                Ok(Ok(promoted))
+            })
+            .await?;
+        Ok(self.canary_view(canary))
+    }
+
+    /// Active canaries due for evaluation at `now`.
+    pub async fn due_canaries(&self, now: Timestamp) -> Result<Vec<Canary>, AppError> {
+        Ok(self.store.read(move |tx| tx.due_canaries(now)).await?)
+    }
+
+    /// One evaluation of `canary`, due at `scheduled`: pulls its metrics from Prometheus if
+    /// configured, then in one transaction judges them, asks the gate about a step up, steps,
+    /// and records and announces the outcome. If the canary has changed since it was read
+    /// (another step, a promotion), nothing happens: a step is never done twice.
+    pub async fn step_canary(
+        &self,
+        canary: &Canary,
+        scheduled: Timestamp,
+    ) -> Result<Option<StepAction>, AppError> {
+        let pulled = self
+            .pull_metrics(
+                canary.environment,
+                &canary.release_id,
+                &canary.deployment_id,
+                self.clock.now(),
+            )
+            .await;
+        let id = canary.id.clone();
+        let clock = self.clock.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
+        self.write_emitting(move |tx, emitter| -> TxResult<Option<StepAction>> {
+            let now = clock.now();
+            let Some(mut current) = tx.get_canary(&id)? else {
+                return Ok(Ok(None));
+            };
+            if !current.phase.is_active() || current.next_step_at != Some(scheduled) {
+                return Ok(Ok(None));
+            }
+            if let Some(metrics) = pulled {
+                current.latest_metrics = Some(metrics);
+            }
+            let evaluation = evaluate(
+                current.latest_metrics.as_ref(),
+                &settings.canary_thresholds,
+                current.fresh_since(scheduled),
+                now,
+            );
+            let gate = GateRequest {
+                action: Action::CanaryPromote,
+                environment: current.environment,
+                release_id: Some(&current.release_id),
+                start_override_id: current.start_override_id.as_deref(),
+            };
+            let decision = decide_in(tx, &gate, now)?;
+            let (next, action) = current.step(evaluation, &decision, now);
+            tx.update_canary(&next)?;
+            record_step(
+                tx, emitter, &settings, &current, &next, action, &decision, now,
+            )?;
+            Ok(Ok(Some(action)))
+        })
+        .await
+    }
+}
+
+/// Records, announces and carries out what one step did.
+#[allow(clippy::too_many_arguments)]
+fn record_step(
+    tx: &mut dyn Tx,
+    emitter: &mut Emitter<'_>,
+    settings: &AppSettings,
+    before: &Canary,
+    after: &Canary,
+    action: StepAction,
+    decision: &deploy_safety_core::Decision,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let environment = after.environment;
+    let step = after.steps.last();
+    let (reason, audit_action) = match action {
+        StepAction::RolledBack => (ReasonCode::AutomaticRollback, "deploy.canary.rollback"),
+        _ => (ReasonCode::CanaryStep, "deploy.canary.step"),
+    };
+    tx.append_audit(
+        system_entry(after, audit_action, reason, json!({
+            "canaryId": after.id,
+            "releaseId": after.release_id,
+            "action": action,
+            "fromPercentage": before.current_percentage,
+            "toPercentage": after.current_percentage,
+            "status": after.status,
+            "evaluation": step.and_then(|s| s.evaluation.clone()),
+            "gate": { "allowed": decision.allowed, "reason": decision.reason, "overrideId": decision.override_id },
+        })),
+        now,
+    )?;
+    match action {
+        StepAction::SteppedUp | StepAction::Completed => {
+            if let Some(override_id) = &decision.override_id {
+                tx.record_override_use(override_id, now)?;
+            }
+            emitter.emit(
+                tx,
+                EventType::CanaryWeightChanged,
+                now,
+                Some(environment),
+                weight_event(after, before.current_percentage),
+            )?;
+            if action == StepAction::Completed {
+                tx.insert_release(&ReleaseRecord {
+                    environment,
+                    release_id: after.release_id.clone(),
+                    at: now,
+                    change: ReleaseChange::CanaryCompleted,
+                    reference: after.id.clone(),
+                    by: "system".to_owned(),
+                })?;
+                emitter.emit(
+                    tx,
+                    EventType::CanaryCompleted,
+                    now,
+                    Some(environment),
+                    weight_event(after, before.current_percentage),
+                )?;
+            }
+        }
+        StepAction::Paused if before.phase != CanaryPhase::Paused => {
+            emitter.emit(
+                tx,
+                EventType::CanaryPaused,
+                now,
+                Some(environment),
+                json!({
+                    "canaryId": after.id,
+                    "environment": environment,
+                    "percentage": after.current_percentage,
+                    "reason": after.paused_reason,
+                }),
+            )?;
+        }
+        StepAction::RolledBack => {
+            emitter.emit(
+                tx,
+                EventType::CanaryWeightChanged,
+                now,
+                Some(environment),
+                weight_event(after, before.current_percentage),
+            )?;
+            emitter.emit(
+                tx,
+                EventType::CanaryRolledBack,
+                now,
+                Some(environment),
+                weight_event(after, before.current_percentage),
+            )?;
+            // The fail-safe: a rollback record, executed at once without the gate, to the
+            // release that ran before (or, with none on record, to the deploy system's
+            // baseline).
+            let (to_version, warning) = match &after.previous_release {
+                Some(previous) => (previous.clone(), None),
+                None => (
+                    "baseline".to_owned(),
+                    Some(format!(
+                        "no release is on record in {environment} before this canary: the deploy system returns its traffic to the baseline"
+                    )),
+                ),
+            };
+            let mut rollback = Rollback {
+                id: new_id("rbk", now),
+                environment,
+                from_version: after.release_id.clone(),
+                known_target: after.previous_release.is_some(),
+                to_version,
+                reason: format!(
+                    "automatic: canary {} unhealthy {} time(s) in a row",
+                    after.id, after.consecutive_unhealthy
+                ),
+                created_at: now,
+                created_by: "system".to_owned(),
+                warning,
+                status: RollbackStatus::Pending,
+                automatic: true,
+                canary_id: Some(after.id.clone()),
+                executed_at: None,
+                executed_by: None,
+                override_id: None,
+                outcome_at: None,
+                outcome_message: None,
+            };
+            tx.insert_rollback(&rollback)?;
+            execute(tx, emitter, settings, &mut rollback, "system", None, now)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

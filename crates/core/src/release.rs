@@ -1,0 +1,135 @@
+//! Rollbacks, release history and load shedding (SPEC §10–11), and the events the product
+//! announces.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{Environment, string_enum};
+use crate::time::Timestamp;
+
+string_enum! {
+    pub enum RollbackStatus ("rollback status") {
+        /// Created, not executed.
+        Pending = "pending",
+        /// Handed to the executor webhook; its outcome is awaited.
+        Executing = "executing",
+        /// Executed with no executor configured: announced as an event for the deploy system.
+        Executed = "executed",
+        /// The executor reported success.
+        Succeeded = "succeeded",
+        /// The executor reported failure, or could not be reached after every retry.
+        Failed = "failed",
+    }
+}
+
+/// A rollback of an environment from one version to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollback {
+    pub id: String,
+    pub environment: Environment,
+    pub from_version: String,
+    pub to_version: String,
+    pub reason: String,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    /// Whether `toVersion` ever ran in this environment (per its release history).
+    pub known_target: bool,
+    pub warning: Option<String>,
+    pub status: RollbackStatus,
+    /// Made by the canary engine for an unhealthy canary.
+    pub automatic: bool,
+    pub canary_id: Option<String>,
+    pub executed_at: Option<Timestamp>,
+    pub executed_by: Option<String>,
+    /// The override that allowed the execution, if one did.
+    pub override_id: Option<String>,
+    pub outcome_at: Option<Timestamp>,
+    pub outcome_message: Option<String>,
+}
+
+string_enum! {
+    /// How a release came to run in an environment.
+    pub enum ReleaseChange ("release change") {
+        CanaryCompleted = "canary_completed",
+        CanaryPromoted = "canary_promoted",
+        Rollback = "rollback",
+    }
+}
+
+/// One entry of an environment's release history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRecord {
+    pub environment: Environment,
+    pub release_id: String,
+    pub at: Timestamp,
+    pub change: ReleaseChange,
+    /// The canary or rollback that made the change.
+    pub reference: String,
+    pub by: String,
+}
+
+/// An environment's load shedding setting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadShedding {
+    pub environment: Environment,
+    pub enabled: bool,
+    /// Share of traffic to shed, 0–100.
+    pub percentage: u8,
+    pub reason: Option<String>,
+    pub updated_at: Option<Timestamp>,
+    pub updated_by: Option<String>,
+}
+
+impl LoadShedding {
+    /// An environment whose setting was never changed: off.
+    pub fn off(environment: Environment) -> Self {
+        LoadShedding {
+            environment,
+            enabled: false,
+            percentage: 0,
+            reason: None,
+            updated_at: None,
+            updated_by: None,
+        }
+    }
+}
+
+string_enum! {
+    /// What an event announces.
+    pub enum EventType ("event type") {
+        CanaryStarted = "canary.started",
+        /// A canary's traffic percentage changed (the deploy system applies it).
+        CanaryWeightChanged = "canary.weight_changed",
+        CanaryPaused = "canary.paused",
+        CanaryCompleted = "canary.completed",
+        CanaryPromoted = "canary.promoted",
+        /// An unhealthy canary was rolled back automatically.
+        CanaryRolledBack = "canary.rolled_back",
+        /// A rollback was executed (handed to the executor, or to the deploy system).
+        RollbackExecuted = "rollback.executed",
+        /// The executor reported a rollback's outcome.
+        RollbackCompleted = "rollback.completed",
+        LockdownEntered = "lockdown.entered",
+        LockdownExited = "lockdown.exited",
+        OverrideCreated = "override.created",
+        OverrideRevoked = "override.revoked",
+        LoadSheddingChanged = "load_shedding.changed",
+    }
+}
+
+/// An announced event, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// 1, 2, 3, ... in the order the changes were committed.
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub at: Timestamp,
+    pub environment: Option<Environment>,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
