@@ -66,6 +66,9 @@ impl std::fmt::Debug for Executor {
     }
 }
 
+/// How long past its timeout a claimed delivery stays claimed.
+const CLAIM_MARGIN_MS: i64 = 30_000;
+
 /// The name outbox entries for the executor carry.
 pub(crate) const EXECUTOR: &str = "executor";
 
@@ -164,13 +167,27 @@ impl App {
         let _ = tokio::time::timeout(timeout, self.events_committed.notified()).await;
     }
 
-    /// Outbox entries due at `now`.
-    pub async fn due_deliveries(
+    /// Claims the outbox entries due at `now` for this worker: nobody else gets them until
+    /// their attempt's timeout has long passed (then, if this worker died, they are due again).
+    pub async fn claim_deliveries(
         &self,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, AppError> {
-        Ok(self.store.read(move |tx| tx.due_outbox(now, limit)).await?)
+        let slowest = self
+            .settings
+            .webhooks
+            .iter()
+            .map(|w| w.timeout)
+            .chain(self.settings.executor.iter().map(|e| e.timeout))
+            .max()
+            .unwrap_or_default();
+        let lease_until = now
+            .plus_millis(i64::try_from(slowest.as_millis()).unwrap_or(i64::MAX) + CLAIM_MARGIN_MS);
+        Ok(self
+            .store
+            .write(move |tx| tx.claim_outbox(now, lease_until, limit))
+            .await?)
     }
 
     /// Every outbox entry for one webhook (by name) or for the executor.

@@ -1,11 +1,11 @@
 //! Delivers the outbox: events to webhooks, rollbacks to the executor.
 //!
-//! Each due entry is attempted in its own task (a slow receiver holds up nobody), never twice
-//! at once; its result is recorded with the next attempt's time, so retries with backoff
-//! survive restarts and nothing is lost: delivery is at least once.
+//! Due entries are claimed (so no other worker, or replica, takes them), then each is attempted
+//! in its own task (a slow receiver holds up nobody); its result is recorded with the next
+//! attempt's time, so retries with backoff survive restarts and nothing is lost: delivery is at
+//! least once.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deploy_safety_app::{App, AppError};
@@ -21,20 +21,6 @@ const BATCH: u32 = 200;
 pub struct DeliveryWorker {
     app: App,
     permits: Arc<Semaphore>,
-    in_flight: Arc<Mutex<HashSet<u64>>>,
-}
-
-struct InFlight {
-    set: Arc<Mutex<HashSet<u64>>>,
-    id: u64,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.set.lock() {
-            set.remove(&self.id);
-        }
-    }
 }
 
 impl DeliveryWorker {
@@ -42,31 +28,17 @@ impl DeliveryWorker {
         DeliveryWorker {
             app,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-            in_flight: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
-    /// One step: starts an attempt at every entry due at `now` that is not being attempted;
-    /// returns the attempts started.
+    /// One step: claims every entry due at `now` (claimed entries are not due again while
+    /// being attempted, whoever looks) and starts an attempt at each; returns the attempts.
     pub async fn tick(&self, now: Timestamp) -> Result<Vec<JoinHandle<()>>, AppError> {
         let mut started = Vec::new();
-        for entry in self.app.due_deliveries(now, BATCH).await? {
-            let claimed = self
-                .in_flight
-                .lock()
-                .map(|mut set| set.insert(entry.id))
-                .unwrap_or(false);
-            if !claimed {
-                continue;
-            }
-            let guard = InFlight {
-                set: Arc::clone(&self.in_flight),
-                id: entry.id,
-            };
+        for entry in self.app.claim_deliveries(now, BATCH).await? {
             let app = self.app.clone();
             let permits = Arc::clone(&self.permits);
             started.push(tokio::spawn(async move {
-                let _guard = guard;
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };

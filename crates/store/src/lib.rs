@@ -11,6 +11,7 @@
 //! database traits; backends map rows to them.
 
 mod records;
+mod sql;
 pub mod sqlite;
 mod tx;
 

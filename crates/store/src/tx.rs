@@ -211,8 +211,16 @@ pub trait Tx {
         rollback_id: Option<&str>,
         at: Timestamp,
     ) -> Result<u64, StoreError>;
-    /// Entries not done or failed whose next attempt is due at `now`, oldest first.
-    fn due_outbox(&mut self, now: Timestamp, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Claims entries not done or failed whose next attempt is due at `now`, oldest first: their
+    /// next attempt moves to `lease_until`, so no one else takes them meanwhile (on PostgreSQL
+    /// rows another replica is claiming are skipped, `FOR UPDATE SKIP LOCKED`). If the claimer
+    /// dies, they are due again at `lease_until`. Returns them as they were.
+    fn claim_outbox(
+        &mut self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
     fn get_outbox(&mut self, id: u64) -> Result<Option<OutboxEntry>, StoreError>;
     /// Records an attempt's result.
     fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError>;

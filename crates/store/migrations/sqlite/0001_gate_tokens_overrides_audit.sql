@@ -77,3 +77,14 @@ CREATE INDEX audit_principal ON audit_log (principal, seq);
 CREATE INDEX audit_environment ON audit_log (environment, seq);
 CREATE INDEX audit_decision ON audit_log (decision, seq);
 CREATE INDEX audit_at ON audit_log (at);
+
+-- The head of the audit chain: seq and hash of the last entry, updated with every append in the
+-- same transaction.
+CREATE TABLE audit_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash TEXT    NOT NULL
+) STRICT;
+
+INSERT INTO audit_head (id, seq, hash)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');

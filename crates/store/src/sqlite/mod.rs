@@ -6,8 +6,8 @@
 //! commits once. With `synchronous=FULL` in WAL mode a commit is one fsync, so under concurrency
 //! many decisions share one fsync, and none is answered before it.
 
+mod driver;
 mod migrate;
-mod tx;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 
 use crate::{Backend, Counters, JobOutcome, ReadJob, StoreError, WriteJob};
 
-pub(crate) use tx::{SqliteTx, Tail};
+use driver::SqliteDriver;
+
+use crate::sql::{SqlTx, Tail};
 
 /// The most jobs one transaction takes: bounds the latency a job can add to the others.
 const MAX_BATCH: usize = 512;
@@ -282,7 +284,8 @@ impl Backend for SqliteBackend {
             return Err(database(e));
         }
         let mut tail = Tail::Unknown;
-        let result = job(&mut SqliteTx::new(&conn, &mut tail));
+        let mut driver = SqliteDriver { conn: &conn };
+        let result = job(&mut SqlTx::new(&mut driver, &mut tail));
         let ended = conn.execute_batch("COMMIT").map_err(database);
         self.readers.give_back(conn, ended.is_ok());
         result.and(ended)
@@ -341,7 +344,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, counters: &Counters) 
             conn.execute_batch("SAVEPOINT job").map_err(database)?;
             let tail_before = tail.clone();
             let ran = catch_unwind(AssertUnwindSafe(|| {
-                job(&mut SqliteTx::new(conn, &mut tail))
+                let mut driver = SqliteDriver { conn };
+                job(&mut SqlTx::new(&mut driver, &mut tail))
             }));
             match ran {
                 Ok(JobOutcome {

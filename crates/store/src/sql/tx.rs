@@ -1,4 +1,4 @@
-//! [`Tx`] on a SQLite connection.
+//! [`Tx`] over any [`Driver`]: every operation of the store, in SQL both databases read.
 
 use std::str::FromStr;
 
@@ -8,31 +8,35 @@ use deploy_safety_core::{
     ProbeResult, ProbeState, ReleaseRecord, Role, Rollback, StatusRange, Timestamp, UnknownValue,
     Validation, ValidationRun, ValidationStatus,
 };
-use rusqlite::types::{Type, Value};
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::value::RawValue;
 
-use super::database;
+use super::value::vals;
+use super::{Dialect, Driver, Row, Value};
 use crate::{AuditQuery, IncidentQuery, OutboxEntry, OutboxKind, StoreError, TokenRecord, Tx};
 
-/// The head of the audit chain as this batch last saw it. Read once per batch (another process,
-/// such as `deploy-safety token create`, may have appended since the last batch), then carried
-/// from entry to entry.
+/// The head of the audit chain as this transaction last saw it. Read once per transaction
+/// (another process or replica may have appended since), then carried from entry to entry.
+/// On PostgreSQL, reading it locks the head row until the transaction ends, so appends from
+/// every replica form one chain.
 #[derive(Clone, Debug)]
 pub(crate) enum Tail {
     Unknown,
     Known { seq: u64, hash: String },
 }
 
-pub(crate) struct SqliteTx<'c> {
-    conn: &'c Connection,
+pub(crate) struct SqlTx<'c> {
+    driver: &'c mut dyn Driver,
     tail: &'c mut Tail,
 }
 
-impl<'c> SqliteTx<'c> {
-    pub(crate) fn new(conn: &'c Connection, tail: &'c mut Tail) -> Self {
-        SqliteTx { conn, tail }
+impl<'c> SqlTx<'c> {
+    pub(crate) fn new(driver: &'c mut dyn Driver, tail: &'c mut Tail) -> Self {
+        SqlTx { driver, tail }
     }
+}
+
+fn corrupt(index: usize, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("column {index}: {error}"))
 }
 
 const OVERRIDE_COLUMNS: &str = "id, action, environment, release_id, reason, approver, approver_role, \
@@ -45,63 +49,56 @@ const TOKENS: &str = "tokens t JOIN principals p ON p.name = t.name";
 const AUDIT_COLUMNS: &str =
     "seq, at, principal, role, action, environment, decision, reason, details, prev_hash, hash";
 
-fn text_enum<T: FromStr<Err = UnknownValue>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+fn text_enum<T: FromStr<Err = UnknownValue>>(row: &Row, idx: usize) -> Result<T, StoreError> {
     let text: String = row.get(idx)?;
-    text.parse()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    text.parse().map_err(|e| corrupt(idx, e))
 }
 
 fn optional_enum<T: FromStr<Err = UnknownValue>>(
-    row: &Row<'_>,
+    row: &Row,
     idx: usize,
-) -> rusqlite::Result<Option<T>> {
+) -> Result<Option<T>, StoreError> {
     let text: Option<String> = row.get(idx)?;
-    text.map(|t| {
-        t.parse()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
-    })
-    .transpose()
+    text.map(|t| t.parse().map_err(|e| corrupt(idx, e)))
+        .transpose()
 }
 
-fn timestamp(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
+fn timestamp(row: &Row, idx: usize) -> Result<Timestamp, StoreError> {
     row.get(idx).map(Timestamp::from_unix_millis)
 }
 
-fn optional_timestamp(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
-    row.get::<_, Option<i64>>(idx)
+fn optional_timestamp(row: &Row, idx: usize) -> Result<Option<Timestamp>, StoreError> {
+    row.get::<Option<i64>>(idx)
         .map(|v| v.map(Timestamp::from_unix_millis))
 }
 
-fn unsigned(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+fn unsigned(row: &Row, idx: usize) -> Result<u64, StoreError> {
     let value: i64 = row.get(idx)?;
-    u64::try_from(value)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Integer, Box::new(e)))
+    u64::try_from(value).map_err(|e| corrupt(idx, e))
 }
 
 fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row, idx: usize) -> Result<T, StoreError> {
     let text: String = row.get(idx)?;
-    serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    serde_json::from_str(&text).map_err(|e| corrupt(idx, e))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn small(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
+fn small(row: &Row, idx: usize) -> Result<u32, StoreError> {
     let value: i64 = row.get(idx)?;
-    u32::try_from(value)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Integer, Box::new(e)))
+    u32::try_from(value).map_err(|e| corrupt(idx, e))
 }
 
 const INCIDENT_COLUMNS: &str = "id, title, severity, category, environment, status, opened_at, \
      opened_by, updated_at, resolved_at, resolved_by, history";
 
-fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
+fn incident_from_row(row: &Row) -> Result<Incident, StoreError> {
     Ok(Incident {
         id: row.get(0)?,
         title: row.get(1)?,
@@ -120,7 +117,7 @@ fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
 
 const VALIDATION_COLUMNS: &str = "id, release_id, environment, created_at, created_by";
 
-fn validation_from_row(row: &Row<'_>) -> rusqlite::Result<Validation> {
+fn validation_from_row(row: &Row) -> Result<Validation, StoreError> {
     Ok(Validation {
         id: row.get(0)?,
         release_id: row.get(1)?,
@@ -130,7 +127,7 @@ fn validation_from_row(row: &Row<'_>) -> rusqlite::Result<Validation> {
     })
 }
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<ValidationRun> {
+fn run_from_row(row: &Row) -> Result<ValidationRun, StoreError> {
     Ok(ValidationRun {
         number: small(row, 0)?,
         status: text_enum(row, 1)?,
@@ -146,7 +143,7 @@ const PROBE_COLUMNS: &str = "id, name, kind, target, method, expect_status_min, 
      source, created_at, created_by, status, consecutive_failures, consecutive_successes, \
      last_checked_at, last_error, next_check_at";
 
-fn probe_from_row(row: &Row<'_>) -> rusqlite::Result<Probe> {
+fn probe_from_row(row: &Row) -> Result<Probe, StoreError> {
     let min: Option<i64> = row.get(5)?;
     let max: Option<i64> = row.get(6)?;
     let expected_status = match (min, max) {
@@ -184,7 +181,7 @@ fn probe_from_row(row: &Row<'_>) -> rusqlite::Result<Probe> {
     })
 }
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+fn event_from_row(row: &Row) -> Result<Event, StoreError> {
     Ok(Event {
         seq: unsigned(row, 0)?,
         event_type: text_enum(row, 1)?,
@@ -197,21 +194,16 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
 const OUTBOX_COLUMNS: &str = "id, kind, target, event_seq, rollback_id, attempts, \
      next_attempt_at, done_at, failed_at, last_error";
 
-fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+fn outbox_from_row(row: &Row) -> Result<OutboxEntry, StoreError> {
     let kind: String = row.get(1)?;
-    let kind = OutboxKind::parse(&kind).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            1,
-            Type::Text,
-            format!("unknown outbox kind `{kind}`").into(),
-        )
-    })?;
+    let kind = OutboxKind::parse(&kind)
+        .ok_or_else(|| corrupt(1, format!("unknown outbox kind `{kind}`")))?;
     Ok(OutboxEntry {
         id: unsigned(row, 0)?,
         kind,
         target: row.get(2)?,
         event_seq: row
-            .get::<_, Option<i64>>(3)?
+            .get::<Option<i64>>(3)?
             .map(|v| u64::try_from(v).unwrap_or_default()),
         rollback_id: row.get(4)?,
         attempts: small(row, 5)?,
@@ -222,7 +214,7 @@ fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
     })
 }
 
-fn release_from_row(row: &Row<'_>) -> rusqlite::Result<ReleaseRecord> {
+fn release_from_row(row: &Row) -> Result<ReleaseRecord, StoreError> {
     Ok(ReleaseRecord {
         environment: text_enum(row, 0)?,
         release_id: row.get(1)?,
@@ -233,7 +225,7 @@ fn release_from_row(row: &Row<'_>) -> rusqlite::Result<ReleaseRecord> {
     })
 }
 
-fn override_from_row(row: &Row<'_>) -> rusqlite::Result<Override> {
+fn override_from_row(row: &Row) -> Result<Override, StoreError> {
     Ok(Override {
         id: row.get(0)?,
         action: text_enum(row, 1)?,
@@ -251,7 +243,7 @@ fn override_from_row(row: &Row<'_>) -> rusqlite::Result<Override> {
     })
 }
 
-fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+fn token_from_row(row: &Row) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -263,10 +255,9 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     })
 }
 
-fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
     let details: String = row.get(8)?;
-    let details = RawValue::from_string(details)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(8, Type::Text, Box::new(e)))?;
+    let details = RawValue::from_string(details).map_err(|e| corrupt(8, e))?;
     Ok(AuditEntry {
         seq: unsigned(row, 0)?,
         at: timestamp(row, 1)?,
@@ -282,50 +273,81 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     })
 }
 
-impl SqliteTx<'_> {
+impl SqlTx<'_> {
+    /// The audit chain's head (seq and hash of the last entry), read once per transaction. On
+    /// PostgreSQL the read locks the head row until the transaction ends: appends from every
+    /// replica wait their turn and form one chain.
+    fn chain_head(&mut self) -> Result<(u64, String), StoreError> {
+        if let Tail::Known { seq, hash } = &*self.tail {
+            return Ok((*seq, hash.clone()));
+        }
+        let sql = match self.driver.dialect() {
+            Dialect::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+            Dialect::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        };
+        let (seq, hash) = self
+            .one(sql, vals![], |row| {
+                Ok((unsigned(row, 0)?, row.get::<String>(1)?))
+            })?
+            .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
+        *self.tail = Tail::Known {
+            seq,
+            hash: hash.clone(),
+        };
+        Ok((seq, hash))
+    }
+
     fn collect<T>(
-        &self,
+        &mut self,
         sql: &str,
-        params: impl rusqlite::Params,
-        map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+        params: impl IntoIterator<Item = impl Into<Value>>,
+        map: impl FnMut(&Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
-        let rows = statement.query_map(params, map).map_err(database)?;
-        rows.collect::<rusqlite::Result<Vec<T>>>().map_err(database)
+        let params: Vec<Value> = params.into_iter().map(Into::into).collect();
+        self.driver.query(sql, &params)?.iter().map(map).collect()
     }
 
     fn one<T>(
-        &self,
+        &mut self,
         sql: &str,
-        params: impl rusqlite::Params,
-        map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+        params: impl IntoIterator<Item = impl Into<Value>>,
+        map: impl FnOnce(&Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
-        statement
-            .query_row(params, map)
-            .optional()
-            .map_err(database)
+        let params: Vec<Value> = params.into_iter().map(Into::into).collect();
+        self.driver
+            .query(sql, &params)?
+            .first()
+            .map(map)
+            .transpose()
     }
 
-    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
-        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
-        statement.execute(params).map_err(database)
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: impl IntoIterator<Item = impl Into<Value>>,
+    ) -> Result<u64, StoreError> {
+        let params: Vec<Value> = params.into_iter().map(Into::into).collect();
+        self.driver.execute(sql, &params)
     }
 
-    fn count(&self, sql: &str, params: impl rusqlite::Params) -> Result<u64, StoreError> {
+    fn count(
+        &mut self,
+        sql: &str,
+        params: impl IntoIterator<Item = impl Into<Value>>,
+    ) -> Result<u64, StoreError> {
         let n: i64 = self.one(sql, params, |r| r.get(0))?.unwrap_or_default();
         Ok(u64::try_from(n).unwrap_or_default())
     }
 }
 
-impl Tx for SqliteTx<'_> {
+impl Tx for SqlTx<'_> {
     fn gate_state(&mut self) -> Result<GateState, StoreError> {
         self.one(
             "SELECT mode, threat_level, lockdown_reason, lockdown_since, mode_reason,
                     mode_changed_at, mode_changed_by, threat_reason, threat_changed_at,
                     threat_changed_by
              FROM gate_state WHERE id = 1",
-            [],
+            vals![],
             |row| {
                 Ok(GateState {
                     mode: text_enum(row, 0)?,
@@ -346,12 +368,12 @@ impl Tx for SqliteTx<'_> {
 
     fn put_gate_state(&mut self, s: &GateState) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE gate_state SET mode = ?1, threat_level = ?2, lockdown_reason = ?3,
-                    lockdown_since = ?4, mode_reason = ?5, mode_changed_at = ?6,
-                    mode_changed_by = ?7, threat_reason = ?8, threat_changed_at = ?9,
-                    threat_changed_by = ?10
+            "UPDATE gate_state SET mode = $1, threat_level = $2, lockdown_reason = $3,
+                    lockdown_since = $4, mode_reason = $5, mode_changed_at = $6,
+                    mode_changed_by = $7, threat_reason = $8, threat_changed_at = $9,
+                    threat_changed_by = $10
              WHERE id = 1",
-            params![
+            vals![
                 s.mode.as_str(),
                 s.threat_level.as_str(),
                 s.lockdown_reason,
@@ -371,9 +393,9 @@ impl Tx for SqliteTx<'_> {
         self.execute(
             &format!(
                 "INSERT INTO overrides ({OVERRIDE_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             ),
-            params![
+            vals![
                 o.id,
                 o.action.as_str(),
                 o.environment.as_str(),
@@ -394,7 +416,7 @@ impl Tx for SqliteTx<'_> {
 
     fn get_override(&mut self, id: &str) -> Result<Option<Override>, StoreError> {
         self.one(
-            &format!("SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE id = ?1"),
+            &format!("SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE id = $1"),
             [id],
             override_from_row,
         )
@@ -409,10 +431,10 @@ impl Tx for SqliteTx<'_> {
         self.collect(
             &format!(
                 "SELECT {OVERRIDE_COLUMNS} FROM overrides
-                 WHERE action = ?1 AND environment = ?2 AND expires_at > ?3
+                 WHERE action = $1 AND environment = $2 AND expires_at > $3
                    AND revoked_at IS NULL"
             ),
-            params![action.as_str(), environment.as_str(), now.unix_millis()],
+            vals![action.as_str(), environment.as_str(), now.unix_millis()],
             override_from_row,
         )
     }
@@ -427,7 +449,7 @@ impl Tx for SqliteTx<'_> {
             self.collect(
                 &format!(
                     "SELECT {OVERRIDE_COLUMNS} FROM overrides
-                     ORDER BY created_at DESC, id DESC LIMIT ?1"
+                     ORDER BY created_at DESC, id DESC LIMIT $1"
                 ),
                 [limit],
                 override_from_row,
@@ -436,10 +458,10 @@ impl Tx for SqliteTx<'_> {
             self.collect(
                 &format!(
                     "SELECT {OVERRIDE_COLUMNS} FROM overrides
-                     WHERE revoked_at IS NULL AND expires_at > ?1 AND created_at <= ?1
-                     ORDER BY created_at DESC, id DESC LIMIT ?2"
+                     WHERE revoked_at IS NULL AND expires_at > $1 AND created_at <= $1
+                     ORDER BY created_at DESC, id DESC LIMIT $2"
                 ),
-                params![now.unix_millis(), limit],
+                vals![now.unix_millis(), limit],
                 override_from_row,
             )
         }
@@ -448,31 +470,31 @@ impl Tx for SqliteTx<'_> {
     fn count_active_overrides(&mut self, now: Timestamp) -> Result<u64, StoreError> {
         self.count(
             "SELECT count(*) FROM overrides
-             WHERE revoked_at IS NULL AND expires_at > ?1 AND created_at <= ?1",
+             WHERE revoked_at IS NULL AND expires_at > $1 AND created_at <= $1",
             [now.unix_millis()],
         )
     }
 
     fn revoke_override(&mut self, id: &str, by: &str, at: Timestamp) -> Result<bool, StoreError> {
         let changed = self.execute(
-            "UPDATE overrides SET revoked_at = ?2, revoked_by = ?3
-             WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, at.unix_millis(), by],
+            "UPDATE overrides SET revoked_at = $2, revoked_by = $3
+             WHERE id = $1 AND revoked_at IS NULL",
+            vals![id, at.unix_millis(), by],
         )?;
         Ok(changed == 1)
     }
 
     fn record_override_use(&mut self, id: &str, at: Timestamp) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE overrides SET use_count = use_count + 1, last_used_at = ?2 WHERE id = ?1",
-            params![id, at.unix_millis()],
+            "UPDATE overrides SET use_count = use_count + 1, last_used_at = $2 WHERE id = $1",
+            vals![id, at.unix_millis()],
         )?;
         Ok(())
     }
 
     fn principal_role(&mut self, name: &str) -> Result<Option<Role>, StoreError> {
         self.one(
-            "SELECT role FROM principals WHERE name = ?1",
+            "SELECT role FROM principals WHERE name = $1",
             [name],
             |row| text_enum(row, 0),
         )
@@ -485,8 +507,8 @@ impl Tx for SqliteTx<'_> {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO principals (name, role, created_at) VALUES (?1, ?2, ?3)",
-            params![name, role.as_str(), at.unix_millis()],
+            "INSERT INTO principals (name, role, created_at) VALUES ($1, $2, $3)",
+            vals![name, role.as_str(), at.unix_millis()],
         )?;
         Ok(())
     }
@@ -494,8 +516,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_token(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO tokens (id, name, secret_hash, created_at, created_by, revoked_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            vals![
                 t.id,
                 t.name,
                 t.secret_hash,
@@ -509,7 +531,7 @@ impl Tx for SqliteTx<'_> {
 
     fn get_token(&mut self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         self.one(
-            &format!("SELECT {TOKEN_COLUMNS} FROM {TOKENS} WHERE t.id = ?1"),
+            &format!("SELECT {TOKEN_COLUMNS} FROM {TOKENS} WHERE t.id = $1"),
             [id],
             token_from_row,
         )
@@ -518,19 +540,19 @@ impl Tx for SqliteTx<'_> {
     fn list_tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError> {
         self.collect(
             &format!("SELECT {TOKEN_COLUMNS} FROM {TOKENS} ORDER BY t.created_at, t.id"),
-            [],
+            vals![],
             token_from_row,
         )
     }
 
     fn count_tokens(&mut self) -> Result<u64, StoreError> {
-        self.count("SELECT count(*) FROM tokens", [])
+        self.count("SELECT count(*) FROM tokens", vals![])
     }
 
     fn revoke_token(&mut self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
         let changed = self.execute(
-            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, at.unix_millis()],
+            "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            vals![id, at.unix_millis()],
         )?;
         Ok(changed == 1)
     }
@@ -543,14 +565,14 @@ impl Tx for SqliteTx<'_> {
         let active = self.collect(
             &format!(
                 "SELECT {TOKEN_COLUMNS} FROM {TOKENS}
-                 WHERE t.name = ?1 AND t.revoked_at IS NULL ORDER BY t.created_at, t.id"
+                 WHERE t.name = $1 AND t.revoked_at IS NULL ORDER BY t.created_at, t.id"
             ),
             [name],
             token_from_row,
         )?;
         self.execute(
-            "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-            params![name, at.unix_millis()],
+            "UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+            vals![name, at.unix_millis()],
         )?;
         Ok(active
             .into_iter()
@@ -565,9 +587,9 @@ impl Tx for SqliteTx<'_> {
         self.execute(
             &format!(
                 "INSERT INTO incidents ({INCIDENT_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ),
-            params![
+            vals![
                 i.id,
                 i.title,
                 i.severity.as_str(),
@@ -587,10 +609,10 @@ impl Tx for SqliteTx<'_> {
 
     fn update_incident(&mut self, i: &Incident) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE incidents SET severity = ?2, status = ?3, updated_at = ?4, resolved_at = ?5,
-                    resolved_by = ?6, history = ?7
-             WHERE id = ?1",
-            params![
+            "UPDATE incidents SET severity = $2, status = $3, updated_at = $4, resolved_at = $5,
+                    resolved_by = $6, history = $7
+             WHERE id = $1",
+            vals![
                 i.id,
                 i.severity.as_str(),
                 i.status.as_str(),
@@ -605,7 +627,7 @@ impl Tx for SqliteTx<'_> {
 
     fn get_incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
         self.one(
-            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
+            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"),
             [id],
             incident_from_row,
         )
@@ -615,12 +637,12 @@ impl Tx for SqliteTx<'_> {
         self.collect(
             &format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents
-                 WHERE (?1 IS NULL OR status = ?1)
-                   AND (?2 IS NULL OR severity = ?2)
-                   AND (?3 IS NULL OR environment = ?3 OR environment IS NULL)
-                 ORDER BY opened_at DESC, id DESC LIMIT ?4"
+                 WHERE ($1 IS NULL OR status = $1)
+                   AND ($2 IS NULL OR severity = $2)
+                   AND ($3 IS NULL OR environment = $3 OR environment IS NULL)
+                 ORDER BY opened_at DESC, id DESC LIMIT $4"
             ),
-            params![
+            vals![
                 q.status.map(|s| s.as_str()),
                 q.severity.map(|s| s.as_str()),
                 q.environment.map(Environment::as_str),
@@ -634,7 +656,7 @@ impl Tx for SqliteTx<'_> {
         self.collect(
             "SELECT id, title, severity, environment FROM incidents
              WHERE status = 'open' ORDER BY opened_at, id",
-            [],
+            vals![],
             |row| {
                 Ok(OpenIncident {
                     id: row.get(0)?,
@@ -648,8 +670,8 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_validation(&mut self, v: &Validation) -> Result<(), StoreError> {
         self.execute(
-            &format!("INSERT INTO validations ({VALIDATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
-            params![
+            &format!("INSERT INTO validations ({VALIDATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+            vals![
                 v.id,
                 v.release_id,
                 v.environment.as_str(),
@@ -662,7 +684,7 @@ impl Tx for SqliteTx<'_> {
 
     fn get_validation(&mut self, id: &str) -> Result<Option<Validation>, StoreError> {
         self.one(
-            &format!("SELECT {VALIDATION_COLUMNS} FROM validations WHERE id = ?1"),
+            &format!("SELECT {VALIDATION_COLUMNS} FROM validations WHERE id = $1"),
             [id],
             validation_from_row,
         )
@@ -677,10 +699,10 @@ impl Tx for SqliteTx<'_> {
         self.collect(
             &format!(
                 "SELECT {VALIDATION_COLUMNS} FROM validations
-                 WHERE (?1 IS NULL OR release_id = ?1) AND (?2 IS NULL OR environment = ?2)
-                 ORDER BY created_at DESC, id DESC LIMIT ?3"
+                 WHERE ($1 IS NULL OR release_id = $1) AND ($2 IS NULL OR environment = $2)
+                 ORDER BY created_at DESC, id DESC LIMIT $3"
             ),
-            params![release_id, environment.map(Environment::as_str), limit],
+            vals![release_id, environment.map(Environment::as_str), limit],
             validation_from_row,
         )
     }
@@ -688,7 +710,7 @@ impl Tx for SqliteTx<'_> {
     fn validation_runs(&mut self, validation_id: &str) -> Result<Vec<ValidationRun>, StoreError> {
         self.collect(
             "SELECT number, status, started_at, started_by, finished_at, gates
-             FROM validation_runs WHERE validation_id = ?1 ORDER BY number",
+             FROM validation_runs WHERE validation_id = $1 ORDER BY number",
             [validation_id],
             run_from_row,
         )
@@ -702,8 +724,8 @@ impl Tx for SqliteTx<'_> {
         self.execute(
             "INSERT INTO validation_runs
                  (validation_id, number, status, started_at, started_by, finished_at, gates)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vals![
                 validation_id,
                 run.number,
                 run.status.as_str(),
@@ -725,9 +747,9 @@ impl Tx for SqliteTx<'_> {
         gates: &[GateResult],
     ) -> Result<bool, StoreError> {
         let changed = self.execute(
-            "UPDATE validation_runs SET status = ?3, finished_at = ?4, gates = ?5
-             WHERE validation_id = ?1 AND number = ?2 AND status = 'running'",
-            params![
+            "UPDATE validation_runs SET status = $3, finished_at = $4, gates = $5
+             WHERE validation_id = $1 AND number = $2 AND status = 'running'",
+            vals![
                 validation_id,
                 number,
                 status.as_str(),
@@ -745,8 +767,8 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<bool, StoreError> {
         Ok(self.execute(
             "DELETE FROM validation_runs
-             WHERE validation_id = ?1 AND number = ?2 AND status = 'running'",
-            params![validation_id, number],
+             WHERE validation_id = $1 AND number = $2 AND status = 'running'",
+            vals![validation_id, number],
         )? == 1)
     }
 
@@ -757,8 +779,8 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<bool, StoreError> {
         let found = self.count(
             "SELECT count(*) FROM validation_runs r JOIN validations v ON v.id = r.validation_id
-             WHERE v.release_id = ?1 AND v.environment = ?2 AND r.status = 'passed'",
-            params![release_id, environment.as_str()],
+             WHERE v.release_id = $1 AND v.environment = $2 AND r.status = 'passed'",
+            vals![release_id, environment.as_str()],
         )?;
         Ok(found > 0)
     }
@@ -768,10 +790,10 @@ impl Tx for SqliteTx<'_> {
         self.execute(
             &format!(
                 "INSERT INTO probes ({PROBE_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                         ?17, ?18, ?19, ?20, ?21)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                         $17, $18, $19, $20, $21)"
             ),
-            params![
+            vals![
                 p.id,
                 d.name,
                 d.kind.as_str(),
@@ -800,11 +822,11 @@ impl Tx for SqliteTx<'_> {
 
     fn update_probe_definition(&mut self, id: &str, d: &ProbeDefinition) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE probes SET kind = ?2, target = ?3, method = ?4, expect_status_min = ?5,
-                    expect_status_max = ?6, timeout_ms = ?7, interval_ms = ?8,
-                    failure_threshold = ?9, success_threshold = ?10, critical = ?11
-             WHERE id = ?1",
-            params![
+            "UPDATE probes SET kind = $2, target = $3, method = $4, expect_status_min = $5,
+                    expect_status_max = $6, timeout_ms = $7, interval_ms = $8,
+                    failure_threshold = $9, success_threshold = $10, critical = $11
+             WHERE id = $1",
+            vals![
                 id,
                 d.kind.as_str(),
                 d.target,
@@ -823,7 +845,7 @@ impl Tx for SqliteTx<'_> {
 
     fn get_probe(&mut self, id: &str) -> Result<Option<Probe>, StoreError> {
         self.one(
-            &format!("SELECT {PROBE_COLUMNS} FROM probes WHERE id = ?1"),
+            &format!("SELECT {PROBE_COLUMNS} FROM probes WHERE id = $1"),
             [id],
             probe_from_row,
         )
@@ -831,7 +853,7 @@ impl Tx for SqliteTx<'_> {
 
     fn probe_by_name(&mut self, name: &str) -> Result<Option<Probe>, StoreError> {
         self.one(
-            &format!("SELECT {PROBE_COLUMNS} FROM probes WHERE name = ?1"),
+            &format!("SELECT {PROBE_COLUMNS} FROM probes WHERE name = $1"),
             [name],
             probe_from_row,
         )
@@ -840,20 +862,20 @@ impl Tx for SqliteTx<'_> {
     fn list_probes(&mut self) -> Result<Vec<Probe>, StoreError> {
         self.collect(
             &format!("SELECT {PROBE_COLUMNS} FROM probes ORDER BY name"),
-            [],
+            vals![],
             probe_from_row,
         )
     }
 
     fn delete_probe(&mut self, id: &str) -> Result<bool, StoreError> {
-        self.execute("DELETE FROM probe_results WHERE probe_id = ?1", [id])?;
-        Ok(self.execute("DELETE FROM probes WHERE id = ?1", [id])? == 1)
+        self.execute("DELETE FROM probe_results WHERE probe_id = $1", [id])?;
+        Ok(self.execute("DELETE FROM probes WHERE id = $1", [id])? == 1)
     }
 
     fn due_probes(&mut self, now: Timestamp) -> Result<Vec<Probe>, StoreError> {
         self.collect(
             &format!(
-                "SELECT {PROBE_COLUMNS} FROM probes WHERE next_check_at <= ?1
+                "SELECT {PROBE_COLUMNS} FROM probes WHERE next_check_at <= $1
                  ORDER BY next_check_at, id"
             ),
             [now.unix_millis()],
@@ -870,11 +892,11 @@ impl Tx for SqliteTx<'_> {
         keep: u32,
     ) -> Result<bool, StoreError> {
         let changed = self.execute(
-            "UPDATE probes SET status = ?2, consecutive_failures = ?3,
-                    consecutive_successes = ?4, last_checked_at = ?5, last_error = ?6,
-                    next_check_at = ?7
-             WHERE id = ?1",
-            params![
+            "UPDATE probes SET status = $2, consecutive_failures = $3,
+                    consecutive_successes = $4, last_checked_at = $5, last_error = $6,
+                    next_check_at = $7
+             WHERE id = $1",
+            vals![
                 id,
                 state.status.as_str(),
                 state.consecutive_failures,
@@ -889,8 +911,8 @@ impl Tx for SqliteTx<'_> {
         }
         self.execute(
             "INSERT INTO probe_results (probe_id, at, outcome, latency_ms, error)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
+             VALUES ($1, $2, $3, $4, $5)",
+            vals![
                 id,
                 result.at.unix_millis(),
                 result.outcome.as_str(),
@@ -900,10 +922,10 @@ impl Tx for SqliteTx<'_> {
         )?;
         // Keep the newest `keep` results: the history is bounded by count.
         self.execute(
-            "DELETE FROM probe_results WHERE probe_id = ?1 AND id <= (
-                 SELECT id FROM probe_results WHERE probe_id = ?1
-                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            params![id, keep],
+            "DELETE FROM probe_results WHERE probe_id = $1 AND id <= (
+                 SELECT id FROM probe_results WHERE probe_id = $1
+                 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            vals![id, keep],
         )?;
         Ok(true)
     }
@@ -911,8 +933,8 @@ impl Tx for SqliteTx<'_> {
     fn probe_results(&mut self, id: &str, limit: u32) -> Result<Vec<ProbeResult>, StoreError> {
         self.collect(
             "SELECT at, outcome, latency_ms, error FROM probe_results
-             WHERE probe_id = ?1 ORDER BY id DESC LIMIT ?2",
-            params![id, limit],
+             WHERE probe_id = $1 ORDER BY id DESC LIMIT $2",
+            vals![id, limit],
             |row| {
                 Ok(ProbeResult {
                     at: timestamp(row, 0)?,
@@ -926,7 +948,7 @@ impl Tx for SqliteTx<'_> {
 
     fn touch_heartbeat(&mut self, at: Timestamp) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE heartbeat SET at = ?1 WHERE id = 1",
+            "UPDATE heartbeat SET at = $1 WHERE id = 1",
             [at.unix_millis()],
         )?;
         Ok(())
@@ -935,8 +957,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_canary(&mut self, c: &Canary) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO canaries (id, environment, release_id, phase, started_at, next_step_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vals![
                 c.id,
                 c.environment.as_str(),
                 c.release_id,
@@ -958,8 +980,8 @@ impl Tx for SqliteTx<'_> {
 
     fn update_canary(&mut self, c: &Canary) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE canaries SET phase = ?2, next_step_at = ?3, body = ?4 WHERE id = ?1",
-            params![
+            "UPDATE canaries SET phase = $2, next_step_at = $3, body = $4 WHERE id = $1",
+            vals![
                 c.id,
                 c.phase.as_str(),
                 c.next_step_at.map(Timestamp::unix_millis),
@@ -970,7 +992,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn get_canary(&mut self, id: &str) -> Result<Option<Canary>, StoreError> {
-        self.one("SELECT body FROM canaries WHERE id = ?1", [id], |row| {
+        self.one("SELECT body FROM canaries WHERE id = $1", [id], |row| {
             json_column(row, 0)
         })
     }
@@ -978,7 +1000,7 @@ impl Tx for SqliteTx<'_> {
     fn active_canary(&mut self, environment: Environment) -> Result<Option<Canary>, StoreError> {
         self.one(
             "SELECT body FROM canaries
-             WHERE environment = ?1 AND phase IN ('progressing', 'paused')",
+             WHERE environment = $1 AND phase IN ('progressing', 'paused')",
             [environment.as_str()],
             |row| json_column(row, 0),
         )
@@ -990,9 +1012,9 @@ impl Tx for SqliteTx<'_> {
         limit: u32,
     ) -> Result<Vec<Canary>, StoreError> {
         self.collect(
-            "SELECT body FROM canaries WHERE (?1 IS NULL OR environment = ?1)
-             ORDER BY started_at DESC, id DESC LIMIT ?2",
-            params![environment.map(Environment::as_str), limit],
+            "SELECT body FROM canaries WHERE ($1 IS NULL OR environment = $1)
+             ORDER BY started_at DESC, id DESC LIMIT $2",
+            vals![environment.map(Environment::as_str), limit],
             |row| json_column(row, 0),
         )
     }
@@ -1000,7 +1022,7 @@ impl Tx for SqliteTx<'_> {
     fn due_canaries(&mut self, now: Timestamp) -> Result<Vec<Canary>, StoreError> {
         self.collect(
             "SELECT body FROM canaries
-             WHERE phase IN ('progressing', 'paused') AND next_step_at <= ?1
+             WHERE phase IN ('progressing', 'paused') AND next_step_at <= $1
              ORDER BY next_step_at, id",
             [now.unix_millis()],
             |row| json_column(row, 0),
@@ -1010,8 +1032,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_rollback(&mut self, r: &Rollback) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO rollbacks (id, environment, status, created_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
+             VALUES ($1, $2, $3, $4, $5)",
+            vals![
                 r.id,
                 r.environment.as_str(),
                 r.status.as_str(),
@@ -1024,14 +1046,14 @@ impl Tx for SqliteTx<'_> {
 
     fn update_rollback(&mut self, r: &Rollback) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE rollbacks SET status = ?2, body = ?3 WHERE id = ?1",
-            params![r.id, r.status.as_str(), to_json(r)?],
+            "UPDATE rollbacks SET status = $2, body = $3 WHERE id = $1",
+            vals![r.id, r.status.as_str(), to_json(r)?],
         )?;
         Ok(())
     }
 
     fn get_rollback(&mut self, id: &str) -> Result<Option<Rollback>, StoreError> {
-        self.one("SELECT body FROM rollbacks WHERE id = ?1", [id], |row| {
+        self.one("SELECT body FROM rollbacks WHERE id = $1", [id], |row| {
             json_column(row, 0)
         })
     }
@@ -1042,9 +1064,9 @@ impl Tx for SqliteTx<'_> {
         limit: u32,
     ) -> Result<Vec<Rollback>, StoreError> {
         self.collect(
-            "SELECT body FROM rollbacks WHERE (?1 IS NULL OR environment = ?1)
-             ORDER BY created_at DESC, id DESC LIMIT ?2",
-            params![environment.map(Environment::as_str), limit],
+            "SELECT body FROM rollbacks WHERE ($1 IS NULL OR environment = $1)
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+            vals![environment.map(Environment::as_str), limit],
             |row| json_column(row, 0),
         )
     }
@@ -1052,8 +1074,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_release(&mut self, r: &ReleaseRecord) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO releases (environment, release_id, at, change, reference, changed_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            vals![
                 r.environment.as_str(),
                 r.release_id,
                 r.at.unix_millis(),
@@ -1072,8 +1094,8 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<Vec<ReleaseRecord>, StoreError> {
         self.collect(
             "SELECT environment, release_id, at, change, reference, changed_by FROM releases
-             WHERE environment = ?1 ORDER BY id DESC LIMIT ?2",
-            params![environment.as_str(), limit],
+             WHERE environment = $1 ORDER BY id DESC LIMIT $2",
+            vals![environment.as_str(), limit],
             release_from_row,
         )
     }
@@ -1084,8 +1106,8 @@ impl Tx for SqliteTx<'_> {
         release_id: &str,
     ) -> Result<bool, StoreError> {
         Ok(self.count(
-            "SELECT count(*) FROM releases WHERE environment = ?1 AND release_id = ?2",
-            params![environment.as_str(), release_id],
+            "SELECT count(*) FROM releases WHERE environment = $1 AND release_id = $2",
+            vals![environment.as_str(), release_id],
         )? > 0)
     }
 
@@ -1093,7 +1115,7 @@ impl Tx for SqliteTx<'_> {
         Ok(self
             .one(
                 "SELECT environment, enabled, percentage, reason, updated_at, updated_by
-                 FROM load_shedding WHERE environment = ?1",
+                 FROM load_shedding WHERE environment = $1",
                 [environment.as_str()],
                 |row| {
                     let percentage: i64 = row.get(2)?;
@@ -1113,10 +1135,10 @@ impl Tx for SqliteTx<'_> {
     fn put_load_shedding(&mut self, l: &LoadShedding) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO load_shedding (environment, enabled, percentage, reason, updated_at, updated_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (environment) DO UPDATE SET enabled = ?2, percentage = ?3, reason = ?4,
-                 updated_at = ?5, updated_by = ?6",
-            params![
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (environment) DO UPDATE SET enabled = $2, percentage = $3, reason = $4,
+                 updated_at = $5, updated_by = $6",
+            vals![
                 l.environment.as_str(),
                 l.enabled,
                 l.percentage,
@@ -1135,14 +1157,19 @@ impl Tx for SqliteTx<'_> {
         environment: Option<Environment>,
         data: &serde_json::Value,
     ) -> Result<Event, StoreError> {
+        // Events take the chain's lock too, so their seqs are in commit order across
+        // replicas: a reader that has seen seq N never later finds a smaller one appear.
+        self.chain_head()?;
         let seq: i64 = self
-            .one("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
-                r.get(0)
-            })?
+            .one(
+                "SELECT coalesce(max(seq), 0) + 1 FROM events",
+                vals![],
+                |r| r.get(0),
+            )?
             .unwrap_or(1);
         self.execute(
-            "INSERT INTO events (seq, type, at, environment, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
+            "INSERT INTO events (seq, type, at, environment, data) VALUES ($1, $2, $3, $4, $5)",
+            vals![
                 seq,
                 event_type.as_str(),
                 at.unix_millis(),
@@ -1161,23 +1188,23 @@ impl Tx for SqliteTx<'_> {
 
     fn events_after(&mut self, after: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
         self.collect(
-            "SELECT seq, type, at, environment, data FROM events WHERE seq > ?1
-             ORDER BY seq LIMIT ?2",
-            params![signed(after), limit],
+            "SELECT seq, type, at, environment, data FROM events WHERE seq > $1
+             ORDER BY seq LIMIT $2",
+            vals![signed(after), limit],
             event_from_row,
         )
     }
 
     fn get_event(&mut self, seq: u64) -> Result<Option<Event>, StoreError> {
         self.one(
-            "SELECT seq, type, at, environment, data FROM events WHERE seq = ?1",
+            "SELECT seq, type, at, environment, data FROM events WHERE seq = $1",
             [signed(seq)],
             event_from_row,
         )
     }
 
     fn last_event_seq(&mut self) -> Result<u64, StoreError> {
-        self.count("SELECT coalesce(max(seq), 0) FROM events", [])
+        self.count("SELECT coalesce(max(seq), 0) FROM events", vals![])
     }
 
     fn enqueue(
@@ -1188,35 +1215,54 @@ impl Tx for SqliteTx<'_> {
         rollback_id: Option<&str>,
         at: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.execute(
-            "INSERT INTO outbox (kind, target, event_seq, rollback_id, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                kind.as_str(),
-                target,
-                event_seq.map(signed),
-                rollback_id,
-                at.unix_millis(),
-            ],
-        )?;
-        Ok(u64::try_from(self.conn.last_insert_rowid()).unwrap_or_default())
+        let id: i64 = self
+            .one(
+                "INSERT INTO outbox (kind, target, event_seq, rollback_id, next_attempt_at)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                vals![
+                    kind.as_str(),
+                    target,
+                    event_seq.map(signed),
+                    rollback_id,
+                    at.unix_millis(),
+                ],
+                |row| row.get(0),
+            )?
+            .unwrap_or_default();
+        Ok(u64::try_from(id).unwrap_or_default())
     }
 
-    fn due_outbox(&mut self, now: Timestamp, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.collect(
+    fn claim_outbox(
+        &mut self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let skip_claimed = match self.driver.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+        };
+        let due = self.collect(
             &format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox
-                 WHERE done_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?1
-                 ORDER BY next_attempt_at, id LIMIT ?2"
+                 WHERE done_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1
+                 ORDER BY next_attempt_at, id LIMIT $2 {skip_claimed}"
             ),
-            params![now.unix_millis(), limit],
+            vals![now.unix_millis(), limit],
             outbox_from_row,
-        )
+        )?;
+        for entry in &due {
+            self.execute(
+                "UPDATE outbox SET next_attempt_at = $2 WHERE id = $1",
+                vals![signed(entry.id), lease_until.unix_millis()],
+            )?;
+        }
+        Ok(due)
     }
 
     fn get_outbox(&mut self, id: u64) -> Result<Option<OutboxEntry>, StoreError> {
         self.one(
-            &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"),
+            &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"),
             [signed(id)],
             outbox_from_row,
         )
@@ -1224,10 +1270,10 @@ impl Tx for SqliteTx<'_> {
 
     fn put_outbox(&mut self, e: &OutboxEntry) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, done_at = ?4, failed_at = ?5,
-                    last_error = ?6
-             WHERE id = ?1",
-            params![
+            "UPDATE outbox SET attempts = $2, next_attempt_at = $3, done_at = $4, failed_at = $5,
+                    last_error = $6
+             WHERE id = $1",
+            vals![
                 signed(e.id),
                 e.attempts,
                 e.next_attempt_at.map(Timestamp::unix_millis),
@@ -1246,27 +1292,22 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         self.collect(
             &format!(
-                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE kind = ?1 AND target = ?2 ORDER BY id"
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE kind = $1 AND target = $2 ORDER BY id"
             ),
-            params![kind.as_str(), target],
+            vals![kind.as_str(), target],
             outbox_from_row,
         )
     }
 
     fn append_audit(&mut self, draft: AuditDraft, at: Timestamp) -> Result<AuditEntry, StoreError> {
-        let (seq, prev_hash) = match &*self.tail {
-            Tail::Known { seq, hash } => (*seq, hash.clone()),
-            Tail::Unknown => self
-                .audit_head()?
-                .unwrap_or_else(|| (0, GENESIS_HASH.to_owned())),
-        };
+        let (seq, prev_hash) = self.chain_head()?;
         let entry = AuditEntry::seal(draft, seq + 1, at, &prev_hash);
         self.execute(
             &format!(
                 "INSERT INTO audit_log ({AUDIT_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ),
-            params![
+            vals![
                 signed(entry.seq),
                 entry.at.unix_millis(),
                 entry.principal,
@@ -1280,6 +1321,10 @@ impl Tx for SqliteTx<'_> {
                 entry.hash,
             ],
         )?;
+        self.execute(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            vals![signed(entry.seq), entry.hash],
+        )?;
         *self.tail = Tail::Known {
             seq: entry.seq,
             hash: entry.hash.clone(),
@@ -1292,7 +1337,7 @@ impl Tx for SqliteTx<'_> {
         let mut values: Vec<Value> = Vec::new();
         let mut condition = |sql: &str, value: Value| {
             values.push(value);
-            conditions.push(format!("{sql} ?{}", values.len()));
+            conditions.push(format!("{sql} ${}", values.len()));
         };
         if let Some(action) = &q.action {
             condition("action =", Value::Text(action.clone()));
@@ -1307,31 +1352,31 @@ impl Tx for SqliteTx<'_> {
             condition("decision =", Value::Text(decision.as_str().into()));
         }
         if let Some(since) = q.since {
-            condition("at >=", Value::Integer(since.unix_millis()));
+            condition("at >=", Value::Int(since.unix_millis()));
         }
         if let Some(until) = q.until {
-            condition("at <", Value::Integer(until.unix_millis()));
+            condition("at <", Value::Int(until.unix_millis()));
         }
         if let Some(before) = q.before_seq {
-            condition("seq <", Value::Integer(signed(before)));
+            condition("seq <", Value::Int(signed(before)));
         }
         let filter = if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        values.push(Value::Integer(i64::from(q.limit)));
+        values.push(Value::Int(i64::from(q.limit)));
         let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log {filter} ORDER BY seq DESC LIMIT ?{}",
+            "SELECT {AUDIT_COLUMNS} FROM audit_log {filter} ORDER BY seq DESC LIMIT ${}",
             values.len()
         );
-        self.collect(&sql, params_from_iter(values), audit_from_row)
+        self.collect(&sql, values, audit_from_row)
     }
 
     fn audit_after(&mut self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
         self.collect(
-            &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
-            params![signed(after_seq), limit],
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            vals![signed(after_seq), limit],
             audit_from_row,
         )
     }
@@ -1339,7 +1384,7 @@ impl Tx for SqliteTx<'_> {
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
         self.one(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
+            vals![],
             |row| Ok((unsigned(row, 0)?, row.get(1)?)),
         )
     }
