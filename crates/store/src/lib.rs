@@ -10,7 +10,10 @@
 //! Only this crate knows SQL. Domain types come from `deploy-safety-core` and never derive
 //! database traits; backends map rows to them.
 
+mod migrations;
+pub mod postgres;
 mod records;
+mod session;
 mod sql;
 pub mod sqlite;
 mod tx;
@@ -20,7 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use records::{AuditQuery, IncidentQuery, OutboxEntry, OutboxKind, TokenRecord};
+pub use records::{AuditQuery, IncidentQuery, LeaderInfo, OutboxEntry, OutboxKind, TokenRecord};
+pub use session::PoolStats;
 pub use tx::Tx;
 
 /// What went wrong in the store. Callers map every variant to "unavailable" except where noted.
@@ -93,6 +97,16 @@ pub(crate) trait Backend: Send + Sync {
     fn read(&self, job: ReadJob<'_>) -> Result<(), StoreError>;
     fn counters(&self) -> &Counters;
     fn describe(&self) -> String;
+    /// The read connections' pool.
+    fn pool(&self) -> PoolStats;
+    /// Whether this replica runs the background work (a single replica always does).
+    fn is_leader(&self) -> bool {
+        true
+    }
+    /// The leading replica, as shared storage records it (`None` for a single replica).
+    fn leader(&self) -> Result<Option<LeaderInfo>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A handle on the store; cheap to clone.
@@ -112,22 +126,36 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the database named by `url`, creating and migrating it if needed.
     ///
-    /// `sqlite://PATH` (relative) or `sqlite:///ABSOLUTE/PATH` select the embedded backend.
-    /// This blocks (migrations, file locks): call it from a blocking context.
+    /// `sqlite://PATH` (relative) or `sqlite:///ABSOLUTE/PATH` select the embedded backend;
+    /// `postgres://...` PostgreSQL, where this process is one replica among any number.
+    /// This blocks (migrations, file locks, connecting): call it from a blocking context.
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        let path = sqlite_path(url)?;
-        Ok(Store {
-            backend: Arc::new(sqlite::SqliteBackend::open(&path)?),
-        })
+        Self::open_as(url, &default_replica_name())
+    }
+
+    /// [`Store::open`], naming this replica (for the leader election and `/health`).
+    pub fn open_as(url: &str, replica: &str) -> Result<Store, StoreError> {
+        let backend: Arc<dyn Backend> = if postgres::is_postgres_url(url) {
+            Arc::new(postgres::PgBackend::open(url, replica, false)?)
+        } else {
+            Arc::new(sqlite::SqliteBackend::open(&sqlite_path(url)?)?)
+        };
+        Ok(Store { backend })
     }
 
     /// Opens an existing database for reading only: no migration, no writer, nothing created.
     /// For offline inspection (`deploy-safety audit verify --database-url ...`).
     pub fn open_read_only(url: &str) -> Result<Store, StoreError> {
-        let path = sqlite_path(url)?;
-        Ok(Store {
-            backend: Arc::new(sqlite::SqliteBackend::open_read_only(&path)?),
-        })
+        let backend: Arc<dyn Backend> = if postgres::is_postgres_url(url) {
+            Arc::new(postgres::PgBackend::open(
+                url,
+                &default_replica_name(),
+                true,
+            )?)
+        } else {
+            Arc::new(sqlite::SqliteBackend::open_read_only(&sqlite_path(url)?)?)
+        };
+        Ok(Store { backend })
     }
 
     /// Runs `work` in a write transaction and answers once that transaction is durable.
@@ -204,6 +232,23 @@ impl Store {
         self.backend.counters().snapshot()
     }
 
+    pub fn pool_stats(&self) -> PoolStats {
+        self.backend.pool()
+    }
+
+    /// Whether this replica should run the background work now.
+    pub fn is_leader(&self) -> bool {
+        self.backend.is_leader()
+    }
+
+    /// The leading replica, as the database records it (`None` with a single replica).
+    pub async fn leader(&self) -> Result<Option<LeaderInfo>, StoreError> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.leader())
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
     /// Writes waiting for the writer (not counting the batch it is running).
     pub fn queued_writes(&self) -> usize {
         self.backend
@@ -217,10 +262,18 @@ impl Store {
     }
 }
 
+/// `hostname-pid`: unique enough to tell replicas apart in `/health`.
+pub fn default_replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "replica".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 fn sqlite_path(url: &str) -> Result<std::path::PathBuf, StoreError> {
     sqlite::path_from_url(url).ok_or_else(|| {
         StoreError::Config(format!(
-            "unsupported database URL `{}`: expected sqlite://PATH",
+            "unsupported database URL `{}`: expected sqlite://PATH or postgres://...",
             redact_url(url)
         ))
     })

@@ -85,3 +85,15 @@ pub struct OutboxEntry {
     pub failed_at: Option<Timestamp>,
     pub last_error: Option<String>,
 }
+
+/// The replica running the background work, as the database records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderInfo {
+    pub replica: String,
+    /// When it took the lead (ms since the Unix epoch, the database's clock).
+    pub since_ms: i64,
+    /// How long ago it last refreshed its claim.
+    pub heartbeat_age_ms: i64,
+    /// Whether that refresh is recent enough to count as alive.
+    pub fresh: bool,
+}

@@ -637,9 +637,9 @@ impl Tx for SqlTx<'_> {
         self.collect(
             &format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents
-                 WHERE ($1 IS NULL OR status = $1)
-                   AND ($2 IS NULL OR severity = $2)
-                   AND ($3 IS NULL OR environment = $3 OR environment IS NULL)
+                 WHERE (CAST($1 AS TEXT) IS NULL OR status = $1)
+                   AND (CAST($2 AS TEXT) IS NULL OR severity = $2)
+                   AND (CAST($3 AS TEXT) IS NULL OR environment = $3 OR environment IS NULL)
                  ORDER BY opened_at DESC, id DESC LIMIT $4"
             ),
             vals![
@@ -699,7 +699,7 @@ impl Tx for SqlTx<'_> {
         self.collect(
             &format!(
                 "SELECT {VALIDATION_COLUMNS} FROM validations
-                 WHERE ($1 IS NULL OR release_id = $1) AND ($2 IS NULL OR environment = $2)
+                 WHERE (CAST($1 AS TEXT) IS NULL OR release_id = $1) AND (CAST($2 AS TEXT) IS NULL OR environment = $2)
                  ORDER BY created_at DESC, id DESC LIMIT $3"
             ),
             vals![release_id, environment.map(Environment::as_str), limit],
@@ -1012,7 +1012,7 @@ impl Tx for SqlTx<'_> {
         limit: u32,
     ) -> Result<Vec<Canary>, StoreError> {
         self.collect(
-            "SELECT body FROM canaries WHERE ($1 IS NULL OR environment = $1)
+            "SELECT body FROM canaries WHERE (CAST($1 AS TEXT) IS NULL OR environment = $1)
              ORDER BY started_at DESC, id DESC LIMIT $2",
             vals![environment.map(Environment::as_str), limit],
             |row| json_column(row, 0),
@@ -1064,7 +1064,7 @@ impl Tx for SqlTx<'_> {
         limit: u32,
     ) -> Result<Vec<Rollback>, StoreError> {
         self.collect(
-            "SELECT body FROM rollbacks WHERE ($1 IS NULL OR environment = $1)
+            "SELECT body FROM rollbacks WHERE (CAST($1 AS TEXT) IS NULL OR environment = $1)
              ORDER BY created_at DESC, id DESC LIMIT $2",
             vals![environment.map(Environment::as_str), limit],
             |row| json_column(row, 0),

@@ -6,31 +6,21 @@
 //! commits once. With `synchronous=FULL` in WAL mode a commit is one fsync, so under concurrency
 //! many decisions share one fsync, and none is answered before it.
 
-mod driver;
 mod migrate;
+mod session;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
-use crate::{Backend, Counters, JobOutcome, ReadJob, StoreError, WriteJob};
+use crate::session::{Connect, PoolStats, QUEUE_DEPTH, ReaderPool, writer_loop};
+use crate::{Backend, Counters, ReadJob, StoreError, WriteJob};
 
-use driver::SqliteDriver;
+use session::SqliteSession;
 
-use crate::sql::{SqlTx, Tail};
-
-/// The most jobs one transaction takes: bounds the latency a job can add to the others.
-const MAX_BATCH: usize = 512;
-/// Jobs that may wait for the writer before callers wait to enqueue (backpressure).
-const QUEUE_DEPTH: usize = 8_192;
-/// Read connections open at most; further reads wait for one to be free.
-const MAX_READERS: usize = 16;
-/// How long a read waits for a free connection before failing.
-const READER_WAIT: Duration = Duration::from_secs(10);
 /// How long a connection waits for a lock held by another process (e.g. the CLI) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -79,8 +69,23 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 pub(crate) struct SqliteBackend {
     path: PathBuf,
     writer: Option<mpsc::Sender<WriteJob>>,
-    readers: ReaderPool,
+    readers: ReaderPool<SqliteSession>,
     counters: Arc<Counters>,
+}
+
+/// Opens read connections: read-write files (the server's) or read-only URIs (offline use).
+fn reader_connect(target: String, read_only: bool) -> Connect<SqliteSession> {
+    Box::new(move || {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let conn = Connection::open_with_flags(&target, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(database)?;
+        configure_reader(&conn).map_err(database)?;
+        Ok(SqliteSession { conn })
+    })
 }
 
 impl SqliteBackend {
@@ -89,31 +94,36 @@ impl SqliteBackend {
     pub(crate) fn open(path: &Path) -> Result<SqliteBackend, StoreError> {
         checked_path(path)?;
         create_private(path)?;
-        let mut conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| {
-            StoreError::Config(format!(
-                "cannot open SQLite database {}: {e}",
-                path.display()
-            ))
-        })?;
-        configure_writer(&conn).map_err(database)?;
-        migrate::apply(&mut conn)?;
+        let writer_path = path.to_owned();
+        let connect_writer: Connect<SqliteSession> = Box::new(move || {
+            let conn = Connection::open_with_flags(
+                &writer_path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot open SQLite database {}: {e}",
+                    writer_path.display()
+                ))
+            })?;
+            configure_writer(&conn).map_err(database)?;
+            Ok(SqliteSession { conn })
+        });
+        let mut session = connect_writer()?;
+        crate::migrations::apply(&mut session, migrate::MIGRATIONS)?;
 
         let (writer, queue) = mpsc::channel(QUEUE_DEPTH);
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, queue, &thread_counters))
+            .spawn(move || writer_loop(session, connect_writer, queue, &thread_counters))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
 
         Ok(SqliteBackend {
             path: path.to_owned(),
             writer: Some(writer),
-            readers: ReaderPool::new(ReaderAccess::ReadWrite(path.to_owned())),
+            readers: ReaderPool::new(reader_connect(path.to_string_lossy().into_owned(), false)),
             counters,
         })
     }
@@ -131,29 +141,26 @@ impl SqliteBackend {
         }
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        let access = if Path::new(&wal).exists() {
-            ReaderAccess::ReadOnly {
-                uri: file_uri(path, "mode=ro"),
-            }
+        let uri = if Path::new(&wal).exists() {
+            file_uri(path, "mode=ro")
         } else {
-            ReaderAccess::ReadOnly {
-                uri: file_uri(path, "immutable=1"),
-            }
+            file_uri(path, "immutable=1")
         };
         let backend = SqliteBackend {
             path: path.to_owned(),
             writer: None,
-            readers: ReaderPool::new(access),
+            readers: ReaderPool::new(reader_connect(uri, true)),
             counters: Arc::new(Counters::default()),
         };
-        let conn = backend.readers.take().map_err(|e| {
+        let session = backend.readers.take().map_err(|e| {
             StoreError::Config(format!(
                 "cannot open {} for reading: {e} (while a server has it open, reading needs write access to its -shm file)",
                 path.display()
             ))
         })?;
-        let current = migrate::check_current(&conn);
-        backend.readers.give_back(conn, true);
+        let mut session = session;
+        let current = crate::migrations::check_current(&mut session, migrate::MIGRATIONS);
+        backend.readers.give_back(session, true);
         current?;
         Ok(backend)
     }
@@ -173,122 +180,13 @@ fn file_uri(path: &Path, query: &str) -> String {
     format!("{uri}?{query}")
 }
 
-enum ReaderAccess {
-    ReadWrite(PathBuf),
-    ReadOnly { uri: String },
-}
-
-/// At most [`MAX_READERS`] connections; a read waits for a free one rather than opening more.
-struct ReaderPool {
-    access: ReaderAccess,
-    state: Mutex<PoolState>,
-    freed: Condvar,
-}
-
-struct PoolState {
-    idle: Vec<Connection>,
-    open: usize,
-}
-
-impl ReaderPool {
-    fn new(access: ReaderAccess) -> Self {
-        ReaderPool {
-            access,
-            state: Mutex::new(PoolState {
-                idle: Vec::new(),
-                open: 0,
-            }),
-            freed: Condvar::new(),
-        }
-    }
-
-    fn connect(&self) -> Result<Connection, StoreError> {
-        let conn = match &self.access {
-            ReaderAccess::ReadWrite(path) => Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            ),
-            ReaderAccess::ReadOnly { uri } => Connection::open_with_flags(
-                uri,
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_URI
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            ),
-        }
-        .map_err(database)?;
-        configure_reader(&conn).map_err(database)?;
-        Ok(conn)
-    }
-
-    fn take(&self) -> Result<Connection, StoreError> {
-        let poisoned = || StoreError::Database("the reader pool is poisoned".into());
-        let mut state = self.state.lock().map_err(|_| poisoned())?;
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                return Ok(conn);
-            }
-            if state.open < MAX_READERS {
-                state.open += 1;
-                drop(state);
-                let opened = self.connect();
-                if opened.is_err() {
-                    self.give_back_slot();
-                }
-                return opened;
-            }
-            let (next, waited) = self
-                .freed
-                .wait_timeout(state, READER_WAIT)
-                .map_err(|_| poisoned())?;
-            state = next;
-            if waited.timed_out() && state.idle.is_empty() && state.open >= MAX_READERS {
-                return Err(StoreError::Database(format!(
-                    "no read connection became free within {} s",
-                    READER_WAIT.as_secs()
-                )));
-            }
-        }
-    }
-
-    /// Returns a connection; a connection in an unknown state is closed instead.
-    fn give_back(&self, conn: Connection, reusable: bool) {
-        if !reusable {
-            drop(conn);
-            self.give_back_slot();
-            return;
-        }
-        if let Ok(mut state) = self.state.lock() {
-            state.idle.push(conn);
-        }
-        self.freed.notify_one();
-    }
-
-    fn give_back_slot(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.open = state.open.saturating_sub(1);
-        }
-        self.freed.notify_one();
-    }
-}
-
 impl Backend for SqliteBackend {
     fn writer(&self) -> Option<&mpsc::Sender<WriteJob>> {
         self.writer.as_ref()
     }
 
     fn read(&self, job: ReadJob<'_>) -> Result<(), StoreError> {
-        let conn = self.readers.take()?;
-        // One deferred transaction: every query of the job sees the same snapshot.
-        if let Err(e) = conn.execute_batch("BEGIN") {
-            self.readers.give_back(conn, false);
-            return Err(database(e));
-        }
-        let mut tail = Tail::Unknown;
-        let mut driver = SqliteDriver { conn: &conn };
-        let result = job(&mut SqlTx::new(&mut driver, &mut tail));
-        let ended = conn.execute_batch("COMMIT").map_err(database);
-        self.readers.give_back(conn, ended.is_ok());
-        result.and(ended)
+        self.readers.read(job)
     }
 
     fn counters(&self) -> &Counters {
@@ -297,6 +195,10 @@ impl Backend for SqliteBackend {
 
     fn describe(&self) -> String {
         format!("sqlite://{}", self.path.display())
+    }
+
+    fn pool(&self) -> PoolStats {
+        self.readers.stats()
     }
 }
 
@@ -315,82 +217,6 @@ fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "query_only", "ON")
-}
-
-fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<WriteJob>, counters: &Counters) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        run_batch(&conn, &mut batch, counters);
-    }
-    tracing::debug!("sqlite writer stopped: every store handle was dropped");
-}
-
-/// One transaction for every job in `batch`; every job's caller is answered after the commit
-/// (or its failure).
-fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, counters: &Counters) {
-    let mut answers = Vec::with_capacity(batch.len());
-    let outcome = (|| -> Result<u64, StoreError> {
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(database)?;
-        let mut tail = Tail::Unknown;
-        let mut succeeded = 0;
-        for job in batch.drain(..) {
-            conn.execute_batch("SAVEPOINT job").map_err(database)?;
-            let tail_before = tail.clone();
-            let ran = catch_unwind(AssertUnwindSafe(|| {
-                let mut driver = SqliteDriver { conn };
-                job(&mut SqlTx::new(&mut driver, &mut tail))
-            }));
-            match ran {
-                Ok(JobOutcome {
-                    succeeded: true,
-                    answer,
-                }) => {
-                    conn.execute_batch("RELEASE job").map_err(database)?;
-                    succeeded += 1;
-                    answers.push(answer);
-                }
-                Ok(JobOutcome { answer, .. }) => {
-                    conn.execute_batch("ROLLBACK TO job; RELEASE job")
-                        .map_err(database)?;
-                    tail = tail_before;
-                    answers.push(answer);
-                }
-                Err(_) => {
-                    // The job panicked: its reply channel is gone, so its caller hears "closed".
-                    tracing::error!("a store write panicked; its changes were rolled back");
-                    conn.execute_batch("ROLLBACK TO job; RELEASE job")
-                        .map_err(database)?;
-                    tail = tail_before;
-                }
-            }
-        }
-        conn.execute_batch("COMMIT").map_err(database)?;
-        Ok(succeeded)
-    })();
-    match outcome {
-        Ok(succeeded) => {
-            counters.committed(succeeded);
-            answers.into_iter().for_each(|answer| answer(Ok(())));
-        }
-        Err(error) => {
-            tracing::error!(%error, "a write transaction failed; its callers are told so");
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            // Jobs that never ran were dropped with the drained batch; their callers hear
-            // `Closed`, which they treat as unavailable like this error.
-            answers
-                .into_iter()
-                .for_each(|answer| answer(Err(error.clone())));
-        }
-    }
 }
 
 pub(crate) fn database(error: rusqlite::Error) -> StoreError {

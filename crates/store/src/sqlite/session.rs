@@ -1,14 +1,35 @@
-//! [`Driver`] on a rusqlite connection.
+//! A SQLite connection as a [`Session`].
 
 use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
 
 use super::database;
 use crate::StoreError;
+use crate::session::Session;
 use crate::sql::{Dialect, Driver, Row, Value};
 
-pub(crate) struct SqliteDriver<'c> {
-    pub(crate) conn: &'c Connection,
+pub(crate) struct SqliteSession {
+    pub(crate) conn: Connection,
+}
+
+impl Session for SqliteSession {
+    fn control(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.conn.execute_batch(sql).map_err(database)
+    }
+
+    /// IMMEDIATE: take the write lock at once, so another process (the CLI) waits its turn
+    /// instead of failing mid-transaction.
+    fn begin_write(&mut self) -> Result<(), StoreError> {
+        self.control("BEGIN IMMEDIATE")
+    }
+
+    fn begin_read(&mut self) -> Result<(), StoreError> {
+        self.control("BEGIN")
+    }
+
+    fn usable(&mut self) -> bool {
+        true
+    }
 }
 
 impl rusqlite::ToSql for Value {
@@ -60,7 +81,7 @@ fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(),
     Ok(())
 }
 
-impl Driver for SqliteDriver<'_> {
+impl Driver for SqliteSession {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }

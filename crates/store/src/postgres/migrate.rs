@@ -1,0 +1,26 @@
+//! The PostgreSQL schema's migrations.
+
+use crate::migrations::Migration;
+
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "gate_tokens_overrides_audit",
+        sql: include_str!("../../migrations/postgres/0001_gate_tokens_overrides_audit.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "incidents_validations_probes",
+        sql: include_str!("../../migrations/postgres/0002_incidents_validations_probes.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "canaries_rollbacks_events",
+        sql: include_str!("../../migrations/postgres/0003_canaries_rollbacks_events.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "leader",
+        sql: include_str!("../../migrations/postgres/0004_leader.sql"),
+    },
+];
