@@ -128,7 +128,10 @@ impl Prometheus {
         let port = free_port();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -159,7 +162,10 @@ async fn wait_for_value(url: &str, query: &str, accept: impl Fn(f64) -> bool) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "Prometheus never answered {query} as expected");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never answered {query} as expected"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -177,7 +183,9 @@ fn queries() -> PrometheusQueries {
 
 async fn app_with(prometheus_url: &str, dir: &Path) -> (App, Arc<ManualClock>, Caller) {
     let store = Store::open(&format!("sqlite://{}", dir.join("ds.db").display())).unwrap();
-    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000)));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(
+        1_800_000_000_000,
+    )));
     let settings = AppSettings {
         prometheus: Some(PrometheusSettings {
             url: prometheus_url.to_owned(),
@@ -187,7 +195,10 @@ async fn app_with(prometheus_url: &str, dir: &Path) -> (App, Arc<ManualClock>, C
         ..AppSettings::default()
     };
     let app = App::new(store, clock.clone(), settings);
-    let token = app.create_token("ci", Role::Developer, "test").await.unwrap();
+    let token = app
+        .create_token("ci", Role::Developer, "test")
+        .await
+        .unwrap();
     let caller = app.authenticate(&token.token).await.unwrap();
     (app, clock, caller)
 }
@@ -234,10 +245,18 @@ async fn canary_metrics_come_from_a_real_prometheus() {
     // One step: memory is unknown, so the canary holds (unknown is never a pass).
     let scheduled = started.canary.next_step_at.unwrap();
     clock.set(scheduled);
-    let canary = app.canary_status(Environment::Staging).await.unwrap().canary;
+    let canary = app
+        .canary_status(Environment::Staging)
+        .await
+        .unwrap()
+        .canary;
     let action = app.step_canary(&canary, scheduled).await.unwrap();
     assert_eq!(action, Some(StepAction::Held));
-    let canary = app.canary_status(Environment::Staging).await.unwrap().canary;
+    let canary = app
+        .canary_status(Environment::Staging)
+        .await
+        .unwrap()
+        .canary;
     assert_eq!(canary.status, Verdict::Unknown);
     let evaluation = canary.steps.last().unwrap().evaluation.clone().unwrap();
     let verdict_of = |name: &str| {
@@ -262,10 +281,18 @@ async fn canary_metrics_come_from_a_real_prometheus() {
     wait_for_value(&prometheus.url, "canary_error_rate_percent", |v| v == 5.0).await;
     let scheduled = canary.next_step_at.unwrap();
     clock.set(scheduled);
-    let canary = app.canary_status(Environment::Staging).await.unwrap().canary;
+    let canary = app
+        .canary_status(Environment::Staging)
+        .await
+        .unwrap()
+        .canary;
     let action = app.step_canary(&canary, scheduled).await.unwrap();
     assert_eq!(action, Some(StepAction::RolledBack));
-    let canary = app.canary_status(Environment::Staging).await.unwrap().canary;
+    let canary = app
+        .canary_status(Environment::Staging)
+        .await
+        .unwrap()
+        .canary;
     assert_eq!(canary.current_percentage, 0);
     assert_eq!(canary.status, Verdict::Unhealthy);
 }

@@ -110,7 +110,6 @@ impl Default for ThresholdsSection {
     }
 }
 
-
 /// `[prometheus]` and `[prometheus.queries.<environment>]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
