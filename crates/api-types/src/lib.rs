@@ -216,6 +216,36 @@ pub struct HealthReport {
     pub overall_health: OverallHealth,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<Vec<ProbeSummary>>,
+    /// This replica, its database, and which replica leads (with a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaHealth>,
+}
+
+/// The answering replica and the one running the background work.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaHealth {
+    /// This replica's name.
+    pub name: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+    /// Whether this replica's database answers now.
+    pub database_reachable: bool,
+    /// Whether this replica runs the background work (probes, canary steps, deliveries).
+    pub leading: bool,
+    /// The leading replica as the database records it (PostgreSQL only).
+    pub leader: Option<LeaderView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderView {
+    pub replica: String,
+    pub since: Timestamp,
+    /// How long ago the leader last renewed its lease.
+    pub heartbeat_age_ms: i64,
+    /// Whether that renewal is recent enough to count as alive.
+    pub fresh: bool,
 }
 
 /// One probe's latest state, as `GET /health` shows it.

@@ -502,6 +502,42 @@ impl App {
             .await
     }
 
+    /// Announces every override that has expired by `now` and was not announced yet: an
+    /// `override.expired` event and an audit entry each. Returns how many.
+    pub async fn announce_expired_overrides(&self, now: Timestamp) -> Result<usize, AppError> {
+        self.write_emitting(move |tx, emitter| -> crate::TxResult<usize> {
+            let expired = tx.expired_unannounced(now, 100)?;
+            let mut announced = 0;
+            for o in expired {
+                if !tx.mark_expiry_announced(&o.id)? {
+                    continue;
+                }
+                tx.append_audit(
+                    AuditDraft {
+                        principal: "system".to_owned(),
+                        role: None,
+                        action: "override.expire".to_owned(),
+                        environment: Some(o.environment),
+                        decision: AuditDecision::Recorded,
+                        reason: ReasonCode::Recorded.as_str().to_owned(),
+                        details: override_event(&o),
+                    },
+                    now,
+                )?;
+                emitter.emit(
+                    tx,
+                    EventType::OverrideExpired,
+                    now,
+                    Some(o.environment),
+                    override_event(&o),
+                )?;
+                announced += 1;
+            }
+            Ok(Ok(announced))
+        })
+        .await
+    }
+
     /// `GET /security-gate/overrides`: active ones, or with `all` every one.
     pub async fn list_overrides(&self, all: bool) -> Result<OverrideList, AppError> {
         let clock = self.clock.clone();

@@ -61,6 +61,8 @@ pub struct AppSettings {
     pub require_known_target: bool,
     /// Attempts at a webhook or executor delivery before giving up.
     pub delivery_attempts: u32,
+    /// This replica's name (for `/health` and the leader election).
+    pub replica: String,
 }
 
 impl Default for AppSettings {
@@ -74,6 +76,7 @@ impl Default for AppSettings {
             executor: None,
             require_known_target: false,
             delivery_attempts: 20,
+            replica: "local".to_owned(),
         }
     }
 }
@@ -122,5 +125,10 @@ impl App {
 
     pub fn settings(&self) -> &AppSettings {
         &self.settings
+    }
+
+    /// Whether this replica runs the background work now (always, with SQLite).
+    pub fn is_leader(&self) -> bool {
+        self.store.is_leader()
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use deploy_safety_api_types::{
-    CreateProbeRequest, HealthReport, ProbeList, ProbeSummary, ProbeView,
+    CreateProbeRequest, HealthReport, LeaderView, ProbeList, ProbeSummary, ProbeView, ReplicaHealth,
 };
 use deploy_safety_core::{
     AuditDecision, AuditDraft, CheckOutcome, Name, OverallHealth, Probe, ProbeDefinition,
@@ -520,6 +520,7 @@ impl App {
                 HealthReport {
                     overall_health: overall,
                     probes: Some(summaries),
+                    replica: Some(self.replica_health(true).await),
                 }
             }
             Err(error) => {
@@ -536,8 +537,38 @@ impl App {
                         last_checked_at: Some(now),
                         last_error: Some("the database does not answer".to_owned()),
                     }]),
+                    replica: Some(self.replica_health(false).await),
                 }
             }
+        }
+    }
+}
+
+impl App {
+    async fn replica_health(&self, database_reachable: bool) -> ReplicaHealth {
+        let leader = match self.store.leader().await {
+            Ok(leader) => leader.map(|l| LeaderView {
+                replica: l.replica,
+                since: Timestamp::from_unix_millis(l.since_ms),
+                heartbeat_age_ms: l.heartbeat_age_ms,
+                fresh: l.fresh,
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "health: cannot read the leader");
+                None
+            }
+        };
+        ReplicaHealth {
+            name: self.settings.replica.clone(),
+            database: if self.store.describe().starts_with("sqlite") {
+                "sqlite"
+            } else {
+                "postgres"
+            }
+            .to_owned(),
+            database_reachable,
+            leading: self.store.is_leader(),
+            leader,
         }
     }
 }

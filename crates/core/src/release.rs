@@ -116,6 +116,8 @@ string_enum! {
         LockdownExited = "lockdown.exited",
         OverrideCreated = "override.created",
         OverrideRevoked = "override.revoked",
+        /// An override reached its expiry.
+        OverrideExpired = "override.expired",
         LoadSheddingChanged = "load_shedding.changed",
     }
 }

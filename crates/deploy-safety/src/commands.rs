@@ -17,7 +17,7 @@ use deploy_safety_api_types::{
 use deploy_safety_app::{App, SystemClock, verify_chain};
 use deploy_safety_client::{Client, ClientError};
 use deploy_safety_core::{CanaryPhase, ValidationStatus};
-use deploy_safety_engine::{CanaryRunner, DeliveryWorker, ProbeRunner};
+use deploy_safety_engine::{CanaryRunner, DeliveryWorker, ExpiryWatcher, ProbeRunner};
 use deploy_safety_server::Server;
 use deploy_safety_store::{Store, redact_url, sqlite};
 use serde::Serialize;
@@ -99,13 +99,9 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
 async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     let settings = settings_for(args)?;
     init_logging(&settings)?;
-    let store = Store::open(&settings.database_url).with_context(|| {
-        format!(
-            "cannot open the database {}",
-            redact_url(&settings.database_url)
-        )
-    })?;
-    tracing::info!(database = %store.describe(), "database ready");
+    let replica = settings.replica();
+    let store = open_store(&settings.database_url, Some(replica.clone())).await?;
+    tracing::info!(database = %store.describe(), %replica, "database ready");
     let app = App::new(store, Arc::new(SystemClock), settings.app());
     // Bind before creating the bootstrap token, so a start that fails (port taken) does not
     // use up the token's one showing.
@@ -128,7 +124,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     let background = [
         tokio::spawn(ProbeRunner::new(app.clone(), PROBE_CONCURRENCY).run(stopped.clone())),
         tokio::spawn(CanaryRunner::new(app.clone()).run(stopped.clone())),
-        tokio::spawn(DeliveryWorker::new(app.clone(), DELIVERY_CONCURRENCY).run(stopped)),
+        tokio::spawn(DeliveryWorker::new(app.clone(), DELIVERY_CONCURRENCY).run(stopped.clone())),
+        tokio::spawn(ExpiryWatcher::new(app.clone()).run(stopped)),
     ];
     let address = server.local_addr()?;
     println!("deploy-safety listening on http://{address}");
@@ -179,11 +176,14 @@ fn local_operator() -> String {
 }
 
 /// Opens (creating and migrating if new) the store off the async threads.
-async fn open_store(database_url: &str) -> anyhow::Result<Store> {
+async fn open_store(database_url: &str, replica: Option<String>) -> anyhow::Result<Store> {
     let url = database_url.to_owned();
-    tokio::task::spawn_blocking(move || Store::open(&url))
-        .await?
-        .with_context(|| format!("cannot open the database {}", redact_url(database_url)))
+    tokio::task::spawn_blocking(move || match replica {
+        Some(name) => Store::open_replica(&url, &name),
+        None => Store::open(&url),
+    })
+    .await?
+    .with_context(|| format!("cannot open the database {}", redact_url(database_url)))
 }
 
 async fn local_app(database: &DatabaseArgs) -> anyhow::Result<App> {
@@ -199,7 +199,7 @@ async fn local_app(database: &DatabaseArgs) -> anyhow::Result<App> {
             shown.display()
         );
     }
-    let store = open_store(&settings.database_url).await?;
+    let store = open_store(&settings.database_url, None).await?;
     Ok(App::new(store, Arc::new(SystemClock), settings.app()))
 }
 
@@ -263,12 +263,15 @@ async fn token(command: TokenCommand) -> anyhow::Result<u8> {
 
 async fn verify_offline(database: &DatabaseArgs, json: bool) -> anyhow::Result<u8> {
     let settings = database_settings(database)?;
-    let store = Store::open_read_only(&settings.database_url).with_context(|| {
-        format!(
-            "cannot open the database {}",
-            redact_url(&settings.database_url)
-        )
-    })?;
+    let url = settings.database_url.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_read_only(&url))
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                redact_url(&settings.database_url)
+            )
+        })?;
     let verification = store.read(verify_chain).await?;
     if json {
         print_json(&verification);

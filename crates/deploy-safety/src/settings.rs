@@ -35,8 +35,10 @@ pub enum LogFormat {
 pub struct Settings {
     /// Address to listen on.
     pub listen: String,
-    /// `sqlite://PATH` (embedded, the default).
+    /// `sqlite://PATH` (embedded, the default) or `postgres://...` (several replicas).
     pub database_url: String,
+    /// This replica's name, for `/health` and the leader election (default: hostname-pid).
+    pub replica_name: Option<String>,
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `deploy_safety=debug,info`.
     pub log_filter: String,
@@ -234,6 +236,7 @@ impl Default for Settings {
         Settings {
             listen: "127.0.0.1:8080".to_owned(),
             database_url: "sqlite://deploy-safety.db".to_owned(),
+            replica_name: None,
             log_format: LogFormat::Human,
             log_filter: "info".to_owned(),
             http: HttpSection::default(),
@@ -273,6 +276,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
+            .field("replica_name", &self.replica_name)
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
             .field("http", &self.http)
@@ -292,6 +296,7 @@ impl fmt::Debug for Settings {
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("DEPLOY_SAFETY_LISTEN", "listen"),
     ("DEPLOY_SAFETY_DATABASE_URL", "database_url"),
+    ("DEPLOY_SAFETY_REPLICA_NAME", "replica_name"),
     ("DEPLOY_SAFETY_LOG_FORMAT", "log_format"),
     ("DEPLOY_SAFETY_LOG", "log_filter"),
     (
@@ -356,6 +361,7 @@ impl Settings {
         match key {
             "listen" => self.listen = value.to_owned(),
             "database_url" => self.database_url = value.to_owned(),
+            "replica_name" => self.replica_name = Some(value.to_owned()),
             "log_format" => {
                 self.log_format = match value {
                     "human" => LogFormat::Human,
@@ -484,7 +490,15 @@ impl Settings {
             executor: self.executor().ok().flatten(),
             require_known_target: self.rollback.require_known_target,
             delivery_attempts: self.deliveries.max_attempts,
+            replica: self.replica(),
         }
+    }
+
+    /// This replica's name.
+    pub fn replica(&self) -> String {
+        self.replica_name
+            .clone()
+            .unwrap_or_else(deploy_safety_store::default_replica_name)
     }
 
     fn thresholds(&self) -> EvaluationThresholds {

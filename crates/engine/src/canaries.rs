@@ -10,6 +10,8 @@ use deploy_safety_app::{App, AppError};
 use deploy_safety_core::{StepAction, Timestamp};
 use tokio::sync::watch;
 
+use crate::leading;
+
 const TICK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
@@ -51,7 +53,9 @@ impl CanaryRunner {
             if *stop.borrow() {
                 break;
             }
-            if let Err(error) = self.tick(self.app.clock().now()).await {
+            if leading(&self.app)
+                && let Err(error) = self.tick(self.app.clock().now()).await
+            {
                 tracing::warn!(%error, "cannot look for due canaries");
             }
             tokio::select! {

@@ -1,10 +1,23 @@
 //! Background work: each kind is a loop around a public single-step `tick(now)` that tests
 //! call directly with any `now`, so nothing here needs a test to sleep.
+//!
+//! With several replicas on one PostgreSQL database, only the leader's loops tick (see
+//! `Store::is_leader`); the work itself is claimed with conditional writes, so even an overlap
+//! during a change of leader does nothing twice.
 
 mod canaries;
 mod deliveries;
+mod expiry;
 mod probes;
 
 pub use canaries::CanaryRunner;
 pub use deliveries::DeliveryWorker;
+pub use expiry::ExpiryWatcher;
 pub use probes::ProbeRunner;
+
+use deploy_safety_app::App;
+
+/// Whether this replica should do the background work now.
+fn leading(app: &App) -> bool {
+    app.is_leader()
+}

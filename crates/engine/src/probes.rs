@@ -11,6 +11,8 @@ use std::time::Duration;
 use deploy_safety_app::{App, AppError};
 use deploy_safety_core::Timestamp;
 use tokio::sync::{Semaphore, watch};
+
+use crate::leading;
 use tokio::task::JoinHandle;
 
 /// How often the loop looks for due probes.
@@ -89,7 +91,9 @@ impl ProbeRunner {
             if *stop.borrow() {
                 break;
             }
-            if let Err(error) = self.tick(self.app.clock().now()).await {
+            if leading(&self.app)
+                && let Err(error) = self.tick(self.app.clock().now()).await
+            {
                 tracing::warn!(%error, "cannot look for due probes");
             }
             tokio::select! {

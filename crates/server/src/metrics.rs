@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use deploy_safety_core::Decision;
-use deploy_safety_store::StoreStats;
+use deploy_safety_store::{Store, StoreStats};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "deploy_safety_http_requests_total";
@@ -11,6 +11,10 @@ pub const HTTP_DURATION: &str = "deploy_safety_http_request_duration_seconds";
 pub const GATE_DECISIONS: &str = "deploy_safety_gate_decisions_total";
 pub const STORE_WRITES: &str = "deploy_safety_store_writes_total";
 pub const STORE_COMMITS: &str = "deploy_safety_store_commits_total";
+pub const POOL_OPEN: &str = "deploy_safety_store_read_connections_open";
+pub const POOL_IDLE: &str = "deploy_safety_store_read_connections_idle";
+pub const POOL_MAX: &str = "deploy_safety_store_read_connections_max";
+pub const LEADER: &str = "deploy_safety_leader";
 
 /// Buckets for request latency, in seconds: fine below 5 ms, where the gate should answer.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -52,10 +56,16 @@ pub fn record_decision(decision: &Decision) {
     .increment(1);
 }
 
-/// Renders every metric, with the store's counters read now.
-pub fn render(handle: &PrometheusHandle, store: StoreStats) -> String {
-    metrics::counter!(STORE_WRITES).absolute(store.writes);
-    metrics::counter!(STORE_COMMITS).absolute(store.commits);
+/// Renders every metric, with the store's counters, its read pool and the lease read now.
+pub fn render(handle: &PrometheusHandle, store: &Store) -> String {
+    let stats: StoreStats = store.stats();
+    metrics::counter!(STORE_WRITES).absolute(stats.writes);
+    metrics::counter!(STORE_COMMITS).absolute(stats.commits);
+    let pool = store.pool_stats();
+    metrics::gauge!(POOL_OPEN).set(pool.open as f64);
+    metrics::gauge!(POOL_IDLE).set(pool.idle as f64);
+    metrics::gauge!(POOL_MAX).set(pool.max as f64);
+    metrics::gauge!(LEADER).set(if store.is_leader() { 1.0 } else { 0.0 });
     handle.run_upkeep();
     handle.render()
 }

@@ -127,14 +127,20 @@ impl Store {
     /// Opens the database named by `url`, creating and migrating it if needed.
     ///
     /// `sqlite://PATH` (relative) or `sqlite:///ABSOLUTE/PATH` select the embedded backend;
-    /// `postgres://...` PostgreSQL, where this process is one replica among any number.
+    /// `postgres://...` PostgreSQL. A store opened this way never leads the background work on
+    /// PostgreSQL (tools, tests); a server opens with [`Store::open_replica`].
     /// This blocks (migrations, file locks, connecting): call it from a blocking context.
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        Self::open_as(url, &default_replica_name())
+        Self::open_with(url, None)
     }
 
-    /// [`Store::open`], naming this replica (for the leader election and `/health`).
-    pub fn open_as(url: &str, replica: &str) -> Result<Store, StoreError> {
+    /// [`Store::open`] for a server replica named `replica`: on PostgreSQL it takes part in
+    /// choosing the one replica that runs the background work.
+    pub fn open_replica(url: &str, replica: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, Some(replica))
+    }
+
+    fn open_with(url: &str, replica: Option<&str>) -> Result<Store, StoreError> {
         let backend: Arc<dyn Backend> = if postgres::is_postgres_url(url) {
             Arc::new(postgres::PgBackend::open(url, replica, false)?)
         } else {
@@ -147,11 +153,7 @@ impl Store {
     /// For offline inspection (`deploy-safety audit verify --database-url ...`).
     pub fn open_read_only(url: &str) -> Result<Store, StoreError> {
         let backend: Arc<dyn Backend> = if postgres::is_postgres_url(url) {
-            Arc::new(postgres::PgBackend::open(
-                url,
-                &default_replica_name(),
-                true,
-            )?)
+            Arc::new(postgres::PgBackend::open(url, None, true)?)
         } else {
             Arc::new(sqlite::SqliteBackend::open_read_only(&sqlite_path(url)?)?)
         };

@@ -40,6 +40,14 @@ pub trait Tx {
     /// Marks the override revoked; false if it does not exist or was already revoked.
     fn revoke_override(&mut self, id: &str, by: &str, at: Timestamp) -> Result<bool, StoreError>;
     fn record_override_use(&mut self, id: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// Unrevoked overrides expired at `now` whose expiry is not yet announced, oldest first.
+    fn expired_unannounced(
+        &mut self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Override>, StoreError>;
+    /// Marks the override's expiry as announced; false if it already was.
+    fn mark_expiry_announced(&mut self, id: &str) -> Result<bool, StoreError>;
 
     // Principals and tokens.
     /// The role of the principal with this name, if it exists.

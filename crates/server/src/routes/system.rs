@@ -58,6 +58,7 @@ pub async fn health(
     let mut report = state.app.health().await;
     if caller.is_none() {
         report.probes = None;
+        report.replica = None;
     }
     let status = if report.overall_health == OverallHealth::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
@@ -100,7 +101,7 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
         (status = 401, body = ErrorBody),
     ))]
 pub async fn metrics(State(state): State<AppState>, _caller: Authenticated) -> Response {
-    let text = crate::metrics::render(&state.metrics, state.app.store().stats());
+    let text = crate::metrics::render(&state.metrics, state.app.store());
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

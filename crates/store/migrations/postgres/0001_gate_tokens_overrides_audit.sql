@@ -47,12 +47,14 @@ CREATE TABLE overrides (
     revoked_at    BIGINT,
     revoked_by    TEXT,
     use_count     BIGINT  NOT NULL DEFAULT 0,
-    last_used_at  BIGINT
+    last_used_at  BIGINT,
+    expiry_announced BOOLEAN NOT NULL DEFAULT false
 );
 
 CREATE INDEX overrides_scope ON overrides (action, environment, expires_at) WHERE revoked_at IS NULL;
 CREATE INDEX overrides_expiry ON overrides (expires_at) WHERE revoked_at IS NULL;
 CREATE INDEX overrides_created ON overrides (created_at);
+CREATE INDEX overrides_unannounced ON overrides (expires_at) WHERE NOT expiry_announced AND revoked_at IS NULL;
 
 CREATE TABLE audit_log (
     seq         BIGINT PRIMARY KEY,

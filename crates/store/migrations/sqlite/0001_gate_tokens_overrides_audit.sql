@@ -49,13 +49,16 @@ CREATE TABLE overrides (
     revoked_at    INTEGER,
     revoked_by    TEXT,
     use_count     INTEGER NOT NULL DEFAULT 0,
-    last_used_at  INTEGER
+    last_used_at  INTEGER,
+    -- Whether the override's expiry has been announced (event and audit entry).
+    expiry_announced INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
 -- The gate's lookup: unrevoked overrides for one action and environment that have not expired.
 CREATE INDEX overrides_scope ON overrides (action, environment, expires_at) WHERE revoked_at IS NULL;
 CREATE INDEX overrides_expiry ON overrides (expires_at) WHERE revoked_at IS NULL;
 CREATE INDEX overrides_created ON overrides (created_at);
+CREATE INDEX overrides_unannounced ON overrides (expires_at) WHERE NOT expiry_announced AND revoked_at IS NULL;
 
 CREATE TABLE audit_log (
     seq         INTEGER PRIMARY KEY,

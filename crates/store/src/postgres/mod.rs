@@ -79,10 +79,14 @@ pub(crate) struct PgBackend {
 }
 
 impl PgBackend {
-    /// Connects, applies the migrations, starts the writer, and (unless read-only) takes part
-    /// in choosing the leader as `replica`.
-    pub(crate) fn open(url: &str, replica: &str, read_only: bool) -> Result<PgBackend, StoreError> {
-        let config = config(url, replica)?;
+    /// Connects, applies the migrations, starts the writer, and, given a replica name, takes
+    /// part in choosing the leader.
+    pub(crate) fn open(
+        url: &str,
+        replica: Option<&str>,
+        read_only: bool,
+    ) -> Result<PgBackend, StoreError> {
+        let config = config(url, replica.unwrap_or("tool"))?;
         let connect = connector(config.clone(), url.to_owned());
         let mut session = connect()?;
         if read_only {
@@ -104,16 +108,15 @@ impl PgBackend {
             .name("postgres-writer".into())
             .spawn(move || writer_loop(session, connect, queue, &thread_counters))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
-        let lease = Lease::start(
-            connector(config.clone(), url.to_owned()),
-            replica.to_owned(),
-        )?;
+        let lease = replica
+            .map(|name| Lease::start(connector(config.clone(), url.to_owned()), name.to_owned()))
+            .transpose()?;
         Ok(PgBackend {
             url: url.to_owned(),
             writer: Some(writer),
             readers: ReaderPool::new(connector(config, url.to_owned())),
             counters,
-            lease: Some(lease),
+            lease,
         })
     }
 }

@@ -513,6 +513,29 @@ impl Tx for SqlTx<'_> {
         Ok(())
     }
 
+    fn expired_unannounced(
+        &mut self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Override>, StoreError> {
+        self.collect(
+            &format!(
+                "SELECT {OVERRIDE_COLUMNS} FROM overrides
+                 WHERE NOT expiry_announced AND revoked_at IS NULL AND expires_at <= $1
+                 ORDER BY expires_at, id LIMIT $2"
+            ),
+            vals![now.unix_millis(), limit],
+            override_from_row,
+        )
+    }
+
+    fn mark_expiry_announced(&mut self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE overrides SET expiry_announced = $2 WHERE id = $1 AND NOT expiry_announced",
+            vals![id, true],
+        )? == 1)
+    }
+
     fn insert_token(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO tokens (id, name, secret_hash, created_at, created_by, revoked_at)
