@@ -20,7 +20,7 @@ use crate::sql::value::vals;
 use super::session::PgSession;
 
 /// The advisory lock's key (any constant the product owns).
-const KEY: i64 = 7_365_0002;
+const KEY: i64 = 73_650_002;
 /// How often a standby tries to take the lock, and the leader refreshes its row.
 const POLL: Duration = Duration::from_millis(1_000);
 /// A leader whose row is older than this is considered hung.

@@ -92,9 +92,9 @@ impl<T: Clone + Into<Value>> ToValue for T {
 
 /// Parameters of a statement: `vals![a, b, c]`.
 macro_rules! vals {
-    () => { Vec::<$crate::sql::Value>::new() };
+    () => { [] as [$crate::sql::Value; 0] };
     ($($value:expr),+ $(,)?) => {
-        vec![$($crate::sql::value::ToValue::to_value(&$value)),+]
+        [$($crate::sql::value::ToValue::to_value(&$value)),+]
     };
 }
 pub(crate) use vals;
