@@ -340,12 +340,10 @@ impl App {
             if let Some(metrics) = pulled {
                 current.latest_metrics = Some(metrics);
             }
-            // Fresh means received in the interval that ends now: after downtime, metrics from
-            // before it are stale, so a late evaluation holds rather than steps on old news.
             let evaluation = evaluate(
                 current.latest_metrics.as_ref(),
                 &settings.canary_thresholds,
-                current.fresh_since(now.max(scheduled)),
+                current.fresh_since_at(scheduled, now),
                 now,
             );
             let gate = GateRequest {

@@ -441,6 +441,19 @@ impl Canary {
         scheduled.plus_millis(-interval(&self.config))
     }
 
+    /// [`Canary::fresh_since`] for an evaluation of the step due at `scheduled` made at `now`.
+    /// A little late (up to one interval: the engine's own tick) it is the interval that ends
+    /// at the scheduled time, as SPEC §9 says. After downtime of more than an interval it is
+    /// the interval that ends now: metrics from before the downtime say nothing about now, so
+    /// the late evaluation holds instead of stepping on them.
+    pub fn fresh_since_at(&self, scheduled: Timestamp, now: Timestamp) -> Timestamp {
+        if now.millis_since(scheduled) <= interval(&self.config) {
+            self.fresh_since(scheduled)
+        } else {
+            self.fresh_since(now)
+        }
+    }
+
     /// One evaluation (SPEC §9), with the gate's decision on `deploy.canary.promote` for a
     /// step up. In order:
     /// 1. unhealthy `failureThreshold` times in a row: rolled back, in every mode (fail-safe);

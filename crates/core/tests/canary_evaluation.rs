@@ -1246,3 +1246,32 @@ proptest! {
         }
     }
 }
+
+/// SPEC §9 freshness for a step evaluated late: within one interval of its scheduled time the
+/// window is the interval ending at the scheduled time; after longer downtime it is the
+/// interval ending at the evaluation, so pre-downtime metrics are stale.
+#[test]
+fn a_late_evaluation_keeps_the_scheduled_window_unless_the_delay_is_downtime() {
+    let canary = start(config(10, 10, 100, 1));
+    let scheduled = NOW.plus_millis(INTERVAL as i64);
+    let window_at_schedule = scheduled.plus_millis(-(INTERVAL as i64));
+    assert_eq!(
+        canary.fresh_since_at(scheduled, scheduled),
+        window_at_schedule
+    );
+    let a_tick_late = scheduled.plus_millis(250);
+    assert_eq!(
+        canary.fresh_since_at(scheduled, a_tick_late),
+        window_at_schedule
+    );
+    let one_interval_late = scheduled.plus_millis(INTERVAL as i64);
+    assert_eq!(
+        canary.fresh_since_at(scheduled, one_interval_late),
+        window_at_schedule
+    );
+    let after_downtime = scheduled.plus_millis(5 * INTERVAL as i64);
+    assert_eq!(
+        canary.fresh_since_at(scheduled, after_downtime),
+        after_downtime.plus_millis(-(INTERVAL as i64))
+    );
+}

@@ -265,3 +265,18 @@ impl StaticHttp {
         StaticHttp { address, seen }
     }
 }
+
+impl RunningServer {
+    /// Starts the CLI against this server as a child process, stdout and stderr piped, for
+    /// commands that run until something happens (`canary watch`).
+    pub fn spawn_cli(&self, token: &str, args: &[&str]) -> Child {
+        Command::new(BINARY)
+            .args(args)
+            .env("DEPLOY_SAFETY_URL", &self.url)
+            .env("DEPLOY_SAFETY_TOKEN", token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}

@@ -564,3 +564,28 @@ pub const BUILT_IN_GATES: [&str; 5] = [
     "incidents",
     "environment-parity",
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Canaries
+// ---------------------------------------------------------------------------------------------
+
+impl Harness {
+    /// Evaluates every canary due now, as one tick of the engine's canary runner would (the
+    /// in-process harness runs no engine); returns each canary's id and what its step did.
+    pub async fn step_due_canaries(&self) -> Vec<(String, Option<deploy_safety_core::StepAction>)> {
+        let now = self.clock.now();
+        let mut done = Vec::new();
+        for canary in self.app.due_canaries(now).await.expect("due canaries") {
+            let Some(scheduled) = canary.next_step_at else {
+                continue;
+            };
+            let action = self
+                .app
+                .step_canary(&canary, scheduled)
+                .await
+                .expect("step a canary");
+            done.push((canary.id.clone(), action));
+        }
+        done
+    }
+}
