@@ -209,13 +209,9 @@ fn state_and_audit_chain_survive_a_restart() {
     assert_eq!(verified, before["entriesVerified"].as_u64().unwrap() + 1);
 
     // Someone edits history directly in the database.
-    let conn = rusqlite::Connection::open(install.db_path()).unwrap();
-    conn.execute(
-        "UPDATE audit_log SET principal = 'mallory' WHERE seq = 2",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    install
+        .db
+        .exec("UPDATE audit_log SET principal = 'mallory' WHERE seq = 2");
     let out = install.offline(&["audit", "verify"]);
     assert_eq!(code(&out), CHAIN_BROKEN, "{}", stdout(&out));
     assert!(

@@ -64,6 +64,7 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
     };
     let request_id = HeaderName::from_static("x-request-id");
     routes
+        .layer(axum::middleware::from_fn(middleware::refuse_nul))
         .layer(axum::middleware::from_fn(middleware::track_metrics))
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(

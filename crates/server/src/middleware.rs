@@ -1,4 +1,5 @@
-//! Cross-cutting behaviour of every response: JSON errors and request metrics.
+//! Cross-cutting behaviour of every request and response: JSON errors, request metrics, and
+//! the refusal of NUL characters in URLs.
 
 use std::time::Instant;
 
@@ -10,7 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deploy_safety_api_types::{ErrorBody, ErrorDetail};
 
-use crate::error::code_for_status;
+use deploy_safety_app::AppError;
+
+use crate::error::{ApiError, code_for_status};
 use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 
 /// Error bodies larger than this are not re-read: ours are small.
@@ -130,4 +133,30 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Answers requests whose path or query holds a NUL character (`%00`) before any handler sees
+/// them: no name, id or filter value can contain one (PostgreSQL text cannot even hold it), so a
+/// path with one names nothing (404) and a query with one is malformed (400). Both backends thus
+/// answer alike.
+pub async fn refuse_nul(request: Request, next: Next) -> Response {
+    let holds_nul = |part: &str| {
+        part.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if holds_nul(request.uri().path()) {
+        return ApiError::App(AppError::NotFound(
+            "nothing is named with a NUL character".to_owned(),
+        ))
+        .into_response();
+    }
+    if request.uri().query().is_some_and(holds_nul) {
+        return ApiError::Invalid {
+            field: None,
+            message: "query parameters cannot contain a NUL character".to_owned(),
+        }
+        .into_response();
+    }
+    next.run(request).await
 }

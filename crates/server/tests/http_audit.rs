@@ -225,7 +225,7 @@ async fn audit_entries_form_a_hash_chain_that_verifies() {
 #[tokio::test]
 async fn audit_verify_names_the_first_tampered_entry() {
     let h = populated().await;
-    h.sqlite3("UPDATE audit_log SET reason = 'ALLOWED' WHERE seq = 7;");
+    h.db.exec("UPDATE audit_log SET reason = 'ALLOWED' WHERE seq = 7;");
     let (status, verify) = h.get("/audit/verify", &h.tokens.security).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(verify["valid"], false);
@@ -241,7 +241,7 @@ async fn audit_verify_names_the_first_tampered_entry() {
 #[tokio::test]
 async fn audit_verify_names_a_deleted_entry() {
     let h = populated().await;
-    h.sqlite3("DELETE FROM audit_log WHERE seq = 4;");
+    h.db.exec("DELETE FROM audit_log WHERE seq = 4;");
     let (_, verify) = h.get("/audit/verify", &h.tokens.security).await;
     assert_eq!(verify["valid"], false);
     assert_eq!(verify["firstBroken"]["seq"], 4);

@@ -928,10 +928,7 @@ async fn when_the_audit_entry_cannot_be_written_nothing_is_done() {
     let before_verify = h.get("/audit/verify", &h.tokens.security).await.1;
     let entries_before = before_verify["entriesVerified"].as_u64().unwrap();
 
-    h.sqlite3(
-        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    );
+    h.db.refuse_audit_writes();
 
     let got = h
         .post(
@@ -1001,7 +998,7 @@ async fn when_the_audit_entry_cannot_be_written_nothing_is_done() {
         None,
     );
 
-    h.sqlite3("DROP TRIGGER refuse_audit;");
+    h.db.allow_audit_writes();
 
     let status = h.status().await;
     assert_eq!(
@@ -1081,6 +1078,24 @@ async fn hostile_input_is_answered_with_json_errors_never_500() {
     ] {
         let got = h.get(&format!("/security-gate/override/{id}"), token).await;
         assert_error(&got, StatusCode::NOT_FOUND, "not_found", None, None);
+    }
+    // A NUL in a path names nothing; in a query it is malformed (on either backend).
+    for path in [
+        "/incidents/%00",
+        "/probes/a%00b",
+        "/validations/%00",
+        "/rollbacks/%00",
+    ] {
+        let got = h.get(path, token).await;
+        assert_error(&got, StatusCode::NOT_FOUND, "not_found", None, None);
+    }
+    for query in [
+        "/audit?actor=%00",
+        "/incidents?service=x%00",
+        "/events?type=%00",
+    ] {
+        let got = h.get(query, token).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "invalid_request", None, None);
     }
     assert!(h.all_overrides().await.is_empty());
     assert_eq!(h.status().await["mode"], "enforce");

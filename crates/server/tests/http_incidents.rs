@@ -947,10 +947,7 @@ async fn when_the_audit_entry_cannot_be_written_no_incident_changes() {
         )
         .await;
     let id = id_of(&opened);
-    h.sqlite3(
-        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    );
+    h.db.refuse_audit_writes();
     let got = h
         .post(
             "/incidents",
@@ -981,7 +978,7 @@ async fn when_the_audit_entry_cannot_be_written_no_incident_changes() {
         None,
         None,
     );
-    h.sqlite3("DROP TRIGGER refuse_audit;");
+    h.db.allow_audit_writes();
 
     let (_, list) = h.get("/incidents", &h.tokens.developer).await;
     assert_eq!(ids(&list), [id.as_str()], "no incident was opened");

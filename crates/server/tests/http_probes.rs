@@ -703,10 +703,7 @@ async fn when_the_audit_entry_cannot_be_written_no_probe_changes() {
             json!({"name": "redis", "kind": "tcp", "address": "127.0.0.1:6379"}),
         )
         .await;
-    h.sqlite3(
-        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    );
+    h.db.refuse_audit_writes();
     let got = h
         .post(
             "/probes",
@@ -729,7 +726,7 @@ async fn when_the_audit_entry_cannot_be_written_no_probe_changes() {
         None,
         None,
     );
-    h.sqlite3("DROP TRIGGER refuse_audit;");
+    h.db.allow_audit_writes();
 
     let names: Vec<Value> = probes(&h).await.iter().map(|p| p["name"].clone()).collect();
     assert_eq!(names.len(), 2, "{names:?}");

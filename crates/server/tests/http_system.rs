@@ -294,7 +294,7 @@ async fn responses_carry_a_request_id() {
 #[tokio::test]
 async fn a_database_that_cannot_be_read_fails_the_gate_closed() {
     let h = Harness::new().await;
-    h.sqlite3(
+    h.db.exec(
         "ALTER TABLE gate_state RENAME TO gate_state_away; ALTER TABLE probes RENAME TO probes_away;",
     );
 
@@ -331,7 +331,7 @@ async fn a_database_that_cannot_be_read_fails_the_gate_closed() {
         None,
     );
 
-    h.sqlite3(
+    h.db.exec(
         "ALTER TABLE gate_state_away RENAME TO gate_state; ALTER TABLE probes_away RENAME TO probes;",
     );
     let (status, body) = h.get("/health", &h.tokens.developer).await;
@@ -346,7 +346,7 @@ async fn a_database_that_cannot_be_read_fails_the_gate_closed() {
 #[tokio::test]
 async fn an_unhealthy_health_answer_is_still_the_health_report() {
     let h = Harness::new().await;
-    h.sqlite3("ALTER TABLE probes RENAME TO probes_away;");
+    h.db.exec("ALTER TABLE probes RENAME TO probes_away;");
 
     let reply = h
         .raw(Method::GET, &format!("{API}/health"), None, None)

@@ -524,10 +524,7 @@ async fn start_refuses_invalid_input_naming_the_field_and_creates_nothing() {
 #[tokio::test]
 async fn when_the_audit_entry_cannot_be_written_no_validation_starts() {
     let h = Harness::new().await;
-    h.sqlite3(
-        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    );
+    h.db.refuse_audit_writes();
     let got = h
         .post(
             "/validations/start",
@@ -542,7 +539,7 @@ async fn when_the_audit_entry_cannot_be_written_no_validation_starts() {
         None,
         None,
     );
-    h.sqlite3("DROP TRIGGER refuse_audit;");
+    h.db.allow_audit_writes();
     let (_, list) = h.get("/validations", &h.tokens.developer).await;
     assert_eq!(list["validations"], json!([]));
 }
@@ -559,10 +556,7 @@ async fn a_run_whose_audit_entry_cannot_be_written_leaves_nothing_behind() {
     .await;
     let started = h.start_validation("v1.2.3", "staging").await;
     let id = id_of(&started);
-    h.sqlite3(
-        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    );
+    h.db.refuse_audit_writes();
     let got = h
         .call(
             Method::POST,
@@ -578,7 +572,7 @@ async fn a_run_whose_audit_entry_cannot_be_written_leaves_nothing_behind() {
         None,
         None,
     );
-    h.sqlite3("DROP TRIGGER refuse_audit;");
+    h.db.allow_audit_writes();
 
     let (status, shown) = h
         .get(&format!("/validations/{id}"), &h.tokens.developer)

@@ -197,8 +197,7 @@ async fn a_request_that_timed_out_changes_nothing() {
     })
     .await;
     // Another process holds the database's write lock, so the writer cannot start.
-    let blocker = rusqlite::Connection::open(&h.db_path).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let blocker = h.db.hold_write_lock();
 
     let (status, body) = h
         .post(
@@ -217,7 +216,7 @@ async fn a_request_that_timed_out_changes_nothing() {
         "{body}"
     );
 
-    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
     // Writes run in order: once this one is done, the timed-out one has had its turn.
     let (status, after) = h
         .post(

@@ -2,8 +2,11 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+#[path = "../../../../tests-support/test_db.rs"]
+mod test_db;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -11,25 +14,22 @@ use std::time::{Duration, Instant};
 pub const BINARY: &str = env!("CARGO_BIN_EXE_deploy-safety");
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A database directory shared by server runs and offline CLI commands.
+pub use test_db::TestDb;
+
+/// A database (SQLite, or PostgreSQL with `DEPLOY_SAFETY_TEST_BACKEND=postgres`) and a working
+/// directory, shared by server runs and offline CLI commands.
 #[derive(Debug)]
 pub struct Installation {
-    dir: tempfile::TempDir,
+    pub db: TestDb,
 }
 
 impl Installation {
     pub fn new() -> Self {
-        Installation {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("deploy-safety.db")
+        Installation { db: TestDb::new() }
     }
 
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        self.db.url()
     }
 
     /// `deploy-safety token create` directly on the database; returns the token.
@@ -58,21 +58,21 @@ impl Installation {
         Command::new(BINARY)
             .args(&all)
             .env_remove("DEPLOY_SAFETY_DATABASE_URL")
-            .current_dir(self.dir.path())
+            .current_dir(self.db.dir())
             .output()
             .unwrap()
     }
 
     pub fn start(&self) -> RunningServer {
-        RunningServer::start(self.dir.path(), &self.database_url(), &[])
+        RunningServer::start(self.db.dir(), &self.database_url(), &[])
     }
 
     /// Starts the server with a settings file holding `toml`.
     pub fn start_with_config(&self, toml: &str) -> RunningServer {
-        let path = self.dir.path().join("deploy-safety.toml");
+        let path = self.db.dir().join("deploy-safety.toml");
         std::fs::write(&path, toml).unwrap();
         let path = path.display().to_string();
-        RunningServer::start(self.dir.path(), &self.database_url(), &["--config", &path])
+        RunningServer::start(self.db.dir(), &self.database_url(), &["--config", &path])
     }
 }
 

@@ -1,10 +1,13 @@
-//! Shared fixtures of the in-process HTTP tests: a fresh SQLite database in a temporary
-//! directory, an `App` on a `ManualClock`, one token per role, and helpers that drive the router
+//! Shared fixtures of the in-process HTTP tests: a fresh database (SQLite in a temporary
+//! directory, or a PostgreSQL schema with `DEPLOY_SAFETY_TEST_BACKEND=postgres`), an `App` on a
+//! `ManualClock`, one token per role, and helpers that drive the router
 //! with `oneshot` and return the status with the JSON body.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+#[path = "../../../../tests-support/test_db.rs"]
+mod test_db;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,7 +19,7 @@ use deploy_safety_server::{HttpSettings, router};
 use deploy_safety_store::Store;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tempfile::TempDir;
+pub use test_db::TestDb;
 use tower::ServiceExt;
 
 /// Every API path lives under this prefix (except `/metrics`).
@@ -39,8 +42,7 @@ pub struct Tokens {
 /// One test's world.
 #[derive(Debug)]
 pub struct Harness {
-    pub dir: TempDir,
-    pub db_path: PathBuf,
+    pub db: TestDb,
     pub app: App,
     pub clock: Arc<ManualClock>,
     pub router: Router,
@@ -74,10 +76,13 @@ impl Harness {
     /// As [`Harness::with_settings`], with the use cases' settings too (e.g. HTTP release
     /// gates).
     pub async fn with_app_settings(http: HttpSettings, settings: AppSettings) -> Harness {
-        let dir = TempDir::new().expect("temporary directory");
-        let db_path = dir.path().join("deploy-safety.db");
-        let store =
-            Store::open(&format!("sqlite://{}", db_path.display())).expect("open the SQLite store");
+        let db = TestDb::new();
+        let url = db.url();
+        // Off the async threads: the PostgreSQL client blocks.
+        let store = std::thread::spawn(move || Store::open(&url))
+            .join()
+            .expect("the store-opening thread panicked")
+            .expect("open the store");
         let clock = Arc::new(ManualClock::new(START));
         let app = App::new(store, clock.clone(), settings);
         let token = |name: &'static str, role: Role| {
@@ -102,8 +107,7 @@ impl Harness {
             .await
             .expect("set up the probes");
         let harness = Harness {
-            dir,
-            db_path,
+            db,
             app,
             clock,
             router,
@@ -248,16 +252,6 @@ impl Harness {
             .await;
         assert_eq!(status, StatusCode::OK, "audit: {body}");
         body["entries"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Runs SQL on the test's database file through a connection of its own, as another
-    /// process would.
-    pub fn sqlite3(&self, sql: &str) {
-        let conn = rusqlite::Connection::open(&self.db_path).expect("open the test database");
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .expect("set busy timeout");
-        conn.execute_batch(sql)
-            .expect("run SQL on the test database");
     }
 }
 
