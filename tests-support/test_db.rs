@@ -42,18 +42,35 @@ fn with_postgres<T: Send + 'static>(
 }
 
 impl TestDb {
+    /// A database on the backend the run asks for.
     pub fn new() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
         let wants_postgres =
             std::env::var("DEPLOY_SAFETY_TEST_BACKEND").is_ok_and(|b| b == "postgres");
-        if !wants_postgres {
-            return TestDb {
-                dir,
-                backend: Backend::Sqlite,
-            };
+        if wants_postgres {
+            TestDb::postgres()
+                .expect("DEPLOY_SAFETY_TEST_BACKEND=postgres needs DEPLOY_SAFETY_TEST_POSTGRES_URL")
+        } else {
+            TestDb::sqlite()
         }
-        let base = std::env::var("DEPLOY_SAFETY_TEST_POSTGRES_URL")
-            .expect("DEPLOY_SAFETY_TEST_BACKEND=postgres needs DEPLOY_SAFETY_TEST_POSTGRES_URL");
+    }
+
+    /// An SQLite file in a temporary directory.
+    pub fn sqlite() -> TestDb {
+        TestDb {
+            dir: tempfile::tempdir().unwrap(),
+            backend: Backend::Sqlite,
+        }
+    }
+
+    /// A fresh PostgreSQL schema, or `None` (after saying the test is skipped) when
+    /// `DEPLOY_SAFETY_TEST_POSTGRES_URL` is not set.
+    pub fn postgres() -> Option<TestDb> {
+        let Ok(base) = std::env::var("DEPLOY_SAFETY_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "SKIPPED: DEPLOY_SAFETY_TEST_POSTGRES_URL is not set, so this test needs a PostgreSQL it does not have"
+            );
+            return None;
+        };
         let schema = format!(
             "ds_it_{}_{}",
             std::process::id(),
@@ -61,10 +78,79 @@ impl TestDb {
         );
         let create = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
         with_postgres(&base, move |c| c.batch_execute(&create).unwrap());
-        TestDb {
-            dir,
+        Some(TestDb {
+            dir: tempfile::tempdir().unwrap(),
             backend: Backend::Postgres { base, schema },
+        })
+    }
+
+    /// Every row of `table` ordered by `key`, each cell as text (`None` for NULL), booleans as
+    /// `0`/`1` and bytes as hex, so both backends' contents compare equal when they hold the
+    /// same records.
+    pub fn dump(&self, table: &str, key: &str) -> Vec<Vec<Option<String>>> {
+        match &self.backend {
+            Backend::Sqlite => {
+                use rusqlite::types::ValueRef;
+                let conn = rusqlite::Connection::open(self.sqlite_path().unwrap()).unwrap();
+                let mut statement = conn
+                    .prepare(&format!("SELECT * FROM {table} ORDER BY {key}"))
+                    .unwrap();
+                let columns = statement.column_count();
+                let mut rows = statement.query([]).unwrap();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().unwrap() {
+                    out.push(
+                        (0..columns)
+                            .map(|i| match row.get_ref(i).unwrap() {
+                                ValueRef::Null => None,
+                                ValueRef::Integer(v) => Some(v.to_string()),
+                                ValueRef::Real(v) => Some(v.to_string()),
+                                ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                                ValueRef::Blob(b) => Some(hex(b)),
+                            })
+                            .collect(),
+                    );
+                }
+                out
+            }
+            Backend::Postgres { .. } => {
+                let sql = format!(
+                    "SELECT ARRAY[{columns}]::text[] FROM {table} ORDER BY {key}",
+                    columns = self.postgres_columns_as_text(table).join(", ")
+                );
+                with_postgres(&self.url(), move |c| {
+                    c.query(&sql, &[])
+                        .unwrap()
+                        .iter()
+                        .map(|row| row.get::<_, Vec<Option<String>>>(0))
+                        .collect()
+                })
+            }
         }
+    }
+
+    /// Each column of `table` as an expression giving the text [`TestDb::dump`] compares.
+    fn postgres_columns_as_text(&self, table: &str) -> Vec<String> {
+        let table = table.to_owned();
+        let columns: Vec<(String, String)> = with_postgres(&self.url(), move |c| {
+            c.query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                &[&table],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+        });
+        columns
+            .into_iter()
+            .map(|(name, kind)| match kind.as_str() {
+                "boolean" => format!("({name})::int::text"),
+                "bytea" => format!("encode({name}, 'hex')"),
+                _ => format!("({name})::text"),
+            })
+            .collect()
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -174,6 +260,10 @@ impl TestDb {
             handle: Some(handle),
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// See [`TestDb::hold_write_lock`].

@@ -11,7 +11,7 @@ use deploy_safety_core::{
 use crate::settings::LogFormat;
 
 /// deploy-safety: the deploy gate. `serve` runs the server; the other commands talk to one (or,
-/// for `token` and `audit verify --database-url`, to its database directly).
+/// for `token`, `audit verify --database-url` and `migrate-data`, to databases directly).
 #[derive(Debug, Parser)]
 #[command(name = "deploy-safety", version, about, long_about = None)]
 pub struct Cli {
@@ -74,6 +74,20 @@ pub enum Command {
     /// Load shedding: set (gated, exit 3 when blocked), show.
     #[command(subcommand)]
     Loadshed(LoadshedCommand),
+    /// Copy every record from one database into a new one (e.g. the SQLite file into
+    /// PostgreSQL), then verify the copy's audit chain. Stop the servers first. Exit 4 when the
+    /// target already holds records, 5 when an audit chain does not verify.
+    MigrateData {
+        /// The database to copy from: sqlite://PATH or postgres://...
+        #[arg(long)]
+        from: String,
+        /// The database to copy into: created and migrated if needed; must hold no records.
+        #[arg(long)]
+        to: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -58,6 +58,7 @@ pub async fn run(command: Command) -> anyhow::Result<u8> {
             )
             .await
         }
+        Command::MigrateData { from, to, json } => migrate_data(from, to, json).await,
         other => remote(other).await,
     }
 }
@@ -285,6 +286,87 @@ async fn verify_offline(database: &DatabaseArgs, json: bool) -> anyhow::Result<u
     })
 }
 
+/// What `migrate-data --json` prints.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MigrationReport {
+    rows_copied: std::collections::BTreeMap<String, u64>,
+    total_rows: u64,
+    /// The copy's audit chain, verified on the target.
+    audit_chain: deploy_safety_api_types::AuditVerification,
+}
+
+async fn migrate_data(from: String, to: String, json: bool) -> anyhow::Result<u8> {
+    // A broken chain is evidence for the security team, not something to carry over quietly.
+    let source_url = from.clone();
+    let source = tokio::task::spawn_blocking(move || Store::open_read_only(&source_url))
+        .await?
+        .with_context(|| format!("cannot open the source database {}", redact_url(&from)))?;
+    let source_chain = source.read(verify_chain).await?;
+    drop(source);
+    if !source_chain.valid {
+        eprint!("{}", output::verification(&source_chain));
+        eprintln!("error: the source's audit chain does not verify; nothing was copied");
+        return Ok(exit::CHAIN_BROKEN);
+    }
+
+    let (copy_from, copy_to) = (from.clone(), to.clone());
+    let copied =
+        tokio::task::spawn_blocking(move || deploy_safety_store::copy_data(&copy_from, &copy_to))
+            .await?;
+    let report = match copied {
+        Ok(report) => report,
+        Err(error @ deploy_safety_store::StoreError::Conflict(_)) => {
+            eprintln!("error: nothing was copied: {error}");
+            return Ok(exit::REFUSED);
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "cannot copy {} into {}; nothing was copied",
+                redact_url(&from),
+                redact_url(&to)
+            )));
+        }
+    };
+
+    let target_url = to.clone();
+    let target = tokio::task::spawn_blocking(move || Store::open_read_only(&target_url))
+        .await?
+        .with_context(|| format!("cannot open the copy {}", redact_url(&to)))?;
+    let target_chain = target.read(verify_chain).await?;
+    drop(target);
+    let same_chain = target_chain.valid
+        && target_chain.entries_verified == report.audit_head_seq
+        && target_chain.head_hash == report.audit_head_hash;
+    if json {
+        print_json(&MigrationReport {
+            rows_copied: report.rows.iter().cloned().collect(),
+            total_rows: report.total_rows(),
+            audit_chain: target_chain.clone(),
+        });
+    } else {
+        println!(
+            "Copied {} records from {} to {}:",
+            report.total_rows(),
+            redact_url(&from),
+            redact_url(&to)
+        );
+        for (table, rows) in &report.rows {
+            println!("  {table:<16} {rows}");
+        }
+        print!("{}", output::verification(&target_chain));
+    }
+    if same_chain {
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "error: the copy's audit chain does not match the source's (head {} at entry {})",
+            report.audit_head_hash, report.audit_head_seq
+        );
+        Ok(exit::CHAIN_BROKEN)
+    }
+}
+
 fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
@@ -367,7 +449,10 @@ fn remote_args(command: &Command) -> Option<&RemoteArgs> {
             | IncidentCommand::Escalate { remote, .. }
             | IncidentCommand::Resolve { remote, .. },
         ) => Some(remote),
-        Command::Serve(_) | Command::PrintConfig(_) | Command::Token(_) => None,
+        Command::Serve(_)
+        | Command::PrintConfig(_)
+        | Command::Token(_)
+        | Command::MigrateData { .. } => None,
     }
 }
 
@@ -506,7 +591,10 @@ async fn remote(command: Command) -> anyhow::Result<u8> {
             let code = show(result, &remote, output::verification);
             if broken { exit::CHAIN_BROKEN } else { code }
         }
-        Command::Serve(_) | Command::PrintConfig(_) | Command::Token(_) => {
+        Command::Serve(_)
+        | Command::PrintConfig(_)
+        | Command::Token(_)
+        | Command::MigrateData { .. } => {
             anyhow::bail!("not a client command")
         }
     })

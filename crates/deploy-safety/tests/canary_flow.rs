@@ -11,115 +11,16 @@ use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::flows::{
+    HEALTHY, UNHEALTHY, canary_status, millis_until, push_metrics, start_staging_canary,
+    validate_in_staging, wait_healthy,
+};
 use common::{Installation, RunningServer, code, stderr, stdout};
 use serde_json::Value;
 
 const BLOCKED: i32 = 3;
 const DEADLINE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
-
-const HEALTHY: [&str; 10] = [
-    "--error-rate",
-    "0.1",
-    "--latency-p99",
-    "100",
-    "--baseline-latency-p99",
-    "95",
-    "--cpu",
-    "30",
-    "--memory",
-    "40",
-];
-
-/// The healthy metrics with an error rate of 5 %: unhealthy.
-const UNHEALTHY: [&str; 10] = [
-    "--error-rate",
-    "5",
-    "--latency-p99",
-    "100",
-    "--baseline-latency-p99",
-    "95",
-    "--cpu",
-    "30",
-    "--memory",
-    "40",
-];
-
-/// Waits until the service is healthy (the built-in database probe has been checked), which
-/// release validation needs.
-fn wait_healthy(server: &RunningServer, token: &str) {
-    server.wait_for_json(token, &["health"], "healthy", |h| {
-        h["overallHealth"] == "healthy"
-    });
-}
-
-/// `validate start` and `validate run` of `release` in staging, asserting it passed.
-fn validate_in_staging(server: &RunningServer, token: &str, release: &str) {
-    let (status, started) = server.cli_json(
-        token,
-        &[
-            "validate",
-            "start",
-            "--release",
-            release,
-            "--environment",
-            "staging",
-        ],
-    );
-    assert_eq!(status, 0, "{started}");
-    let id = started["id"].as_str().unwrap().to_owned();
-    let (status, ran) = server.cli_json(token, &["validate", "run", &id]);
-    assert_eq!(status, 0, "{ran}");
-    assert_eq!(ran["status"], "passed", "{ran}");
-}
-
-/// Milliseconds from now until `at` (RFC 3339; negative when past).
-fn millis_until(at: &str) -> i64 {
-    let at = deploy_safety_core::Timestamp::parse_rfc3339(at).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    at.unix_millis() - i64::try_from(now).unwrap()
-}
-
-/// `canary metrics ENV` with the runbook's healthy metrics (or `args` instead).
-fn push_metrics(server: &RunningServer, token: &str, environment: &str, args: &[&str]) {
-    let mut all = vec!["canary", "metrics", environment];
-    all.extend_from_slice(args);
-    let out = server.cli(token, &all);
-    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
-}
-
-fn canary_status(server: &RunningServer, token: &str, environment: &str) -> Value {
-    let (status, view) = server.cli_json(token, &["canary", "status", environment]);
-    assert_eq!(status, 0, "{view}");
-    view
-}
-
-/// Starts a staging canary of `release` with 1000 ms steps of 50 %.
-fn start_staging_canary(server: &RunningServer, token: &str, release: &str) -> Value {
-    let (status, started) = server.cli_json(
-        token,
-        &[
-            "canary",
-            "start",
-            "--release",
-            release,
-            "--environment",
-            "staging",
-            "--deployment",
-            "stg-deploy-001",
-            "--increment-interval",
-            "1000",
-            "--increment-percentage",
-            "50",
-        ],
-    );
-    assert_eq!(status, 0, "{started}");
-    assert_eq!(started["currentPercentage"], 10);
-    started
-}
 
 /// A child's stdout, line by line, read on a thread.
 fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {

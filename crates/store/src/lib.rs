@@ -10,6 +10,7 @@
 //! Only this crate knows SQL. Domain types come from `deploy-safety-core` and never derive
 //! database traits; backends map rows to them.
 
+mod copy;
 mod migrations;
 pub mod postgres;
 mod records;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use copy::{CopyReport, copy_data};
 pub use records::{AuditQuery, IncidentQuery, LeaderInfo, OutboxEntry, OutboxKind, TokenRecord};
 pub use session::PoolStats;
 pub use tx::Tx;

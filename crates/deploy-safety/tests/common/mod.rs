@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod flows;
 #[path = "../../../../tests-support/test_db.rs"]
 mod test_db;
 
@@ -26,6 +27,11 @@ pub struct Installation {
 impl Installation {
     pub fn new() -> Self {
         Installation { db: TestDb::new() }
+    }
+
+    /// An installation on `db`.
+    pub fn on(db: TestDb) -> Self {
+        Installation { db }
     }
 
     pub fn database_url(&self) -> String {
@@ -57,6 +63,16 @@ impl Installation {
         all.extend(["--database-url", url.as_str()]);
         Command::new(BINARY)
             .args(&all)
+            .env_remove("DEPLOY_SAFETY_DATABASE_URL")
+            .current_dir(self.db.dir())
+            .output()
+            .unwrap()
+    }
+
+    /// The binary with exactly `args`, in the installation's directory.
+    pub fn offline_raw(&self, args: &[&str]) -> Output {
+        Command::new(BINARY)
+            .args(args)
             .env_remove("DEPLOY_SAFETY_DATABASE_URL")
             .current_dir(self.db.dir())
             .output()

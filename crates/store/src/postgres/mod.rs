@@ -70,6 +70,20 @@ fn connector(config: postgres::Config, url: String) -> Connect<PgSession> {
     })
 }
 
+/// A writing connection to the database at `url`, migrated if needed.
+pub(crate) fn open_write_session(url: &str) -> Result<PgSession, StoreError> {
+    let mut session = connector(config(url, "tool")?, url.to_owned())()?;
+    crate::migrations::apply(&mut session, migrate::MIGRATIONS)?;
+    Ok(session)
+}
+
+/// A connection to a database at the current schema version, for reading.
+pub(crate) fn open_read_session(url: &str) -> Result<PgSession, StoreError> {
+    let mut session = connector(config(url, "tool")?, url.to_owned())()?;
+    crate::migrations::check_current(&mut session, migrate::MIGRATIONS)?;
+    Ok(session)
+}
+
 pub(crate) struct PgBackend {
     url: String,
     writer: Option<mpsc::Sender<WriteJob>>,

@@ -73,6 +73,38 @@ pub(crate) struct SqliteBackend {
     counters: Arc<Counters>,
 }
 
+/// Opens the writer's connections.
+fn writer_connect(path: PathBuf) -> Connect<SqliteSession> {
+    Box::new(move || {
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
+            StoreError::Config(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
+        })?;
+        configure_writer(&conn).map_err(database)?;
+        Ok(SqliteSession { conn })
+    })
+}
+
+/// A writing connection to the database at `path`, created and migrated if needed.
+pub(crate) fn open_write_session(path: &Path) -> Result<SqliteSession, StoreError> {
+    checked_path(path)?;
+    create_private(path)?;
+    let mut session = writer_connect(path.to_owned())()?;
+    crate::migrations::apply(&mut session, migrate::MIGRATIONS)?;
+    Ok(session)
+}
+
+/// A read-only connection to an existing database at the current schema version.
+pub(crate) fn open_read_session(path: &Path) -> Result<SqliteSession, StoreError> {
+    SqliteBackend::open_read_only(path)?.readers.take()
+}
+
 /// Opens read connections: read-write files (the server's) or read-only URIs (offline use).
 fn reader_connect(target: String, read_only: bool) -> Connect<SqliteSession> {
     Box::new(move || {
@@ -92,25 +124,8 @@ impl SqliteBackend {
     /// Opens the database read-write, creating and migrating it if needed, and starts the
     /// writer thread.
     pub(crate) fn open(path: &Path) -> Result<SqliteBackend, StoreError> {
-        checked_path(path)?;
-        create_private(path)?;
-        let writer_path = path.to_owned();
-        let connect_writer: Connect<SqliteSession> = Box::new(move || {
-            let conn = Connection::open_with_flags(
-                &writer_path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| {
-                StoreError::Config(format!(
-                    "cannot open SQLite database {}: {e}",
-                    writer_path.display()
-                ))
-            })?;
-            configure_writer(&conn).map_err(database)?;
-            Ok(SqliteSession { conn })
-        });
-        let mut session = connect_writer()?;
-        crate::migrations::apply(&mut session, migrate::MIGRATIONS)?;
+        let connect_writer = writer_connect(path.to_owned());
+        let session = open_write_session(path)?;
 
         let (writer, queue) = mpsc::channel(QUEUE_DEPTH);
         let counters = Arc::new(Counters::default());

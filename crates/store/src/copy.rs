@@ -1,0 +1,272 @@
+//! Copies every record from one database to another (`deploy-safety migrate-data`), e.g. from
+//! the embedded SQLite file to the PostgreSQL database several replicas will share.
+//!
+//! The source is read in one snapshot; the target is written in one transaction, so a failed
+//! copy leaves the target as it was (its schema aside). Rows are copied as stored, column by
+//! column, so the audit chain's hashes, token hashes and ids are the same on both sides.
+
+use std::collections::BTreeMap;
+
+use crate::session::Session;
+use crate::sql::{Dialect, Value, value::vals};
+use crate::{StoreError, postgres, sqlite, sqlite_path};
+
+/// Each table with the columns of its key, parents before children (foreign keys). The
+/// PostgreSQL-only `leader` table is a replica's runtime state and is not copied.
+const TABLES: &[(&str, &[&str])] = &[
+    ("gate_state", &["id"]),
+    ("principals", &["name"]),
+    ("tokens", &["id"]),
+    ("overrides", &["id"]),
+    ("audit_log", &["seq"]),
+    ("audit_head", &["id"]),
+    ("incidents", &["id"]),
+    ("validations", &["id"]),
+    ("validation_runs", &["validation_id", "number"]),
+    ("probes", &["id"]),
+    ("probe_results", &["id"]),
+    ("heartbeat", &["id"]),
+    ("canaries", &["id"]),
+    ("rollbacks", &["id"]),
+    ("releases", &["id"]),
+    ("load_shedding", &["environment"]),
+    ("events", &["seq"]),
+    ("outbox", &["id"]),
+];
+
+/// Tables holding exactly one row, which migrations create with its initial values: the
+/// target's row is replaced by the source's.
+const SINGLE_ROW_TABLES: &[&str] = &["gate_state", "audit_head", "heartbeat"];
+
+/// Tables whose `id` PostgreSQL numbers from a sequence, which must continue after the copied
+/// rows.
+const NUMBERED_TABLES: &[&str] = &["probe_results", "releases", "outbox"];
+
+/// Rows read and written at a time (times at most 21 columns stays under both databases' limit
+/// on parameters per statement).
+const PAGE: usize = 1_000;
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Rows copied, per table, in copy order.
+    pub rows: Vec<(String, u64)>,
+    /// The audit chain's head in the copied snapshot: its last sequence number and hash.
+    pub audit_head_seq: u64,
+    pub audit_head_hash: String,
+}
+
+impl CopyReport {
+    pub fn total_rows(&self) -> u64 {
+        self.rows.iter().map(|(_, n)| n).sum()
+    }
+}
+
+fn open_source(url: &str) -> Result<Box<dyn Session>, StoreError> {
+    Ok(if postgres::is_postgres_url(url) {
+        Box::new(postgres::open_read_session(url)?)
+    } else {
+        Box::new(sqlite::open_read_session(&sqlite_path(url)?)?)
+    })
+}
+
+fn open_target(url: &str) -> Result<Box<dyn Session>, StoreError> {
+    Ok(if postgres::is_postgres_url(url) {
+        Box::new(postgres::open_write_session(url)?)
+    } else {
+        Box::new(sqlite::open_write_session(&sqlite_path(url)?)?)
+    })
+}
+
+/// Copies every record of the database at `from` into the one at `to`, which is created and
+/// migrated if needed and must hold no records yet. Blocks: call it off the async threads.
+///
+/// Records written to the source after its snapshot was taken are not copied: stop the servers
+/// first.
+pub fn copy_data(from: &str, to: &str) -> Result<CopyReport, StoreError> {
+    if from == to {
+        return Err(StoreError::Config(
+            "the source and the target are the same database".to_owned(),
+        ));
+    }
+    let mut source = open_source(from)?;
+    let mut target = open_target(to)?;
+    source.begin_read()?;
+    target.begin_write()?;
+    let copied = copy_tables(source.as_mut(), target.as_mut());
+    // Reading changed nothing; ending the snapshot cannot lose anything.
+    let _ = source.control("ROLLBACK");
+    match copied {
+        Ok(report) => {
+            target.control("COMMIT")?;
+            Ok(report)
+        }
+        Err(error) => {
+            let _ = target.control("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+fn copy_tables(
+    source: &mut dyn Session,
+    target: &mut dyn Session,
+) -> Result<CopyReport, StoreError> {
+    refuse_unless_empty(target)?;
+    let mut rows = Vec::with_capacity(TABLES.len());
+    for (table, key) in TABLES {
+        // The copy follows the target's schema.
+        let columns = columns_of(target, table)?;
+        let source_columns = columns_of(source, table)?;
+        if let Some(missing) = columns.iter().find(|c| !source_columns.contains(*c)) {
+            return Err(StoreError::Config(format!(
+                "the source's table {table} has no column {missing}: the two databases are at different schema versions"
+            )));
+        }
+        if SINGLE_ROW_TABLES.contains(table) {
+            target.execute(&format!("DELETE FROM {table}"), &[])?;
+        }
+        rows.push((
+            (*table).to_owned(),
+            copy_table(source, target, table, key, &columns)?,
+        ));
+    }
+    if target.dialect() == Dialect::Postgres {
+        for table in NUMBERED_TABLES {
+            target.query(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                     COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+                ),
+                &[],
+            )?;
+        }
+    }
+    let head = target.query("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?;
+    let head = head
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("the source has no audit chain head".to_owned()))?;
+    let seq: i64 = head.get(0)?;
+    Ok(CopyReport {
+        rows,
+        audit_head_seq: u64::try_from(seq).unwrap_or_default(),
+        audit_head_hash: head.get::<String>(1)?,
+    })
+}
+
+/// A target that already holds records (e.g. a server already ran on it and created its first
+/// token) is refused: merging two histories would break the audit chain.
+fn refuse_unless_empty(target: &mut dyn Session) -> Result<(), StoreError> {
+    let mut held = BTreeMap::new();
+    for (table, _) in TABLES {
+        if SINGLE_ROW_TABLES.contains(table) {
+            continue;
+        }
+        let count: i64 = target
+            .query(&format!("SELECT COUNT(*) FROM {table}"), &[])?
+            .first()
+            .map(|r| r.get(0))
+            .transpose()?
+            .unwrap_or_default();
+        if count > 0 {
+            held.insert(*table, count);
+        }
+    }
+    let audit_seq: i64 = target
+        .query("SELECT seq FROM audit_head WHERE id = 1", &[])?
+        .first()
+        .map(|r| r.get(0))
+        .transpose()?
+        .unwrap_or_default();
+    if held.is_empty() && audit_seq == 0 {
+        return Ok(());
+    }
+    let listed = held
+        .iter()
+        .map(|(table, n)| format!("{table}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(StoreError::Conflict(format!(
+        "the target database already holds records ({listed}); copy into a new, empty database, before any server has run on it"
+    )))
+}
+
+/// The table's columns, in order.
+fn columns_of(session: &mut dyn Session, table: &str) -> Result<Vec<String>, StoreError> {
+    let sql = match session.dialect() {
+        Dialect::Sqlite => "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+        Dialect::Postgres => {
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+        }
+    };
+    let names = session
+        .query(sql, &vals![table])?
+        .iter()
+        .map(|r| r.get::<String>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    if names.is_empty() {
+        return Err(StoreError::Config(format!("no table {table}")));
+    }
+    Ok(names)
+}
+
+/// Copies one table a page at a time, in key order (keyset paging, so a large audit log is
+/// never held in memory at once). Returns the rows copied.
+fn copy_table(
+    source: &mut dyn Session,
+    target: &mut dyn Session,
+    table: &str,
+    key: &[&str],
+    columns: &[String],
+) -> Result<u64, StoreError> {
+    let list = columns.join(", ");
+    let key_list = key.join(", ");
+    let key_positions: Vec<usize> =
+        key.iter()
+            .map(|k| {
+                columns.iter().position(|c| c == k).ok_or_else(|| {
+                    StoreError::Config(format!("table {table} has no key column {k}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    let first_page = format!("SELECT {list} FROM {table} ORDER BY {key_list} LIMIT {PAGE}");
+    let key_placeholders = (1..=key.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let next_page = format!(
+        "SELECT {list} FROM {table} WHERE ({key_list}) > ({key_placeholders}) \
+         ORDER BY {key_list} LIMIT {PAGE}"
+    );
+    let mut copied = 0u64;
+    let mut after: Option<Vec<Value>> = None;
+    loop {
+        let page = match &after {
+            None => source.query(&first_page, &[])?,
+            Some(last_key) => source.query(&next_page, last_key)?,
+        };
+        let Some(last) = page.last() else { break };
+        after = Some(key_positions.iter().map(|&i| last.0[i].clone()).collect());
+        let placeholders = (0..page.len())
+            .map(|row| {
+                let cells = (1..=columns.len())
+                    .map(|c| format!("${}", row * columns.len() + c))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("({cells})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let values: Vec<Value> = page.iter().flat_map(|r| r.0.iter().cloned()).collect();
+        target.execute(
+            &format!("INSERT INTO {table} ({list}) VALUES {placeholders}"),
+            &values,
+        )?;
+        copied += page.len() as u64;
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    Ok(copied)
+}
