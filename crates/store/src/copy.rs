@@ -92,7 +92,7 @@ pub fn copy_data(from: &str, to: &str) -> Result<CopyReport, StoreError> {
     let mut source = open_source(from)?;
     let mut target = open_target(to)?;
     source.begin_read()?;
-    target.begin_write()?;
+    target.begin_batch()?;
     let copied = copy_tables(source.as_mut(), target.as_mut());
     // Reading changed nothing; ending the snapshot cannot lose anything.
     let _ = source.control("ROLLBACK");

@@ -25,6 +25,13 @@ pub(crate) trait Session: Driver + Send {
     fn control(&mut self, sql: &str) -> Result<(), StoreError>;
     /// Opens a write transaction.
     fn begin_write(&mut self) -> Result<(), StoreError>;
+    /// Opens the transaction of one batch of write jobs: no other batch, from this process or
+    /// another, runs beside it, so a job's reads see every committed write and its
+    /// read-then-write rules (one active canary per environment, a rollback executed once) hold
+    /// across replicas exactly as on one.
+    fn begin_batch(&mut self) -> Result<(), StoreError> {
+        self.begin_write()
+    }
     /// Opens a read-only transaction on one consistent snapshot.
     fn begin_read(&mut self) -> Result<(), StoreError>;
     /// Whether the connection can still be used (a broken network connection cannot).
@@ -67,7 +74,7 @@ pub(crate) fn writer_loop<S: Session>(
 fn run_batch<S: Session>(session: &mut S, batch: &mut Vec<WriteJob>, counters: &Counters) {
     let mut answers = Vec::with_capacity(batch.len());
     let outcome = (|| -> Result<u64, StoreError> {
-        session.begin_write()?;
+        session.begin_batch()?;
         let mut tail = Tail::Unknown;
         let mut succeeded = 0;
         for job in batch.drain(..) {

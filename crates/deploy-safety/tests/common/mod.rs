@@ -79,6 +79,14 @@ impl Installation {
             .unwrap()
     }
 
+    /// Starts a server replica named `name` with its own settings file holding `toml`.
+    pub fn start_replica(&self, name: &str, toml: &str) -> RunningServer {
+        let path = self.db.dir().join(format!("replica-{name}.toml"));
+        std::fs::write(&path, format!("replica_name = \"{name}\"\n{toml}")).unwrap();
+        let path = path.display().to_string();
+        RunningServer::start(self.db.dir(), &self.database_url(), &["--config", &path])
+    }
+
     pub fn start(&self) -> RunningServer {
         RunningServer::start(self.db.dir(), &self.database_url(), &[])
     }
@@ -249,11 +257,12 @@ pub fn code(out: &Output) -> i32 {
 }
 
 /// A tiny HTTP server on 127.0.0.1 that answers every request with `status` and records the
-/// request lines it saw.
+/// request lines it saw, and each request's head (request line and headers).
 #[derive(Debug)]
 pub struct StaticHttp {
     pub address: String,
     pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl StaticHttp {
@@ -262,23 +271,55 @@ impl StaticHttp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = std::sync::Arc::clone(&seen);
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (lines, all_heads) = (std::sync::Arc::clone(&seen), std::sync::Arc::clone(&heads));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { break };
+                let mut request = Vec::new();
                 let mut buffer = [0u8; 4096];
-                let n = stream.read(&mut buffer).unwrap_or(0);
-                let request = String::from_utf8_lossy(&buffer[..n]).into_owned();
-                if let Some(line) = request.lines().next() {
-                    log.lock().unwrap().push(line.to_owned());
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 65_536 {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
                 }
+                let request = String::from_utf8_lossy(&request).into_owned();
+                let head = request
+                    .split("\r\n\r\n")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Some(line) = head.lines().next() {
+                    lines.lock().unwrap().push(line.to_owned());
+                }
+                all_heads.lock().unwrap().push(head);
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
                 );
             }
         });
-        StaticHttp { address, seen }
+        StaticHttp {
+            address,
+            seen,
+            heads,
+        }
+    }
+
+    /// The value of header `name` (lower case) in each request seen that has it.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        let prefix = format!("{name}:");
+        self.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|head| {
+                head.lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+                    .map(|l| l[prefix.len()..].trim().to_owned())
+            })
+            .collect()
     }
 }
 

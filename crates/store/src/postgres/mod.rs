@@ -2,10 +2,12 @@
 //!
 //! Each replica has the same shape as the SQLite backend — one writer thread with group commit
 //! and a bounded pool of read connections — and the SQL is the same. What several replicas add:
-//! - the audit chain's head row is locked by every appending transaction until it commits, so
-//!   appends from all replicas form one chain (events take the same lock, so their order is
-//!   commit order);
-//! - one active canary per environment is a unique index, whoever starts it;
+//! - every batch of writes first locks the audit chain's head row, until it commits: writes
+//!   from all replicas are serialized as SQLite serializes them, so a job reads every committed
+//!   write, read-then-write rules (one active canary, a rollback executed once) hold across
+//!   replicas, and audit entries and events form one chain in commit order. Group commit keeps
+//!   the price per batch, and nearly every write appends to the chain and would wait anyway;
+//! - one active canary per environment is also a unique index, whoever starts it;
 //! - outbox entries are claimed `FOR UPDATE SKIP LOCKED`;
 //! - one replica at a time leads (runs the background work), chosen by a session advisory lock
 //!   held on a connection of its own ([`lease`]).

@@ -159,6 +159,13 @@ impl Session for PgSession {
         self.control("BEGIN")
     }
 
+    /// Every replica's batches take the audit chain head's row lock first (nearly every write
+    /// appends to the chain, so would wait for it anyway): writes are serialized as on SQLite,
+    /// and group commit keeps the cost per batch, not per write.
+    fn begin_batch(&mut self) -> Result<(), StoreError> {
+        self.control("BEGIN; SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE")
+    }
+
     fn begin_read(&mut self) -> Result<(), StoreError> {
         self.control("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     }
