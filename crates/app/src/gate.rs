@@ -276,6 +276,9 @@ fn status_in(tx: &mut dyn Tx, state: GateState, now: Timestamp) -> Result<GateSt
     Ok(GateStatus::new(state, tx.count_active_overrides(now)?))
 }
 
+/// Expired overrides announced per transaction.
+const EXPIRY_BATCH: u32 = 100;
+
 impl App {
     /// `GET /security-gate/status`.
     pub async fn gate_status(&self) -> Result<GateStatus, AppError> {
@@ -503,10 +506,24 @@ impl App {
     }
 
     /// Announces every override that has expired by `now` and was not announced yet: an
-    /// `override.expired` event and an audit entry each. Returns how many.
+    /// `override.expired` event and an audit entry each, [`EXPIRY_BATCH`] per transaction (a
+    /// backlog, e.g. after a long stop, never makes one huge transaction). Returns how many.
     pub async fn announce_expired_overrides(&self, now: Timestamp) -> Result<usize, AppError> {
-        self.write_emitting(move |tx, emitter| -> crate::TxResult<usize> {
-            let expired = tx.expired_unannounced(now, 100)?;
+        let mut total = 0;
+        loop {
+            let (fetched, announced) = self.announce_expired_batch(now).await?;
+            total += announced;
+            if fetched < EXPIRY_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One batch of [`App::announce_expired_overrides`]: how many were found, and announced.
+    async fn announce_expired_batch(&self, now: Timestamp) -> Result<(u32, usize), AppError> {
+        self.write_emitting(move |tx, emitter| -> crate::TxResult<(u32, usize)> {
+            let expired = tx.expired_unannounced(now, EXPIRY_BATCH)?;
+            let fetched = u32::try_from(expired.len()).unwrap_or(EXPIRY_BATCH);
             let mut announced = 0;
             for o in expired {
                 if !tx.mark_expiry_announced(&o.id)? {
@@ -533,7 +550,7 @@ impl App {
                 )?;
                 announced += 1;
             }
-            Ok(Ok(announced))
+            Ok(Ok((fetched, announced)))
         })
         .await
     }

@@ -61,6 +61,43 @@ impl Timestamp {
     /// `2026-11-26T05:34:32.123Z`: always UTC, always three fraction digits, so the text sorts
     /// in time order.
     pub fn to_rfc3339(self) -> String {
+        match self.rfc3339_fast() {
+            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            None => self.rfc3339_slow(),
+        }
+    }
+
+    /// Years 0000 to 9999 by integer arithmetic (every response and audit entry prints times,
+    /// so this is on the hot path); `None` outside them.
+    fn rfc3339_fast(self) -> Option<[u8; 24]> {
+        /// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
+        const FIRST: i64 = -62_167_219_200_000;
+        const LAST: i64 = 253_402_300_799_999;
+        if !(FIRST..=LAST).contains(&self.0) {
+            return None;
+        }
+        let days = self.0.div_euclid(86_400_000);
+        let in_day = self.0.rem_euclid(86_400_000);
+        let (year, month, day) = civil_from_days(days);
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, value: i64, width: usize| {
+            let mut v = value;
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+                v /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, month, 2);
+        put(8, day, 2);
+        put(11, in_day / 3_600_000, 2);
+        put(14, in_day / 60_000 % 60, 2);
+        put(17, in_day / 1_000 % 60, 2);
+        put(20, in_day % 1_000, 3);
+        Some(out)
+    }
+
+    fn rfc3339_slow(self) -> String {
         let at = self.to_offset_datetime();
         format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -84,8 +121,31 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_rfc3339())
+        match self.rfc3339_fast() {
+            Some(bytes) => f.write_str(std::str::from_utf8(&bytes).map_err(|_| fmt::Error)?),
+            None => f.write_str(&self.rfc3339_slow()),
+        }
     }
+}
+
+/// The proleptic Gregorian (year, month, day) of a day number counted from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 impl fmt::Debug for Timestamp {
@@ -96,7 +156,11 @@ impl fmt::Debug for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_rfc3339())
+        match self.rfc3339_fast() {
+            Some(bytes) => serializer
+                .serialize_str(std::str::from_utf8(&bytes).map_err(serde::ser::Error::custom)?),
+            None => serializer.serialize_str(&self.rfc3339_slow()),
+        }
     }
 }
 
@@ -140,6 +204,33 @@ mod tests {
         assert_eq!(t, Timestamp::from_unix_millis(1_764_135_272_123));
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()).unwrap(), t);
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+
+    proptest::proptest! {
+        /// The fast formatter against the `time` crate's calendar, over years 0000 to 9999.
+        #[test]
+        fn fast_formatting_matches_the_calendar(millis in -62_167_219_200_000i64..=253_402_300_799_999) {
+            let t = Timestamp::from_unix_millis(millis);
+            proptest::prop_assert_eq!(t.to_rfc3339(), t.rfc3339_slow());
+        }
+    }
+
+    #[test]
+    fn formats_the_edges_of_the_fast_range() {
+        for millis in [
+            -62_167_219_200_000,
+            253_402_300_799_999,
+            -1,
+            0,
+            951_782_400_000,
+            4_107_542_400_000,
+        ] {
+            let t = Timestamp::from_unix_millis(millis);
+            assert_eq!(t.to_rfc3339(), t.rfc3339_slow(), "{millis}");
+        }
+        // Outside it, the calendar's answer as before.
+        let far = Timestamp::from_unix_millis(253_402_300_800_000);
+        assert_eq!(far.to_rfc3339(), far.rfc3339_slow());
     }
 
     #[test]

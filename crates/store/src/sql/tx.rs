@@ -42,9 +42,12 @@ fn corrupt(index: usize, error: impl std::fmt::Display) -> StoreError {
 const OVERRIDE_COLUMNS: &str = "id, action, environment, release_id, reason, approver, approver_role, \
      created_at, expires_at, revoked_at, revoked_by, use_count, last_used_at";
 
-const TOKEN_COLUMNS: &str =
-    "t.id, t.name, p.role, t.secret_hash, t.created_at, t.created_by, t.revoked_at";
-const TOKENS: &str = "tokens t JOIN principals p ON p.name = t.name";
+// The role comes from a scalar subquery, not a join: SQLite (built with STAT4) re-prepares a
+// cached join statement every time `t.id` is bound to a new value, which made every
+// authentication parse its SQL again.
+const TOKEN_COLUMNS: &str = "t.id, t.name, (SELECT role FROM principals WHERE name = t.name), \
+     t.secret_hash, t.created_at, t.created_by, t.revoked_at";
+const TOKENS: &str = "tokens t";
 
 const AUDIT_COLUMNS: &str =
     "seq, at, principal, role, action, environment, decision, reason, details, prev_hash, hash";
@@ -801,8 +804,9 @@ impl Tx for SqlTx<'_> {
         environment: Environment,
     ) -> Result<bool, StoreError> {
         let found = self.count(
-            "SELECT count(*) FROM validation_runs r JOIN validations v ON v.id = r.validation_id
-             WHERE v.release_id = $1 AND v.environment = $2 AND r.status = 'passed'",
+            "SELECT count(*) FROM validation_runs
+             WHERE status = 'passed' AND validation_id IN
+                 (SELECT id FROM validations WHERE release_id = $1 AND environment = $2)",
             vals![release_id, environment.as_str()],
         )?;
         Ok(found > 0)
@@ -1410,5 +1414,44 @@ impl Tx for SqlTx<'_> {
             vals![],
             |row| Ok((unsigned(row, 0)?, row.get(1)?)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    /// Statements on the hot path stay prepared when bound to new values (see `TOKENS`): a
+    /// re-prepare parses the SQL again on every request.
+    #[test]
+    fn hot_lookups_are_not_reprepared_when_rebound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut session = crate::sqlite::open_write_session(&dir.path().join("db.sqlite")).unwrap();
+        session
+            .conn
+            .execute_batch(
+                "INSERT INTO principals VALUES ('ci', 'developer', 1);
+                 INSERT INTO tokens VALUES ('t1', 'ci', x'00', 1, 'test', NULL);",
+            )
+            .unwrap();
+        let mut tail = Tail::Unknown;
+        for i in 0..20 {
+            let mut tx = SqlTx::new(&mut session, &mut tail);
+            let found = tx.get_token(&format!("t{i}")).unwrap();
+            assert_eq!(found.is_some(), i == 1);
+            tx.release_passed_validation(&format!("v{i}"), Environment::Staging)
+                .unwrap();
+        }
+        for sql in [
+            format!("SELECT {TOKEN_COLUMNS} FROM {TOKENS} WHERE t.id = $1"),
+            "SELECT count(*) FROM validation_runs
+             WHERE status = 'passed' AND validation_id IN
+                 (SELECT id FROM validations WHERE release_id = $1 AND environment = $2)"
+                .to_owned(),
+        ] {
+            let statement = session.conn.prepare_cached(&sql).unwrap();
+            assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "{sql}");
+        }
     }
 }

@@ -13,8 +13,14 @@ pub(crate) struct SqliteSession {
 }
 
 impl Session for SqliteSession {
+    /// A single statement (`BEGIN IMMEDIATE`, `SAVEPOINT job`, ...) runs from the statement
+    /// cache: the writer issues several per job, and parsing them each time was measurable.
     fn control(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.conn.execute_batch(sql).map_err(database)
+        if sql.contains(';') {
+            return self.conn.execute_batch(sql).map_err(database);
+        }
+        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
+        statement.raw_execute().map(drop).map_err(database)
     }
 
     /// IMMEDIATE: take the write lock at once, so another process (the CLI) waits its turn
