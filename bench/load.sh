@@ -45,9 +45,14 @@ fi
 
 WORK=$(mktemp -d)
 PIDS=()
+PG_SCHEMA=""
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${PIDS[@]+"${PIDS[@]}"}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "$PG_SCHEMA" ]; then
+    PGOPTIONS="-c client_min_messages=warning" psql -q "$POSTGRES_URL" \
+      -c "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -85,9 +90,9 @@ measure() {
   local name=$1 url=$2 script=$3 token=${4:-}
   local auth=()
   [ -n "$token" ] && auth=(-H "Authorization: Bearer $token")
-  wrk -t2 -c"$CONNECTIONS" -d"$WARMUP" -s "$script" "${auth[@]}" "$url" >/dev/null
+  wrk -t2 -c"$CONNECTIONS" -d"$WARMUP" -s "$script" ${auth[@]+"${auth[@]}"} "$url" >/dev/null
   local out
-  out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s "$script" "${auth[@]}" "$url" | grep '^RESULT')
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s "$script" ${auth[@]+"${auth[@]}"} "$url" | grep '^RESULT')
   read -r _ rps p50 p99 errors total <<<"$out"
   if [ "$errors" -ne 0 ]; then
     echo "error: $name: $errors of $total requests failed (non-2xx or socket errors)" >&2
@@ -129,6 +134,10 @@ start_server() {
 stop_server() {
   kill -TERM "$SERVER_PID"
   wait "$SERVER_PID" || true
+  # Forget it, so the cleanup never signals a reused process id.
+  local remaining=()
+  for pid in "${PIDS[@]}"; do [ "$pid" = "$SERVER_PID" ] || remaining+=("$pid"); done
+  PIDS=(${remaining[@]+"${remaining[@]}"})
 }
 
 token_for() {
@@ -193,6 +202,7 @@ run_server_suite "sqlite large" "sqlite://$WORK/large.db"
 # (d) PostgreSQL, when asked
 if [ -n "$POSTGRES_URL" ]; then
   schema="ds_bench_$$"
+  PG_SCHEMA=$schema
   PGOPTIONS="-c client_min_messages=warning" psql -q "$POSTGRES_URL" \
     -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
   separator='?'; case "$POSTGRES_URL" in *\?*) separator='&' ;; esac
@@ -200,6 +210,7 @@ if [ -n "$POSTGRES_URL" ]; then
   ANALYZE_URL="$POSTGRES_URL${separator}options=-c%20search_path%3D$schema" \
     run_server_suite "postgres empty" "$POSTGRES_URL${separator}options=-c%20search_path%3D$schema"
   PGOPTIONS="-c client_min_messages=warning" psql -q "$POSTGRES_URL" -c "DROP SCHEMA $schema CASCADE"
+  PG_SCHEMA=""
 fi
 
 echo

@@ -285,9 +285,13 @@ impl Drop for WriteLock {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Backend::Postgres { base, schema } = &self.backend {
-            let drop_schema = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+            let drop_schema =
+                format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
+            let schema = schema.clone();
             with_postgres(base, move |c| {
-                let _ = c.batch_execute(&drop_schema);
+                if let Err(error) = c.batch_execute(&drop_schema) {
+                    eprintln!("warning: cannot drop the test schema {schema}: {error}");
+                }
             });
         }
     }

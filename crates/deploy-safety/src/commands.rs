@@ -335,9 +335,14 @@ async fn migrate_data(from: String, to: String, json: bool) -> anyhow::Result<u8
         .with_context(|| format!("cannot open the copy {}", redact_url(&to)))?;
     let target_chain = target.read(verify_chain).await?;
     drop(target);
+    // The copy's chain, recomputed from its entries, must end at the head the source recorded
+    // in the copied snapshot, and continue the chain verified on the source before the copy
+    // (the same head, unless something was appended in between).
     let same_chain = target_chain.valid
         && target_chain.entries_verified == report.audit_head_seq
-        && target_chain.head_hash == report.audit_head_hash;
+        && target_chain.head_hash == report.audit_head_hash
+        && (report.audit_head_seq > source_chain.entries_verified
+            || report.audit_head_hash == source_chain.head_hash);
     if json {
         print_json(&MigrationReport {
             rows_copied: report.rows.iter().cloned().collect(),

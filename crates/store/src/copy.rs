@@ -84,6 +84,10 @@ fn open_target(url: &str) -> Result<Box<dyn Session>, StoreError> {
 /// Records written to the source after its snapshot was taken are not copied: stop the servers
 /// first.
 pub fn copy_data(from: &str, to: &str) -> Result<CopyReport, StoreError> {
+    copy_data_in_pages(from, to, PAGE)
+}
+
+fn copy_data_in_pages(from: &str, to: &str, page: usize) -> Result<CopyReport, StoreError> {
     if from == to {
         return Err(StoreError::Config(
             "the source and the target are the same database".to_owned(),
@@ -93,7 +97,7 @@ pub fn copy_data(from: &str, to: &str) -> Result<CopyReport, StoreError> {
     let mut target = open_target(to)?;
     source.begin_read()?;
     target.begin_batch()?;
-    let copied = copy_tables(source.as_mut(), target.as_mut());
+    let copied = copy_tables(source.as_mut(), target.as_mut(), page);
     // Reading changed nothing; ending the snapshot cannot lose anything.
     let _ = source.control("ROLLBACK");
     match copied {
@@ -111,6 +115,7 @@ pub fn copy_data(from: &str, to: &str) -> Result<CopyReport, StoreError> {
 fn copy_tables(
     source: &mut dyn Session,
     target: &mut dyn Session,
+    page: usize,
 ) -> Result<CopyReport, StoreError> {
     refuse_unless_empty(target)?;
     let mut rows = Vec::with_capacity(TABLES.len());
@@ -128,7 +133,7 @@ fn copy_tables(
         }
         rows.push((
             (*table).to_owned(),
-            copy_table(source, target, table, key, &columns)?,
+            copy_table(source, target, table, key, &columns, page)?,
         ));
     }
     if target.dialect() == Dialect::Postgres {
@@ -149,7 +154,9 @@ fn copy_tables(
             target.control(&format!("ANALYZE {table}"))?;
         }
     }
-    let head = target.query("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?;
+    // The source's own record of its chain's head, in the copied snapshot: the caller checks
+    // the copy's chain, recomputed from the copied entries, against it.
+    let head = source.query("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?;
     let head = head
         .first()
         .ok_or_else(|| StoreError::Corrupt("the source has no audit chain head".to_owned()))?;
@@ -226,6 +233,7 @@ fn copy_table(
     table: &str,
     key: &[&str],
     columns: &[String],
+    page_rows: usize,
 ) -> Result<u64, StoreError> {
     let list = columns.join(", ");
     let key_list = key.join(", ");
@@ -237,14 +245,14 @@ fn copy_table(
                 })
             })
             .collect::<Result<_, _>>()?;
-    let first_page = format!("SELECT {list} FROM {table} ORDER BY {key_list} LIMIT {PAGE}");
+    let first_page = format!("SELECT {list} FROM {table} ORDER BY {key_list} LIMIT {page_rows}");
     let key_placeholders = (1..=key.len())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");
     let next_page = format!(
         "SELECT {list} FROM {table} WHERE ({key_list}) > ({key_placeholders}) \
-         ORDER BY {key_list} LIMIT {PAGE}"
+         ORDER BY {key_list} LIMIT {page_rows}"
     );
     let mut copied = 0u64;
     let mut after: Option<Vec<Value>> = None;
@@ -271,9 +279,157 @@ fn copy_table(
             &values,
         )?;
         copied += page.len() as u64;
-        if page.len() < PAGE {
+        if page.len() < page_rows {
             break;
         }
     }
     Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tx;
+    use crate::sql::{SqlTx, Tail};
+    use deploy_safety_core::{AuditDecision, AuditDraft, Timestamp};
+    use rusqlite::Connection;
+    use rusqlite::types::Value as Cell;
+
+    fn url(path: &std::path::Path) -> String {
+        format!("sqlite://{}", path.display())
+    }
+
+    /// A source with several pages' worth of rows in tables with single and composite keys,
+    /// NULLs, and a real audit chain.
+    fn source(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("source.db");
+        let mut session = sqlite::open_write_session(&path).unwrap();
+        session
+            .conn
+            .execute_batch(
+                "INSERT INTO principals VALUES ('ci', 'developer', 1);
+                 INSERT INTO tokens VALUES ('t1', 'ci', x'0102', 1, 'admin', NULL);
+                 INSERT INTO tokens VALUES ('t2', 'ci', x'0304', 2, 'admin', 5);",
+            )
+            .unwrap();
+        for v in 0..7 {
+            session
+                .conn
+                .execute(
+                    "INSERT INTO validations VALUES (?1, 'v1.2.3', 'staging', ?2, 'ci')",
+                    rusqlite::params![format!("val_{v}"), v],
+                )
+                .unwrap();
+            for number in 1..=3 {
+                session
+                    .conn
+                    .execute(
+                        "INSERT INTO validation_runs VALUES (?1, ?2, 'passed', 1, 'ci', NULL, '[]')",
+                        rusqlite::params![format!("val_{v}"), number],
+                    )
+                    .unwrap();
+            }
+        }
+        let mut tail = Tail::Unknown;
+        let mut tx = SqlTx::new(&mut session, &mut tail);
+        for i in 0..7 {
+            tx.append_audit(
+                AuditDraft {
+                    principal: "ci".to_owned(),
+                    role: None,
+                    action: "security-gate.check".to_owned(),
+                    environment: None,
+                    decision: AuditDecision::Allowed,
+                    reason: "ALLOWED".to_owned(),
+                    details: serde_json::json!({ "n": i }),
+                },
+                Timestamp::from_unix_millis(1_000 + i),
+            )
+            .unwrap();
+        }
+        path
+    }
+
+    fn rows(path: &std::path::Path, table: &str, key: &str) -> Vec<Vec<Cell>> {
+        let conn = Connection::open(path).unwrap();
+        let mut statement = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY {key}"))
+            .unwrap();
+        let columns = statement.column_count();
+        statement
+            .query_map([], |row| {
+                (0..columns).map(|i| row.get::<_, Cell>(i)).collect()
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn copies_every_row_page_by_page_including_composite_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = source(dir.path());
+        let to = dir.path().join("target.db");
+        let report = copy_data_in_pages(&url(&from), &url(&to), 2).unwrap();
+
+        for (table, key) in TABLES {
+            let key = key.join(", ");
+            assert_eq!(rows(&from, table, &key), rows(&to, table, &key), "{table}");
+        }
+        let copied: BTreeMap<_, _> = report.rows.iter().cloned().collect();
+        assert_eq!(copied["validation_runs"], 21);
+        assert_eq!(copied["audit_log"], 7);
+        assert_eq!(copied["tokens"], 2);
+        assert_eq!(report.audit_head_seq, 7);
+        let source_head = rows(&from, "audit_head", "id");
+        assert_eq!(
+            source_head[0][2],
+            Cell::Text(report.audit_head_hash.clone())
+        );
+    }
+
+    #[test]
+    fn a_failed_copy_leaves_the_target_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = source(dir.path());
+        let to = dir.path().join("target.db");
+        let target = sqlite::open_write_session(&to).unwrap();
+        // The copy fails at its fifth table, after writing four.
+        target
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            )
+            .unwrap();
+        drop(target);
+        let before: Vec<_> = TABLES
+            .iter()
+            .map(|(table, key)| rows(&to, table, &key.join(", ")))
+            .collect();
+
+        let error = copy_data_in_pages(&url(&from), &url(&to), 2).unwrap_err();
+        assert!(error.to_string().contains("disk full"), "{error}");
+        let after: Vec<_> = TABLES
+            .iter()
+            .map(|(table, key)| rows(&to, table, &key.join(", ")))
+            .collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_target_holding_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = source(dir.path());
+        let to = dir.path().join("target.db");
+        copy_data(&url(&from), &url(&to)).unwrap();
+        let again = copy_data(&url(&from), &url(&to)).unwrap_err();
+        assert!(
+            matches!(&again, StoreError::Conflict(m) if m.contains("already holds records")),
+            "{again}"
+        );
+        assert_eq!(
+            copy_data(&url(&from), &url(&from)).unwrap_err(),
+            StoreError::Config("the source and the target are the same database".to_owned())
+        );
+    }
 }

@@ -42,11 +42,12 @@ pub struct Tokens {
 /// One test's world.
 #[derive(Debug)]
 pub struct Harness {
-    pub db: TestDb,
     pub app: App,
     pub clock: Arc<ManualClock>,
     pub router: Router,
     pub tokens: Tokens,
+    /// Last, so the store is closed before the database is dropped.
+    pub db: TestDb,
 }
 
 /// The answer to one request.
@@ -107,11 +108,11 @@ impl Harness {
             .await
             .expect("set up the probes");
         let harness = Harness {
-            db,
             app,
             clock,
             router,
             tokens,
+            db,
         };
         harness.check_due_probes().await;
         harness

@@ -56,8 +56,24 @@ fn config(url: &str, replica: &str) -> Result<postgres::Config, StoreError> {
     Ok(config)
 }
 
+/// How long a replica's writer may sit inside a transaction without sending a statement
+/// before PostgreSQL ends its session. Its batches never pause (jobs do no I/O), and a batch
+/// holds the audit head's lock that every replica's writes wait for: a frozen or partitioned
+/// replica must not stop the others' writes for longer than this.
+const WRITER_IDLE_IN_TRANSACTION: &str = "5s";
+/// The same for every other connection (readers, the lease, tools).
+const IDLE_IN_TRANSACTION: &str = "60s";
+
 /// Opens sessions with the timeouts every connection gets.
 fn connector(config: postgres::Config, url: String) -> Connect<PgSession> {
+    connector_with(config, url, IDLE_IN_TRANSACTION)
+}
+
+fn connector_with(
+    config: postgres::Config,
+    url: String,
+    idle_in_transaction: &'static str,
+) -> Connect<PgSession> {
     Box::new(move || {
         let mut client = config.connect(postgres::NoTls).map_err(|e| {
             StoreError::Database(format!("cannot connect to {}: {e}", redact_url(&url)))
@@ -65,7 +81,7 @@ fn connector(config: postgres::Config, url: String) -> Connect<PgSession> {
         client
             .batch_execute(&format!(
                 "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'; \
-                 SET idle_in_transaction_session_timeout = '60s'"
+                 SET idle_in_transaction_session_timeout = '{idle_in_transaction}'"
             ))
             .map_err(database)?;
         Ok(PgSession::new(client))
@@ -103,7 +119,11 @@ impl PgBackend {
         read_only: bool,
     ) -> Result<PgBackend, StoreError> {
         let config = config(url, replica.unwrap_or("tool"))?;
-        let connect = connector(config.clone(), url.to_owned());
+        let connect = if read_only {
+            connector(config.clone(), url.to_owned())
+        } else {
+            connector_with(config.clone(), url.to_owned(), WRITER_IDLE_IN_TRANSACTION)
+        };
         let mut session = connect()?;
         if read_only {
             crate::migrations::check_current(&mut session, migrate::MIGRATIONS)?;
