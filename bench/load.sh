@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The load benchmark: the audited gate check against a bare axum baseline, and what a large
-# database changes. Method and latest figures: BENCHMARKS.md.
+# The benchmarks: the audited gate check against a bare axum baseline, what a large database
+# changes, and the pure core's criterion benchmarks. Method and latest figures: BENCHMARKS.md.
 #
-#   bench/load.sh                 full run (release build, 10 s per measurement, 1M-entry scale run)
+#   bench/load.sh                 full run (release build, 10 s per measurement, 1M-entry scale
+#                                 run, then criterion)
 #   bench/load.sh --quick         CI's smoke run (debug build, 1 s per measurement, small seed):
 #                                 proves the script works; its figures mean nothing
 #   bench/load.sh --postgres URL  also the check and audit reads on PostgreSQL (a fresh schema in URL's
@@ -234,3 +235,12 @@ printf '%-60s %s / %s MiB\n' "RSS idle, empty / large (target < 64 MiB):" \
   "$(( $(cat "$WORK/sqlite empty.rss_idle") / 1024 ))" "$(( $(cat "$WORK/sqlite large.rss_idle") / 1024 ))"
 printf '%-60s %s / %s MiB\n' "RSS peak under load, empty / large (target < 256 MiB):" \
   "$(( $(cat "$WORK/sqlite empty.rss_peak") / 1024 ))" "$(( $(cat "$WORK/sqlite large.rss_peak") / 1024 ))"
+
+# The pure core's criterion benchmarks, so one command gives every figure in BENCHMARKS.md.
+if [ "$QUICK" -eq 0 ]; then
+  echo
+  echo "== criterion: the pure core (medians)"
+  cargo bench -q --locked -p deploy-safety-core --bench core >"$WORK/criterion.log" 2>&1 \
+    || { cat "$WORK/criterion.log" >&2; exit 1; }
+  bench/medians.sh
+fi
