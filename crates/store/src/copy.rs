@@ -289,7 +289,7 @@ fn copy_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Tx;
+    use crate::tx::AuditTx;
     use crate::sql::{SqlTx, Tail};
     use deploy_safety_core::{AuditDecision, AuditDraft, Timestamp};
     use rusqlite::Connection;

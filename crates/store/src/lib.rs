@@ -17,7 +17,7 @@ mod records;
 mod session;
 mod sql;
 pub mod sqlite;
-mod tx;
+pub mod tx;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,7 +6,16 @@
 //! chain's head across replicas, skipping rows another replica has claimed — is a [`Dialect`]
 //! switch in one place each.
 
+mod audit;
+mod canaries;
+mod events;
+mod gate;
+mod incidents;
+mod probes;
+mod releases;
+mod tokens;
 mod tx;
+mod validations;
 pub(crate) mod value;
 
 pub(crate) use tx::{SqlTx, Tail};

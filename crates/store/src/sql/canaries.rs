@@ -1,0 +1,80 @@
+//! Canary deployments in SQL.
+
+use super::tx::*;
+
+impl CanaryTx for SqlTx<'_> {
+    fn insert_canary(&mut self, c: &Canary) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO canaries (id, environment, release_id, phase, started_at, next_step_at, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vals![
+                c.id,
+                c.environment.as_str(),
+                c.release_id,
+                c.phase.as_str(),
+                c.started_at.unix_millis(),
+                c.next_step_at.map(Timestamp::unix_millis),
+                to_json(c)?,
+            ],
+        )
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::Conflict(format!(
+                "{} already has an active canary",
+                c.environment
+            )),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    fn update_canary(&mut self, c: &Canary) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE canaries SET phase = $2, next_step_at = $3, body = $4 WHERE id = $1",
+            vals![
+                c.id,
+                c.phase.as_str(),
+                c.next_step_at.map(Timestamp::unix_millis),
+                to_json(c)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_canary(&mut self, id: &str) -> Result<Option<Canary>, StoreError> {
+        self.one("SELECT body FROM canaries WHERE id = $1", [id], |row| {
+            json_column(row, 0)
+        })
+    }
+
+    fn active_canary(&mut self, environment: Environment) -> Result<Option<Canary>, StoreError> {
+        self.one(
+            "SELECT body FROM canaries
+             WHERE environment = $1 AND phase IN ('progressing', 'paused')",
+            [environment.as_str()],
+            |row| json_column(row, 0),
+        )
+    }
+
+    fn list_canaries(
+        &mut self,
+        environment: Option<Environment>,
+        limit: u32,
+    ) -> Result<Vec<Canary>, StoreError> {
+        self.collect(
+            "SELECT body FROM canaries WHERE (CAST($1 AS TEXT) IS NULL OR environment = $1)
+             ORDER BY started_at DESC, id DESC LIMIT $2",
+            vals![environment.map(Environment::as_str), limit],
+            |row| json_column(row, 0),
+        )
+    }
+
+    fn due_canaries(&mut self, now: Timestamp) -> Result<Vec<Canary>, StoreError> {
+        self.collect(
+            "SELECT body FROM canaries
+             WHERE phase IN ('progressing', 'paused') AND next_step_at <= $1
+             ORDER BY next_step_at, id",
+            [now.unix_millis()],
+            |row| json_column(row, 0),
+        )
+    }
+}

@@ -1,0 +1,43 @@
+//! The operations a transaction offers, one trait per domain. [`Tx`] is all of them: use cases
+//! take `&mut dyn Tx`. Every backend implements all of them with the same meaning; the
+//! conformance suite in `tests/` holds them to it.
+
+mod audit;
+mod canaries;
+mod events;
+mod gate;
+mod incidents;
+mod probes;
+mod releases;
+mod tokens;
+mod validations;
+
+pub use audit::AuditTx;
+pub use canaries::CanaryTx;
+pub use events::EventTx;
+pub use gate::GateTx;
+pub use incidents::IncidentTx;
+pub use probes::ProbeTx;
+pub use releases::ReleaseTx;
+pub use tokens::TokenTx;
+pub use validations::ValidationTx;
+
+pub trait Tx:
+    GateTx + TokenTx + IncidentTx + ValidationTx + ProbeTx + CanaryTx + ReleaseTx + EventTx + AuditTx
+{
+}
+
+impl<
+    T: ?Sized
+        + GateTx
+        + TokenTx
+        + IncidentTx
+        + ValidationTx
+        + ProbeTx
+        + CanaryTx
+        + ReleaseTx
+        + EventTx
+        + AuditTx,
+> Tx for T
+{
+}

@@ -1,0 +1,35 @@
+//! Rollbacks, release history and load shedding.
+
+use deploy_safety_core::{Environment, LoadShedding, ReleaseRecord, Rollback};
+
+use crate::StoreError;
+
+/// Rollbacks, release history and load shedding.
+pub trait ReleaseTx {
+    fn insert_rollback(&mut self, rollback: &Rollback) -> Result<(), StoreError>;
+    fn update_rollback(&mut self, rollback: &Rollback) -> Result<(), StoreError>;
+    fn get_rollback(&mut self, id: &str) -> Result<Option<Rollback>, StoreError>;
+    /// Newest first.
+    fn list_rollbacks(
+        &mut self,
+        environment: Option<Environment>,
+        limit: u32,
+    ) -> Result<Vec<Rollback>, StoreError>;
+    fn insert_release(&mut self, record: &ReleaseRecord) -> Result<(), StoreError>;
+    /// Newest first.
+    fn releases(
+        &mut self,
+        environment: Environment,
+        limit: u32,
+    ) -> Result<Vec<ReleaseRecord>, StoreError>;
+    /// Whether `release_id` ever ran in `environment`.
+    fn release_ran(
+        &mut self,
+        environment: Environment,
+        release_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// The environment's setting (off if never set).
+    fn load_shedding(&mut self, environment: Environment) -> Result<LoadShedding, StoreError>;
+    fn put_load_shedding(&mut self, setting: &LoadShedding) -> Result<(), StoreError>;
+}
