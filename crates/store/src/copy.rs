@@ -289,8 +289,8 @@ fn copy_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tx::AuditTx;
     use crate::sql::{SqlTx, Tail};
+    use crate::tx::AuditTx;
     use deploy_safety_core::{AuditDecision, AuditDraft, Timestamp};
     use rusqlite::Connection;
     use rusqlite::types::Value as Cell;

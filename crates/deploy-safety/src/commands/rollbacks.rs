@@ -1,0 +1,66 @@
+//! Rollbacks and release history.
+
+use deploy_safety_api_types::{CreateRollbackRequest, EnvironmentListQuery};
+
+use super::{client, show};
+use crate::cli::{Command, RollbackCommand};
+use crate::output;
+
+pub(super) async fn rollback_command(command: RollbackCommand) -> anyhow::Result<u8> {
+    Ok(match command {
+        RollbackCommand::Create {
+            environment,
+            from_version,
+            to_version,
+            reason,
+            remote,
+        } => show(
+            client(&remote)?
+                .create_rollback(&CreateRollbackRequest {
+                    environment,
+                    from_version,
+                    to_version,
+                    reason,
+                })
+                .await,
+            &remote,
+            output::rollback,
+        ),
+        RollbackCommand::Execute { id, remote } => show(
+            client(&remote)?.execute_rollback(&id).await,
+            &remote,
+            output::rollback,
+        ),
+        RollbackCommand::Show { id, remote } => show(
+            client(&remote)?.get_rollback(&id).await,
+            &remote,
+            output::rollback,
+        ),
+        RollbackCommand::List {
+            environment,
+            limit,
+            remote,
+        } => show(
+            client(&remote)?
+                .list_rollbacks(&EnvironmentListQuery { environment, limit })
+                .await,
+            &remote,
+            |list| output::rollbacks(&list.rollbacks),
+        ),
+    })
+}
+
+/// `releases ENVIRONMENT`.
+pub(super) async fn releases_command(command: Command) -> anyhow::Result<u8> {
+    Ok(match command {
+        Command::Releases {
+            environment,
+            remote,
+        } => show(
+            client(&remote)?.releases(environment).await,
+            &remote,
+            output::releases,
+        ),
+        _ => anyhow::bail!("not a releases command"),
+    })
+}
