@@ -200,6 +200,38 @@ impl TestDb {
         }
     }
 
+    /// Puts `text` where audit entry `seq`'s time (an integer column) belongs, as someone with
+    /// the database's files or its owner's rights could: on SQLite by rewriting the table's
+    /// definition without STRICT, on PostgreSQL by changing the column's type to text.
+    pub fn store_text_in_audit_time(&self, seq: u64, text: &str) {
+        match &self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(self.sqlite_path().unwrap()).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .unwrap();
+                let version: i64 = conn
+                    .query_row("PRAGMA schema_version", [], |row| row.get(0))
+                    .unwrap();
+                conn.execute_batch(&format!(
+                    "PRAGMA writable_schema = ON; \
+                     UPDATE sqlite_schema SET sql = replace(sql, ') STRICT', ')') WHERE name = 'audit_log'; \
+                     PRAGMA writable_schema = OFF; \
+                     PRAGMA schema_version = {};",
+                    version + 1
+                ))
+                .unwrap();
+                drop(conn);
+                self.exec(&format!(
+                    "UPDATE audit_log SET at = '{text}' WHERE seq = {seq};"
+                ));
+            }
+            Backend::Postgres { .. } => self.exec(&format!(
+                "ALTER TABLE audit_log ALTER COLUMN at TYPE text USING at::text; \
+                 UPDATE audit_log SET at = '{text}' WHERE seq = {seq};"
+            )),
+        }
+    }
+
     /// From now on every insert into the audit log fails, as on a full disk.
     pub fn refuse_audit_writes(&self) {
         match &self.backend {

@@ -6,10 +6,10 @@
 
 pub use deploy_safety_core::OverallHealth;
 use deploy_safety_core::{
-    Action, AuditDecision, AuditEntry, ChainBreak, Decision, Environment, GateResult, GateState,
-    Incident, IncidentCategory, IncidentStatus, Override, OverrideStatus, Probe, ProbeKind,
-    ProbeResult, ProbeStatus, ReasonCode, Role, SecurityMode, Severity, ThreatLevel, Timestamp,
-    Validation, ValidationRun, ValidationStatus,
+    Action, AuditDecision, AuditEntry, ChainBreak, Checkpoint, Decision, Environment, GateResult,
+    GateState, Incident, IncidentCategory, IncidentStatus, Override, OverrideStatus, Probe,
+    ProbeKind, ProbeResult, ProbeStatus, ReasonCode, Role, SecurityMode, Severity, ThreatLevel,
+    Timestamp, Validation, ValidationRun, ValidationStatus,
 };
 use deploy_safety_core::{Canary, Evaluation, LoadShedding, ReleaseRecord, Rollback};
 use serde::{Deserialize, Serialize};
@@ -192,9 +192,69 @@ pub struct AuditListQuery {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
+    pub entries: Vec<AuditListEntry>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<u64>,
+}
+
+/// One item of `GET /audit`: an entry, or a stored row that no longer parses.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AuditListEntry {
+    Entry(AuditEntry),
+    Corrupt(CorruptAuditEntry),
+}
+
+/// Told apart by `corrupt`. (Not `#[serde(untagged)]` on the way in: an entry's raw JSON
+/// `details` cannot pass through serde's buffering of untagged variants.)
+impl<'de> Deserialize<'de> for AuditListEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Marker {
+            #[serde(default)]
+            corrupt: bool,
+        }
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let marker: Marker = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+        if marker.corrupt {
+            serde_json::from_str(raw.get()).map(AuditListEntry::Corrupt)
+        } else {
+            serde_json::from_str(raw.get()).map(AuditListEntry::Entry)
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+impl AuditListEntry {
+    /// The entry, unless its row no longer parses.
+    pub fn entry(&self) -> Option<&AuditEntry> {
+        match self {
+            AuditListEntry::Entry(entry) => Some(entry),
+            AuditListEntry::Corrupt(_) => None,
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match self {
+            AuditListEntry::Entry(entry) => entry.seq,
+            AuditListEntry::Corrupt(corrupt) => corrupt.seq,
+        }
+    }
+}
+
+/// A row of the audit log that no longer parses (it was altered): what does not parse, and
+/// every column as stored. `GET /audit/verify` names the first entry that was altered.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorruptAuditEntry {
+    pub seq: u64,
+    /// Always `true`.
+    pub corrupt: bool,
+    /// Which column does not parse, and why.
+    pub problem: String,
+    /// Each column's stored value as text (`null` for NULL; bytes that are not UTF-8 are shown
+    /// as U+FFFD).
+    pub raw: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// `GET /audit/verify`.
@@ -204,9 +264,26 @@ pub struct AuditVerification {
     pub valid: bool,
     /// Entries verified (up to the first broken one).
     pub entries_verified: u64,
-    /// The hash of the last verified entry: record it elsewhere to detect a truncated log.
+    /// The hash of the last verified entry.
     pub head_hash: String,
     pub first_broken: Option<ChainBreak>,
+    /// The latest signed checkpoint the database holds, which the chain was checked against
+    /// (copies kept outside the database are checked by `deploy-safety audit verify
+    /// --checkpoints`).
+    #[serde(default)]
+    pub latest_checkpoint: Option<Checkpoint>,
+}
+
+/// `GET /audit/public-key`: the key checkpoints are signed with.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPublicKey {
+    /// The first 16 hex digits of SHA-256 of the 32 raw public key bytes.
+    pub key_id: String,
+    /// Always `Ed25519`.
+    pub algorithm: String,
+    /// PEM, SubjectPublicKeyInfo.
+    pub public_key: String,
 }
 
 /// `GET /health`: `overallHealth` alone without a token; the probes behind it with one.

@@ -1,11 +1,22 @@
-//! Reading and verifying the audit log, and the helpers every use case writes entries with.
+//! Reading and verifying the audit log, its signed checkpoints, and the helpers every use case
+//! writes entries with.
+//!
+//! Verification never parses an entry: it works on the stored bytes (`core::StoredEntry`), so
+//! any edit shows as a broken chain naming the entry, never as an error.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use deploy_safety_api_types::{AuditListQuery, AuditPage, AuditVerification};
+use deploy_safety_api_types::{
+    AuditListEntry, AuditListQuery, AuditPage, AuditPublicKey, AuditVerification, CorruptAuditEntry,
+};
+use deploy_safety_core::checkpoint::{ALGORITHM, VerifyingKey};
 use deploy_safety_core::{
-    AuditDecision, AuditDraft, ChainVerifier, Environment, ReasonCode, Timestamp,
+    AuditDecision, AuditDraft, ChainBreak, ChainVerifier, Checkpoint, CheckpointKey, Environment,
+    EventType, ReasonCode, STORED_COLUMNS, SignedCheckpoint, StoredEntry, Timestamp,
+    checkpoint_due,
 };
 use deploy_safety_store::{AuditQuery, StoreError, Tx};
 use serde_json::{Value, json};
@@ -73,7 +84,9 @@ pub(crate) fn refuse<T>(
     }))
 }
 
-/// Walks the whole chain in one snapshot and reports the first broken entry.
+/// Walks the whole chain in one snapshot and reports the first broken entry: every entry in
+/// seq order, then the chain's recorded head (entries cut off the end), then the latest signed
+/// checkpoint the database holds (a log truncated or re-hashed behind its back).
 pub fn verify_chain(tx: &mut dyn Tx) -> Result<AuditVerification, StoreError> {
     verify_chain_unless(tx, &AtomicBool::new(false))
 }
@@ -84,31 +97,235 @@ fn verify_chain_unless(
     cancelled: &AtomicBool,
 ) -> Result<AuditVerification, StoreError> {
     let mut verifier = ChainVerifier::new();
-    let mut after = 0;
-    loop {
-        if cancelled.load(Ordering::Relaxed) {
-            return Err(StoreError::Closed);
-        }
-        let chunk = tx.audit_after(after, VERIFY_CHUNK)?;
-        let Some(last) = chunk.last() else { break };
-        after = last.seq;
-        for e in &chunk {
-            if let Err(broken) = verifier.check(e) {
-                return Ok(AuditVerification {
-                    valid: false,
-                    entries_verified: verifier.verified(),
-                    head_hash: verifier.head_hash().to_owned(),
-                    first_broken: Some(broken),
-                });
+    let latest_checkpoint = tx.latest_checkpoint()?;
+    let outcome = (|| -> Result<Result<(), ChainBreak>, StoreError> {
+        let mut after = 0;
+        loop {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(StoreError::Closed);
+            }
+            let chunk = tx.audit_after(after, VERIFY_CHUNK)?;
+            let Some(last) = chunk.last() else { break };
+            after = last.seq;
+            for e in &chunk {
+                if let Err(broken) = verifier.check(e) {
+                    return Ok(Err(broken));
+                }
             }
         }
-    }
+        let recorded = tx.audit_recorded_head()?;
+        if let Err(broken) = verifier.finish(recorded.as_ref().map(|(s, h)| (*s, h.as_str()))) {
+            return Ok(Err(broken));
+        }
+        if let Some(checkpoint) = &latest_checkpoint {
+            return Ok(check_against_log(
+                tx,
+                &SignedCheckpoint::from(checkpoint),
+                verifier.verified(),
+            )?
+            .map_err(|(seq, problem)| ChainBreak {
+                seq,
+                problem: format!(
+                    "the latest checkpoint (entry {}, signed {}): {problem}",
+                    checkpoint.seq, checkpoint.at
+                ),
+            }));
+        }
+        Ok(Ok(()))
+    })()?;
     Ok(AuditVerification {
-        valid: true,
+        valid: outcome.is_ok(),
         entries_verified: verifier.verified(),
         head_hash: verifier.head_hash().to_owned(),
-        first_broken: None,
+        first_broken: outcome.err(),
+        latest_checkpoint,
     })
+}
+
+/// Whether the log still holds the entry a checkpoint signed, with the signed hash; on failure
+/// the seq to name (the first entry missing, or the one rewritten) and why.
+pub fn check_against_log(
+    tx: &mut dyn Tx,
+    checkpoint: &SignedCheckpoint,
+    log_end: u64,
+) -> Result<Result<(), (u64, String)>, StoreError> {
+    let stored = if checkpoint.seq == 0 {
+        None
+    } else {
+        tx.audit_stored_hash(checkpoint.seq)?
+    };
+    let bytes = stored.as_ref().map(|v| v.text().unwrap_or_default());
+    Ok(checkpoint.matches_log(bytes, log_end).map_err(|problem| {
+        let seq = if stored.is_none() && checkpoint.seq > log_end {
+            log_end + 1
+        } else {
+            checkpoint.seq
+        };
+        (seq, problem)
+    }))
+}
+
+/// A kept checkpoint that failed a check, by its line in the file it came from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointFailure {
+    pub line: usize,
+    /// The entry it checkpointed (none when the line is not a checkpoint at all).
+    pub seq: Option<u64>,
+    pub problem: String,
+}
+
+/// What checking kept checkpoints against the log found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointProof {
+    /// Lines checked.
+    pub checked: usize,
+    /// The newest checkpoint (by `at`) among those that verified.
+    pub newest: Option<SignedCheckpoint>,
+    pub failures: Vec<CheckpointFailure>,
+}
+
+/// Checks checkpoints kept outside the database (each a line of a file, already read as a
+/// checkpoint or not) against the log, in one snapshot: each signature with `keys`, and that
+/// the log still holds each checkpointed entry with the signed hash. With `max_age` (`now`
+/// and a length in milliseconds), the newest checkpoint must be that recent: checkpoints that
+/// stopped arriving are a failure too.
+pub fn prove_checkpoints(
+    tx: &mut dyn Tx,
+    lines: &[(usize, Result<SignedCheckpoint, String>)],
+    keys: &[VerifyingKey],
+    max_age: Option<(Timestamp, i64)>,
+) -> Result<CheckpointProof, StoreError> {
+    let log_end = tx.audit_head()?.map_or(0, |(seq, _)| seq);
+    let mut failures = Vec::new();
+    let mut newest: Option<(Timestamp, usize, SignedCheckpoint)> = None;
+    let mut in_log = std::collections::HashMap::new();
+    for (line, checkpoint) in lines {
+        let fail = |seq, problem| CheckpointFailure {
+            line: *line,
+            seq,
+            problem,
+        };
+        let checkpoint = match checkpoint {
+            Ok(checkpoint) => checkpoint,
+            Err(problem) => {
+                failures.push(fail(None, format!("not a checkpoint: {problem}")));
+                continue;
+            }
+        };
+        let seq = Some(checkpoint.seq);
+        if let Err(problem) = checkpoint.verify(keys) {
+            failures.push(fail(seq, problem));
+            continue;
+        }
+        let key = (checkpoint.seq, checkpoint.head_hash.clone());
+        let found = match in_log.get(&key) {
+            Some(found) => Clone::clone(found),
+            None => {
+                let found = check_against_log(tx, checkpoint, log_end)?;
+                in_log.insert(key, found.clone());
+                found
+            }
+        };
+        if let Err((_, problem)) = found {
+            failures.push(fail(
+                seq,
+                format!("checkpoint of {}: {problem}", checkpoint.at),
+            ));
+            continue;
+        }
+        match Timestamp::parse_rfc3339(&checkpoint.at) {
+            Ok(at) => {
+                if newest
+                    .as_ref()
+                    .is_none_or(|(newest_at, _, _)| at > *newest_at)
+                {
+                    newest = Some((at, *line, checkpoint.clone()));
+                }
+            }
+            Err(e) => failures.push(fail(seq, e.to_string())),
+        }
+    }
+    if let Some((now, max_ms)) = max_age {
+        match &newest {
+            Some((at, line, checkpoint)) if now.millis_since(*at) > max_ms => {
+                failures.push(CheckpointFailure {
+                    line: *line,
+                    seq: Some(checkpoint.seq),
+                    problem: format!(
+                        "the newest checkpoint is from {}, older than the maximum age of {} s: checkpoints have stopped arriving",
+                        checkpoint.at,
+                        max_ms / 1_000
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => failures.push(CheckpointFailure {
+                line: 0,
+                seq: None,
+                problem: "no valid checkpoint, so none is recent enough".to_owned(),
+            }),
+        }
+    }
+    if lines.is_empty() {
+        failures.push(CheckpointFailure {
+            line: 0,
+            seq: None,
+            problem: "the file holds no checkpoints".to_owned(),
+        });
+    }
+    Ok(CheckpointProof {
+        checked: lines.len(),
+        newest: newest.map(|(_, _, c)| c),
+        failures,
+    })
+}
+
+/// An entry as `GET /audit` lists it: parsed, or, when its row no longer parses, marked
+/// corrupt with its stored columns.
+fn list_entry(stored: StoredEntry) -> AuditListEntry {
+    match stored.parse() {
+        Ok(entry) => AuditListEntry::Entry(entry),
+        Err(problem) => {
+            let mut raw = std::collections::BTreeMap::new();
+            raw.insert("seq".to_owned(), Some(stored.seq.to_string()));
+            for (name, value) in STORED_COLUMNS.iter().zip(stored.columns()) {
+                raw.insert((*name).to_owned(), value.display());
+            }
+            AuditListEntry::Corrupt(CorruptAuditEntry {
+                seq: stored.seq,
+                corrupt: true,
+                problem,
+                raw,
+            })
+        }
+    }
+}
+
+/// How the server signs checkpoints of the audit chain (SPEC §20).
+#[derive(Clone, Debug)]
+pub struct CheckpointSettings {
+    /// The signing key, from `[audit] signing_key_file`.
+    pub key: CheckpointKey,
+    /// A checkpoint is made this often, whether or not entries were appended.
+    pub interval: Duration,
+    /// Each checkpoint is also appended here as one JSON line.
+    pub file: Option<PathBuf>,
+}
+
+/// Appends `checkpoint` to `path` as one JSON line, on disk before it returns.
+fn append_checkpoint_line(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_string(&SignedCheckpoint::from(checkpoint))
+        .map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(line.as_bytes())?;
+    file.sync_data()
 }
 
 /// Sets the flag when dropped: the request that started a verification went away.
@@ -145,14 +362,14 @@ impl App {
             before_seq: query.cursor,
             limit,
         };
-        let entries = self.store.read(move |tx| tx.audit_page(&query)).await?;
-        let next_cursor = if entries.len() == limit as usize {
-            entries.last().map(|e| e.seq)
+        let stored = self.store.read(move |tx| tx.audit_page(&query)).await?;
+        let next_cursor = if stored.len() == limit as usize {
+            stored.last().map(|e| e.seq)
         } else {
             None
         };
         Ok(AuditPage {
-            entries,
+            entries: stored.into_iter().map(list_entry).collect(),
             next_cursor,
         })
     }
@@ -172,5 +389,75 @@ impl App {
             .store
             .read(move |tx| verify_chain_unless(tx, &cancelled))
             .await?)
+    }
+
+    /// `GET /audit/public-key`.
+    pub fn audit_public_key(&self) -> Result<AuditPublicKey, AppError> {
+        let key = &self.checkpoint_settings()?.key;
+        Ok(AuditPublicKey {
+            key_id: key.key_id().to_owned(),
+            algorithm: ALGORITHM.to_owned(),
+            public_key: key.public_key_pem(),
+        })
+    }
+
+    /// `GET /audit/checkpoints/latest`.
+    pub async fn latest_checkpoint(&self) -> Result<Checkpoint, AppError> {
+        self.store
+            .read(|tx| tx.latest_checkpoint())
+            .await?
+            .ok_or_else(|| AppError::NotFound("no checkpoint has been made yet".to_owned()))
+    }
+
+    fn checkpoint_settings(&self) -> Result<&CheckpointSettings, AppError> {
+        self.settings.checkpoints.as_ref().ok_or_else(|| {
+            AppError::NotFound("this server signs no checkpoints (no signing key)".to_owned())
+        })
+    }
+
+    /// Makes a checkpoint if one is due at `now`: signs the chain's head as appends see it
+    /// (locked against appends on every replica until the checkpoint commits), stores it,
+    /// announces it (event `audit.checkpoint`), then appends it to the checkpoint file. The
+    /// due check is repeated inside the write, so two replicas overlapping during a change of
+    /// leader make one checkpoint, not two.
+    pub async fn make_checkpoint(&self, now: Timestamp) -> Result<Option<Checkpoint>, AppError> {
+        let Some(settings) = self.settings.checkpoints.clone() else {
+            return Ok(None);
+        };
+        let interval_ms = i64::try_from(settings.interval.as_millis()).unwrap_or(i64::MAX);
+        let key = settings.key.clone();
+        let made = self
+            .write_emitting(move |tx, emitter| -> TxResult<Option<Checkpoint>> {
+                let latest = tx.latest_checkpoint()?.map(|c| c.at);
+                if !checkpoint_due(latest, interval_ms, now) {
+                    return Ok(Ok(None));
+                }
+                let (seq, head_hash) = tx.audit_chain_head()?;
+                let checkpoint = key.sign(seq, &head_hash, now);
+                tx.insert_checkpoint(&checkpoint)?;
+                emitter.emit(
+                    tx,
+                    EventType::AuditCheckpoint,
+                    now,
+                    None,
+                    json!(SignedCheckpoint::from(&checkpoint)),
+                )?;
+                Ok(Ok(Some(checkpoint)))
+            })
+            .await?;
+        if let (Some(checkpoint), Some(path)) = (&made, settings.file) {
+            let line = checkpoint.clone();
+            let appended = tokio::task::spawn_blocking(move || {
+                append_checkpoint_line(&path, &line).map_err(|e| (path, e))
+            })
+            .await
+            .map_err(|e| AppError::Internal(format!("the checkpoint file task failed: {e}")))?;
+            if let Err((path, error)) = appended {
+                // The checkpoint is stored and announced; only this copy is missing. The next
+                // one covers everything this one did.
+                tracing::error!(path = %path.display(), %error, seq = checkpoint.seq, "cannot append the checkpoint to the checkpoint file");
+            }
+        }
+        Ok(made)
     }
 }

@@ -10,6 +10,7 @@
 //! override that expires while a request waits for the writer is not honored.
 
 mod audit;
+mod audit_key;
 mod canary;
 pub mod checks;
 mod clock;
@@ -28,7 +29,11 @@ use std::sync::Arc;
 use deploy_safety_core::{EvaluationThresholds, Role, TtlMinutes};
 use deploy_safety_store::Store;
 
-pub use audit::verify_chain;
+pub use audit::{
+    CheckpointFailure, CheckpointProof, CheckpointSettings, check_against_log, prove_checkpoints,
+    verify_chain,
+};
+pub use audit_key::{KeyFileError, load_or_create_signing_key, load_signing_key};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AppError;
 pub use events::{Executor, Webhook, retry_delay_ms};
@@ -63,6 +68,8 @@ pub struct AppSettings {
     pub delivery_attempts: u32,
     /// This replica's name (for `/health` and the leader election).
     pub replica: String,
+    /// Signed checkpoints of the audit chain; none without a signing key (tools, tests).
+    pub checkpoints: Option<CheckpointSettings>,
 }
 
 impl Default for AppSettings {
@@ -77,6 +84,7 @@ impl Default for AppSettings {
             require_known_target: false,
             delivery_attempts: 20,
             replica: "local".to_owned(),
+            checkpoints: None,
         }
     }
 }

@@ -3,17 +3,18 @@
 use std::time::Duration;
 
 use deploy_safety_api_types::{
-    API_PREFIX, AuditListQuery, AuditPage, AuditVerification, CheckRequest, CheckResponse,
-    CreateOverrideRequest, CreateProbeRequest, ErrorBody, EscalateIncidentRequest, GateStatus,
-    HealthReport, IncidentList, IncidentListQuery, OpenIncidentRequest, OverrideList, OverrideView,
-    ProbeList, ProbeView, ResolveIncidentRequest, SetModeRequest, SetThreatLevelRequest,
-    StartValidationRequest, ValidationList, ValidationListQuery, ValidationView, WhoAmI,
+    API_PREFIX, AuditListQuery, AuditPage, AuditPublicKey, AuditVerification, CheckRequest,
+    CheckResponse, CreateOverrideRequest, CreateProbeRequest, ErrorBody, EscalateIncidentRequest,
+    GateStatus, HealthReport, IncidentList, IncidentListQuery, OpenIncidentRequest, OverrideList,
+    OverrideView, ProbeList, ProbeView, ResolveIncidentRequest, SetModeRequest,
+    SetThreatLevelRequest, StartValidationRequest, ValidationList, ValidationListQuery,
+    ValidationView, WhoAmI,
 };
 use deploy_safety_api_types::{
     CanaryList, CanaryMetricsRequest, CanaryView, CreateRollbackRequest, EnvironmentListQuery,
     PromoteCanaryRequest, ReleaseHistory, RollbackList, SetLoadSheddingRequest, StartCanaryRequest,
 };
-use deploy_safety_core::{Environment, Event, Incident, LoadShedding, Rollback};
+use deploy_safety_core::{Checkpoint, Environment, Event, Incident, LoadShedding, Rollback};
 use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -190,6 +191,14 @@ impl Client {
 
     pub async fn audit_verify(&self) -> Result<AuditVerification, ClientError> {
         self.get("/audit/verify").await
+    }
+
+    pub async fn audit_public_key(&self) -> Result<AuditPublicKey, ClientError> {
+        self.get("/audit/public-key").await
+    }
+
+    pub async fn latest_checkpoint(&self) -> Result<Checkpoint, ClientError> {
+        self.get("/audit/checkpoints/latest").await
     }
 
     /// `GET /health`. An unhealthy service answers 503 with a report: that is a report, not an

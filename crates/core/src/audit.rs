@@ -86,48 +86,325 @@ impl AuditEntry {
         entry
     }
 
-    /// The hash of this entry's fields and `prev_hash`, as lowercase hex.
+    /// The hash of this entry's fields and `prev_hash`, as lowercase hex: the hash of the
+    /// entry as it is stored ([`StoredEntry::compute_hash`]), so writing and verifying agree by
+    /// construction.
     pub fn compute_hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            hasher.update((bytes.len() as u64).to_be_bytes());
-            hasher.update(bytes);
-        };
-        field(HASH_DOMAIN);
-        field(self.seq.to_string().as_bytes());
-        field(self.at.unix_millis().to_string().as_bytes());
-        field(self.principal.as_bytes());
-        field(optional(self.role.map(Role::as_str)).as_bytes());
-        field(self.action.as_bytes());
-        field(optional(self.environment.map(Environment::as_str)).as_bytes());
-        field(self.decision.as_str().as_bytes());
-        field(self.reason.as_bytes());
-        field(self.details.get().as_bytes());
-        field(self.prev_hash.as_bytes());
-        hex::encode(hasher.finalize())
+        let stored = self.to_stored();
+        hash_fields(&stored.hashed_fields().unwrap_or_else(|_| {
+            unreachable!("an entry made from typed fields stores every column as its type")
+        }))
     }
-}
 
-/// Absent and empty must hash differently: absent is the empty field, present is prefixed.
-fn optional(value: Option<&str>) -> String {
-    value.map_or_else(String::new, |v| format!("={v}"))
+    /// The entry as the store keeps it: one value per column.
+    pub fn to_stored(&self) -> StoredEntry {
+        let text = |t: &str| StoredValue::Text(t.as_bytes().to_vec());
+        let optional = |t: Option<&str>| t.map_or(StoredValue::Null, text);
+        StoredEntry {
+            seq: self.seq,
+            at: StoredValue::Integer(self.at.unix_millis()),
+            principal: text(&self.principal),
+            role: optional(self.role.map(Role::as_str)),
+            action: text(&self.action),
+            environment: optional(self.environment.map(Environment::as_str)),
+            decision: text(self.decision.as_str()),
+            reason: text(&self.reason),
+            details: text(self.details.get()),
+            prev_hash: text(&self.prev_hash),
+            hash: text(&self.hash),
+        }
+    }
 }
 
 fn empty_details() -> Box<RawValue> {
     RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("{{}} is valid JSON"))
 }
 
+/// One column's value exactly as the database holds it, before anything is parsed: what the
+/// chain's hash covers, so that verifying never depends on an entry still making sense.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredValue {
+    Null,
+    Integer(i64),
+    /// Text, as its bytes: after tampering it need not be UTF-8.
+    Text(Vec<u8>),
+    /// Anything else a column may have been made to hold (a real number, a blob), named by the
+    /// database's storage type, with its bytes as the database renders them.
+    Other {
+        storage: String,
+        bytes: Vec<u8>,
+    },
+}
+
+impl StoredValue {
+    /// What it is, for messages.
+    fn kind(&self) -> &str {
+        match self {
+            StoredValue::Null => "NULL",
+            StoredValue::Integer(_) => "an integer",
+            StoredValue::Text(_) => "text",
+            StoredValue::Other { storage, .. } => storage,
+        }
+    }
+
+    /// The value as text, for people (invalid UTF-8 shown with replacement characters);
+    /// `None` for NULL.
+    pub fn display(&self) -> Option<String> {
+        match self {
+            StoredValue::Null => None,
+            StoredValue::Integer(v) => Some(v.to_string()),
+            StoredValue::Text(bytes) | StoredValue::Other { bytes, .. } => {
+                Some(String::from_utf8_lossy(bytes).into_owned())
+            }
+        }
+    }
+
+    /// An integer, or text that is exactly an integer's decimal digits (a database whose
+    /// column was changed to hold text keeps the same digits: the same value).
+    pub fn integer(&self) -> Option<i64> {
+        match self {
+            StoredValue::Integer(v) => Some(*v),
+            StoredValue::Text(bytes) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok().filter(|v| v.to_string() == t)),
+            StoredValue::Null | StoredValue::Other { .. } => None,
+        }
+    }
+
+    /// The bytes of a text value (`None` for any other kind).
+    pub fn text(&self) -> Option<&[u8]> {
+        match self {
+            StoredValue::Text(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+}
+
+/// What a column of the audit log holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Integer,
+    Text,
+    /// Text or NULL: absent and empty hash differently.
+    OptionalText,
+}
+
+/// The stored columns after `seq`, in hash order, with their shapes.
+pub const STORED_COLUMNS: [&str; 10] = [
+    "at",
+    "principal",
+    "role",
+    "action",
+    "environment",
+    "decision",
+    "reason",
+    "details",
+    "prev_hash",
+    "hash",
+];
+
+const SHAPES: [Shape; 10] = [
+    Shape::Integer,
+    Shape::Text,
+    Shape::OptionalText,
+    Shape::Text,
+    Shape::OptionalText,
+    Shape::Text,
+    Shape::Text,
+    Shape::Text,
+    Shape::Text,
+    Shape::Text,
+];
+
+/// An audit entry as the store read it: `seq` (the row's key) and every other column as
+/// stored. It may not parse; it can always be verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub seq: u64,
+    pub at: StoredValue,
+    pub principal: StoredValue,
+    pub role: StoredValue,
+    pub action: StoredValue,
+    pub environment: StoredValue,
+    pub decision: StoredValue,
+    pub reason: StoredValue,
+    pub details: StoredValue,
+    pub prev_hash: StoredValue,
+    pub hash: StoredValue,
+}
+
+impl StoredEntry {
+    /// The columns after `seq`, in [`STORED_COLUMNS`] order.
+    pub fn columns(&self) -> [&StoredValue; 10] {
+        [
+            &self.at,
+            &self.principal,
+            &self.role,
+            &self.action,
+            &self.environment,
+            &self.decision,
+            &self.reason,
+            &self.details,
+            &self.prev_hash,
+            &self.hash,
+        ]
+    }
+
+    /// Mutable access to the column named `name` (tests tamper with entries through it).
+    pub fn column_mut(&mut self, name: &str) -> Option<&mut StoredValue> {
+        Some(match name {
+            "at" => &mut self.at,
+            "principal" => &mut self.principal,
+            "role" => &mut self.role,
+            "action" => &mut self.action,
+            "environment" => &mut self.environment,
+            "decision" => &mut self.decision,
+            "reason" => &mut self.reason,
+            "details" => &mut self.details,
+            "prev_hash" => &mut self.prev_hash,
+            "hash" => &mut self.hash,
+            _ => return None,
+        })
+    }
+
+    /// The byte strings the hash covers, in order (the first is `seq`'s decimal digits). A
+    /// column holding another kind of value than its own (text where an integer belongs)
+    /// cannot have been written by deploy-safety: the error names it.
+    fn hashed_fields(&self) -> Result<Vec<Vec<u8>>, String> {
+        let mut fields = Vec::with_capacity(11);
+        fields.push(self.seq.to_string().into_bytes());
+        // Every column but `hash` itself.
+        let hashed = STORED_COLUMNS
+            .iter()
+            .zip(SHAPES)
+            .zip(self.columns())
+            .take(9);
+        for ((name, shape), value) in hashed {
+            let field = match (shape, value) {
+                (Shape::Integer, value) => value.integer().map(|v| v.to_string().into_bytes()),
+                // Absent and empty must hash differently: absent is the empty field, present
+                // is prefixed.
+                (Shape::OptionalText, StoredValue::Null) => Some(Vec::new()),
+                (Shape::OptionalText, StoredValue::Text(bytes)) => {
+                    Some([b"=".as_slice(), bytes].concat())
+                }
+                (Shape::Text, StoredValue::Text(bytes)) => Some(bytes.clone()),
+                (Shape::Text | Shape::OptionalText, _) => None,
+            };
+            let Some(field) = field else {
+                let wanted = match shape {
+                    Shape::Integer => "an integer",
+                    Shape::Text => "text",
+                    Shape::OptionalText => "text or NULL",
+                };
+                return Err(format!(
+                    "column `{name}` holds {}{}, where {wanted} belongs (the entry was altered)",
+                    value.kind(),
+                    value
+                        .display()
+                        .map(|v| format!(" `{}`", clip(&v)))
+                        .unwrap_or_default(),
+                ));
+            };
+            fields.push(field);
+        }
+        Ok(fields)
+    }
+
+    /// The hash of the stored columns (all but `hash` itself) as lowercase hex, or why the
+    /// row cannot be an entry deploy-safety wrote. Parses nothing.
+    pub fn compute_hash(&self) -> Result<String, String> {
+        self.hashed_fields().map(|fields| hash_fields(&fields))
+    }
+
+    /// Reads the entry's values; the error says which column does not parse and why.
+    pub fn parse(&self) -> Result<AuditEntry, String> {
+        fn text<'a>(name: &str, value: &'a StoredValue) -> Result<&'a str, String> {
+            match value {
+                StoredValue::Text(bytes) => std::str::from_utf8(bytes)
+                    .map_err(|_| format!("column `{name}` is not valid UTF-8")),
+                other => Err(format!("column `{name}` holds {}, not text", other.kind())),
+            }
+        }
+        fn optional<'a>(name: &str, value: &'a StoredValue) -> Result<Option<&'a str>, String> {
+            match value {
+                StoredValue::Null => Ok(None),
+                other => text(name, other).map(Some),
+            }
+        }
+        fn parsed<T: std::str::FromStr<Err = crate::model::UnknownValue>>(
+            name: &str,
+            value: &str,
+        ) -> Result<T, String> {
+            value.parse().map_err(|e| format!("column `{name}`: {e}"))
+        }
+        let at = match self.at.integer() {
+            Some(millis) => Timestamp::from_unix_millis(millis),
+            None => {
+                return Err(format!(
+                    "column `at` holds {}, not an integer",
+                    self.at.kind()
+                ));
+            }
+        };
+        let details = text("details", &self.details)?;
+        let details = RawValue::from_string(details.to_owned())
+            .map_err(|e| format!("column `details` is not valid JSON: {e}"))?;
+        Ok(AuditEntry {
+            seq: self.seq,
+            at,
+            principal: text("principal", &self.principal)?.to_owned(),
+            role: optional("role", &self.role)?
+                .map(|r| parsed("role", r))
+                .transpose()?,
+            action: text("action", &self.action)?.to_owned(),
+            environment: optional("environment", &self.environment)?
+                .map(|e| parsed("environment", e))
+                .transpose()?,
+            decision: parsed("decision", text("decision", &self.decision)?)?,
+            reason: text("reason", &self.reason)?.to_owned(),
+            details,
+            prev_hash: text("prev_hash", &self.prev_hash)?.to_owned(),
+            hash: text("hash", &self.hash)?.to_owned(),
+        })
+    }
+}
+
+/// Long values cut for messages.
+fn clip(text: &str) -> String {
+    const MAX: usize = 40;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+fn hash_fields(fields: &[Vec<u8>]) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    field(HASH_DOMAIN);
+    for f in fields {
+        field(f);
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// The first entry at which a chain stops being valid, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainBreak {
-    /// The seq of the first broken entry (for a gap: the seq that was expected).
+    /// The seq of the first stored entry that fails (after removed entries: the one after
+    /// them; for entries removed from the end: the first one missing).
     pub seq: u64,
     pub problem: String,
 }
 
-/// Walks a chain in seq order, one entry at a time, so any length can be verified in bounded
-/// memory.
+/// Walks a chain in seq order, one stored entry at a time, so any length can be verified in
+/// bounded memory. It never parses an entry: every check is on stored bytes.
 #[derive(Clone, Debug)]
 pub struct ChainVerifier {
     next_seq: u64,
@@ -143,37 +420,86 @@ impl Default for ChainVerifier {
     }
 }
 
+fn missing(from: u64, to: u64) -> String {
+    if from == to {
+        format!("entry {from} is missing")
+    } else {
+        format!("entries {from}–{to} are missing")
+    }
+}
+
 impl ChainVerifier {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Checks the next entry; on success it becomes the head.
-    pub fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
+    /// Checks the next stored entry; on success it becomes the head.
+    pub fn check(&mut self, entry: &StoredEntry) -> Result<(), ChainBreak> {
+        let broken = |problem: String| ChainBreak {
+            seq: entry.seq,
+            problem,
+        };
         if entry.seq != self.next_seq {
+            return Err(broken(if entry.seq > self.next_seq {
+                format!(
+                    "{} before this entry",
+                    missing(self.next_seq, entry.seq - 1)
+                )
+            } else {
+                format!("entry {} appears out of order", entry.seq)
+            }));
+        }
+        if entry.prev_hash.text() != Some(self.head_hash.as_bytes()) {
+            return Err(broken(
+                "prevHash does not match the hash of the entry before it".to_owned(),
+            ));
+        }
+        let computed = entry.compute_hash().map_err(broken)?;
+        if entry.hash.text() != Some(computed.as_bytes()) {
+            return Err(broken(
+                "hash does not match the entry's contents (the entry was altered)".to_owned(),
+            ));
+        }
+        self.head_hash = computed;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// After the last entry: the chain must end where its recorded head (seq and hash of the
+    /// last entry appended, kept beside the log) says, so entries cut off its end are caught.
+    /// `recorded` is `None` when that record is missing or unreadable.
+    pub fn finish(&self, recorded: Option<(u64, &str)>) -> Result<(), ChainBreak> {
+        let verified = self.verified();
+        let Some((recorded_seq, recorded_hash)) = recorded else {
             return Err(ChainBreak {
-                seq: self.next_seq,
+                seq: verified + 1,
+                problem: "the record of the chain's head is missing or unreadable".to_owned(),
+            });
+        };
+        if recorded_seq > verified {
+            return Err(ChainBreak {
+                seq: verified + 1,
                 problem: format!(
-                    "entry {} is missing (the next entry found is {})",
-                    self.next_seq, entry.seq
+                    "the log ends at entry {verified}, but its head records {recorded_seq} entries: {} (the log was truncated)",
+                    missing(verified + 1, recorded_seq)
                 ),
             });
         }
-        if entry.prev_hash != self.head_hash {
+        if recorded_seq < verified {
             return Err(ChainBreak {
-                seq: entry.seq,
-                problem: "prevHash does not match the hash of the entry before it".to_owned(),
+                seq: recorded_seq + 1,
+                problem: format!(
+                    "the head records {recorded_seq} entries, but the log holds {verified}: entries after {recorded_seq} were not appended by deploy-safety"
+                ),
             });
         }
-        if entry.compute_hash() != entry.hash {
+        if recorded_hash != self.head_hash {
             return Err(ChainBreak {
-                seq: entry.seq,
-                problem: "hash does not match the entry's contents (the entry was altered)"
+                seq: verified.max(1),
+                problem: "the hash of the last entry differs from the one its head records"
                     .to_owned(),
             });
         }
-        self.head_hash.clone_from(&entry.hash);
-        self.next_seq += 1;
         Ok(())
     }
 
@@ -191,12 +517,17 @@ impl ChainVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn draft(n: u64) -> AuditDraft {
         AuditDraft {
             principal: "alice".into(),
-            role: Some(Role::SecurityTeam),
+            role: if n.is_multiple_of(3) {
+                None
+            } else {
+                Some(Role::SecurityTeam)
+            },
             action: "security-gate.mode.set".into(),
             environment: if n.is_multiple_of(2) {
                 Some(Environment::Production)
@@ -209,80 +540,335 @@ mod tests {
         }
     }
 
-    fn chain(len: u64) -> Vec<AuditEntry> {
+    fn chain(len: u64) -> Vec<StoredEntry> {
         let mut prev = GENESIS_HASH.to_owned();
         (1..=len)
             .map(|seq| {
                 let e = AuditEntry::seal(
                     draft(seq),
                     seq,
-                    Timestamp::from_unix_millis(seq as i64),
+                    Timestamp::from_unix_millis(1_764_547_200_000 + seq as i64),
                     &prev,
                 );
                 prev.clone_from(&e.hash);
-                e
+                e.to_stored()
             })
             .collect()
     }
 
-    fn verify(entries: &[AuditEntry]) -> Result<u64, ChainBreak> {
+    /// Verifies like the store does: every entry, then the recorded head (here: the head the
+    /// untouched chain had).
+    fn verify(entries: &[StoredEntry], head: (u64, &str)) -> Result<u64, ChainBreak> {
         let mut v = ChainVerifier::new();
         for e in entries {
             v.check(e)?;
         }
+        v.finish(Some(head))?;
         Ok(v.verified())
+    }
+
+    fn head_of(entries: &[StoredEntry]) -> (u64, String) {
+        let last = entries.last().unwrap();
+        (
+            last.seq,
+            String::from_utf8(last.hash.text().unwrap().to_vec()).unwrap(),
+        )
+    }
+
+    fn text(t: &str) -> StoredValue {
+        StoredValue::Text(t.as_bytes().to_vec())
     }
 
     #[test]
     fn a_sealed_chain_verifies() {
-        assert_eq!(verify(&chain(5)), Ok(5));
-        assert_eq!(verify(&[]), Ok(0));
+        let entries = chain(5);
+        let (seq, hash) = head_of(&entries);
+        assert_eq!(verify(&entries, (seq, &hash)), Ok(5));
+        assert_eq!(verify(&[], (0, GENESIS_HASH)), Ok(0));
     }
 
     #[test]
-    fn altering_any_field_breaks_that_entry() {
-        let alterations: Vec<fn(&mut AuditEntry)> = vec![
-            |e| e.principal.push('x'),
-            |e| e.role = None,
-            |e| e.action.push('x'),
-            |e| e.environment = Some(Environment::Staging),
-            |e| e.decision = AuditDecision::Denied,
-            |e| e.reason.push('x'),
-            |e| e.details = RawValue::from_string("{\"n\":99}".into()).unwrap(),
-            |e| e.at = e.at.plus_millis(1),
+    fn the_stored_hash_is_the_sealed_hash() {
+        // Entries written before verification worked on stored bytes keep verifying: the
+        // stored form hashes exactly as the typed entry always did.
+        for e in chain(6) {
+            assert_eq!(e.compute_hash().unwrap().as_bytes(), e.hash.text().unwrap());
+            assert_eq!(e.parse().unwrap().to_stored(), e);
+        }
+    }
+
+    /// One edit of one stored entry: what it does, and the seq verification must name.
+    struct Edit {
+        what: &'static str,
+        edit: fn(&mut Vec<StoredEntry>),
+        broken: u64,
+    }
+
+    #[test]
+    fn every_kind_of_edit_is_named() {
+        let edits = [
+            Edit {
+                what: "a changed principal",
+                edit: |c| c[2].principal = text("mallory"),
+                broken: 3,
+            },
+            Edit {
+                what: "a role removed",
+                edit: |c| c[1].role = StoredValue::Null,
+                broken: 2,
+            },
+            Edit {
+                what: "a role that does not parse",
+                edit: |c| c[1].role = text("root"),
+                broken: 2,
+            },
+            Edit {
+                what: "a changed action",
+                edit: |c| c[2].action = text("x"),
+                broken: 3,
+            },
+            Edit {
+                what: "an environment added",
+                edit: |c| c[2].environment = text("staging"),
+                broken: 3,
+            },
+            Edit {
+                what: "a changed decision",
+                edit: |c| c[2].decision = text("denied"),
+                broken: 3,
+            },
+            Edit {
+                what: "a changed reason",
+                edit: |c| c[2].reason = text("OVERRIDE"),
+                broken: 3,
+            },
+            Edit {
+                what: "a character appended to details",
+                edit: |c| {
+                    let StoredValue::Text(d) = &mut c[1].details else {
+                        unreachable!()
+                    };
+                    d.push(b'x');
+                },
+                broken: 2,
+            },
+            Edit {
+                what: "details that are not UTF-8",
+                edit: |c| c[3].details = StoredValue::Text(vec![0xff, 0xfe]),
+                broken: 4,
+            },
+            Edit {
+                what: "a changed time",
+                edit: |c| c[2].at = StoredValue::Integer(7),
+                broken: 3,
+            },
+            Edit {
+                what: "a non-number in the time column",
+                edit: |c| c[2].at = text("soon"),
+                broken: 3,
+            },
+            Edit {
+                what: "a number as text with other digits (a leading zero)",
+                edit: |c| {
+                    let StoredValue::Integer(at) = c[2].at else {
+                        unreachable!()
+                    };
+                    c[2].at = text(&format!("0{at}"));
+                },
+                broken: 3,
+            },
+            Edit {
+                what: "a real number in the time column",
+                edit: |c| {
+                    c[2].at = StoredValue::Other {
+                        storage: "real".into(),
+                        bytes: b"1.5".to_vec(),
+                    }
+                },
+                broken: 3,
+            },
+            Edit {
+                what: "a principal set to NULL",
+                edit: |c| c[2].principal = StoredValue::Null,
+                broken: 3,
+            },
+            Edit {
+                what: "a changed hash",
+                edit: |c| c[2].hash = text(GENESIS_HASH),
+                broken: 3,
+            },
+            Edit {
+                what: "a changed prevHash",
+                edit: |c| c[2].prev_hash = text(GENESIS_HASH),
+                broken: 3,
+            },
+            Edit {
+                what: "a deleted entry",
+                edit: |c| {
+                    c.remove(1);
+                },
+                broken: 3,
+            },
+            Edit {
+                what: "two deleted entries",
+                edit: |c| {
+                    c.drain(1..3);
+                },
+                broken: 4,
+            },
+            Edit {
+                what: "the first entry deleted",
+                edit: |c| {
+                    c.remove(0);
+                },
+                broken: 2,
+            },
+            Edit {
+                what: "the last entry deleted",
+                edit: |c| {
+                    c.pop();
+                },
+                broken: 5,
+            },
+            Edit {
+                what: "two entries swapped (contents under their seqs)",
+                edit: |c| {
+                    let (a, b) = (c[2].clone(), c[3].clone());
+                    c[2] = StoredEntry { seq: 3, ..b };
+                    c[3] = StoredEntry { seq: 4, ..a };
+                },
+                broken: 3,
+            },
+            Edit {
+                what: "an altered entry re-hashed",
+                edit: |c| {
+                    c[1].principal = text("mallory");
+                    let hash = c[1].compute_hash().unwrap();
+                    c[1].hash = text(&hash);
+                },
+                broken: 3,
+            },
+            Edit {
+                what: "an entry appended outside deploy-safety",
+                edit: |c| {
+                    let forged = AuditEntry::seal(
+                        draft(6),
+                        6,
+                        Timestamp::from_unix_millis(0),
+                        std::str::from_utf8(c[4].hash.text().unwrap()).unwrap(),
+                    );
+                    c.push(forged.to_stored());
+                },
+                broken: 6,
+            },
         ];
-        for alter in alterations {
-            let mut entries = chain(4);
-            alter(&mut entries[2]);
-            let broken = verify(&entries).unwrap_err();
-            assert_eq!(broken.seq, 3, "{broken:?}");
+        for case in edits {
+            let mut entries = chain(5);
+            let (seq, hash) = head_of(&entries);
+            (case.edit)(&mut entries);
+            let broken = verify(&entries, (seq, &hash)).unwrap_err();
+            assert_eq!(broken.seq, case.broken, "{}: {broken:?}", case.what);
         }
     }
 
     #[test]
-    fn removing_an_entry_is_named() {
+    fn the_same_digits_stored_as_text_are_the_same_value() {
+        // A column changed to hold text (PostgreSQL `ALTER COLUMN ... TYPE text`) keeps every
+        // entry's digits: nothing was edited, and the chain verifies.
         let mut entries = chain(4);
-        entries.remove(1);
-        assert_eq!(verify(&entries).unwrap_err().seq, 2);
+        let (seq, hash) = head_of(&entries);
+        for e in &mut entries {
+            let StoredValue::Integer(at) = e.at else {
+                unreachable!()
+            };
+            e.at = text(&at.to_string());
+        }
+        assert_eq!(verify(&entries, (seq, &hash)), Ok(4));
+        assert!(entries[0].parse().is_ok());
     }
 
     #[test]
-    fn rehashing_an_altered_entry_breaks_the_next() {
-        let mut entries = chain(4);
-        entries[1].principal = "mallory".into();
-        entries[1].hash = entries[1].compute_hash();
-        let broken = verify(&entries).unwrap_err();
-        assert_eq!(broken.seq, 3);
-        assert!(broken.problem.contains("prevHash"));
+    fn a_missing_head_record_is_a_break() {
+        let v = ChainVerifier::new();
+        assert_eq!(v.finish(None).unwrap_err().seq, 1);
     }
 
     #[test]
-    fn absent_and_empty_hash_differently() {
-        let mut a = chain(1).remove(0);
-        let before = a.compute_hash();
-        a.role = None;
-        let without_role = a.compute_hash();
-        assert_ne!(before, without_role);
-        assert_ne!(optional(None), optional(Some("")));
+    fn unparseable_entries_say_which_column() {
+        let mut e = chain(1).remove(0);
+        e.details = text("{\"n\":");
+        assert!(
+            e.parse().unwrap_err().contains("details"),
+            "{:?}",
+            e.parse()
+        );
+        e.details = text("{}");
+        e.at = text("soon");
+        assert!(e.parse().unwrap_err().contains("`at`"));
+        assert!(e.compute_hash().unwrap_err().contains("`at`"));
+    }
+
+    /// A column's stored value as the bytes a single-byte edit works on, and back: integers
+    /// by their decimal digits (an edit that leaves no number stores text, as a database
+    /// without column types would).
+    fn edit_byte(value: &StoredValue, position: usize, byte: u8) -> StoredValue {
+        let (bytes, integer) = match value {
+            StoredValue::Null => (Vec::new(), false),
+            StoredValue::Integer(v) => (v.to_string().into_bytes(), true),
+            StoredValue::Text(b) | StoredValue::Other { bytes: b, .. } => (b.clone(), false),
+        };
+        let mut bytes = bytes;
+        if bytes.is_empty() {
+            bytes.push(byte);
+        } else {
+            let i = position % bytes.len();
+            bytes[i] = if bytes[i] == byte {
+                byte.wrapping_add(1)
+            } else {
+                byte
+            };
+        }
+        match std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+        {
+            Some(number) if integer => StoredValue::Integer(number),
+            _ => StoredValue::Text(bytes),
+        }
+    }
+
+    proptest! {
+        /// For random chains and a random single-byte change in any stored column of any
+        /// entry, verification names exactly the edited entry.
+        #[test]
+        fn a_single_byte_change_names_its_entry(
+            len in 1u64..12,
+            pick in any::<prop::sample::Index>(),
+            column in 0usize..10,
+            position in any::<usize>(),
+            byte in any::<u8>(),
+        ) {
+            let mut entries = chain(len);
+            let (seq, hash) = head_of(&entries);
+            let target = pick.index(entries.len());
+            let name = STORED_COLUMNS[column];
+            let slot = entries[target].column_mut(name).unwrap();
+            let edited = edit_byte(slot, position, byte);
+            prop_assume!(&edited != slot);
+            *slot = edited;
+            let broken = verify(&entries, (seq, &hash)).unwrap_err();
+            prop_assert_eq!(broken.seq, target as u64 + 1, "{} of entry {}: {:?}", name, target + 1, broken);
+        }
+
+        /// Deleting any entry names the one after it (the last: the first one missing).
+        #[test]
+        fn a_deletion_names_the_entry_after_it(len in 1u64..12, pick in any::<prop::sample::Index>()) {
+            let mut entries = chain(len);
+            let (seq, hash) = head_of(&entries);
+            let target = pick.index(entries.len());
+            entries.remove(target);
+            let broken = verify(&entries, (seq, &hash)).unwrap_err();
+            prop_assert_eq!(broken.seq, target as u64 + 2 - u64::from(target as u64 + 1 == len));
+        }
     }
 }

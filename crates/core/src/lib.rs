@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod canary;
+pub mod checkpoint;
 pub mod gate;
 pub mod health;
 pub mod incident;
@@ -18,11 +19,15 @@ pub mod text;
 pub mod time;
 pub mod validation;
 
-pub use audit::{AuditDecision, AuditDraft, AuditEntry, ChainBreak, ChainVerifier, GENESIS_HASH};
+pub use audit::{
+    AuditDecision, AuditDraft, AuditEntry, ChainBreak, ChainVerifier, GENESIS_HASH, STORED_COLUMNS,
+    StoredEntry, StoredValue,
+};
 pub use canary::{
     Band, Canary, CanaryConfig, CanaryMetrics, CanaryPhase, CanaryStep, Evaluation,
     EvaluationThresholds, MetricEvaluation, MetricsSource, StepAction, Verdict, evaluate,
 };
+pub use checkpoint::{Checkpoint, CheckpointKey, SignedCheckpoint, checkpoint_due, key_id};
 pub use gate::{
     Decision, GateInputs, GateRequest, LockdownTrigger, ModeChangeError, change_mode,
     change_threat_level, decide, trigger_lockdown,

@@ -119,6 +119,9 @@ string_enum! {
         /// An override reached its expiry.
         OverrideExpired = "override.expired",
         LoadSheddingChanged = "load_shedding.changed",
+        /// A signed checkpoint of the audit chain's head (SPEC §20): keep copies of these
+        /// out of the database's reach.
+        AuditCheckpoint = "audit.checkpoint",
     }
 }
 

@@ -548,16 +548,73 @@ pub enum AuditCommand {
         remote: RemoteArgs,
     },
     /// Verify the hash chain: through the server, or offline on the database with
-    /// --database-url/--config. Exit 5 when broken.
+    /// --database-url/--config, also against signed checkpoints kept elsewhere. Exit 5 when
+    /// anything fails.
     Verify {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Verify this database directly, read-only, without a server.
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+        /// Signed checkpoints kept outside the database (JSON lines, as `[audit]
+        /// checkpoint_file` writes them): every signature is checked, and the database must
+        /// still hold each checkpointed entry with the signed hash. Offline only.
+        #[arg(long, value_name = "FILE", requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The public key the checkpoints are signed with (PEM, from `audit public-key`).
+        /// Repeat it for checkpoints signed by several keys.
+        #[arg(long = "public-key", value_name = "PEMFILE")]
+        public_key: Vec<PathBuf>,
+        /// Also fail when the newest checkpoint is older than this: 30s, 5m, 2h, 1d.
+        #[arg(long, value_name = "DURATION", requires = "checkpoints", value_parser = parse_duration)]
+        max_age: Option<std::time::Duration>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// The public key checkpoints are signed with, as PEM: from the server, or from the
+    /// signing key file with --key-file. Keep a copy out of the server's reach.
+    PublicKey {
+        /// Read the public key from this private key file instead of asking the server.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// The newest signed checkpoint, as one JSON line (append it to a file you keep).
+    Checkpoint {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// `30s`, `5m`, `2h`, `1d`, or several together (`1h30m`).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("`{text}` is not a duration like 30s, 5m, 2h or 1d");
+    let mut seconds: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return Err(invalid()),
+        };
+        let n: u64 = number.parse().map_err(|_| invalid())?;
+        number.clear();
+        seconds = n
+            .checked_mul(unit)
+            .and_then(|s| seconds.checked_add(s))
+            .ok_or_else(invalid)?;
+    }
+    if !number.is_empty() || seconds == 0 {
+        return Err(invalid());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Parses any of the core's enums with its own error message listing the choices.
@@ -573,6 +630,26 @@ where
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn durations_parse() {
+        for (text, seconds) in [
+            ("30s", 30),
+            ("5m", 300),
+            ("2h", 7_200),
+            ("1d", 86_400),
+            ("1h30m", 5_400),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(std::time::Duration::from_secs(seconds)),
+                "{text}"
+            );
+        }
+        for bad in ["", "5", "m", "5x", "0s", "-5m", "5 m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

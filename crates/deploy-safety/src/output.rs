@@ -3,10 +3,11 @@
 use std::fmt::Write as _;
 
 use deploy_safety_api_types::{
-    AuditPage, AuditVerification, ErrorBody, GateStatus, HealthReport, OverrideView, ProbeView,
-    ValidationView,
+    AuditListEntry, AuditPage, AuditVerification, ErrorBody, GateStatus, HealthReport,
+    OverrideView, ProbeView, ValidationView,
 };
 use deploy_safety_api_types::{CanaryView, ReleaseHistory};
+use deploy_safety_app::CheckpointProof;
 use deploy_safety_client::ClientError;
 use deploy_safety_core::{Canary, Event, Incident, LoadShedding, Rollback};
 use deploy_safety_core::{Decision, Timestamp};
@@ -188,8 +189,8 @@ pub fn audit_page(page: &AuditPage) -> String {
     let rows: Vec<Vec<String>> = page
         .entries
         .iter()
-        .map(|e| {
-            vec![
+        .map(|item| match item {
+            AuditListEntry::Entry(e) => vec![
                 e.seq.to_string(),
                 e.at.to_rfc3339(),
                 e.principal.clone(),
@@ -198,7 +199,26 @@ pub fn audit_page(page: &AuditPage) -> String {
                     .map_or_else(|| "-".to_owned(), |v| v.to_string()),
                 e.decision.to_string(),
                 e.reason.clone(),
-            ]
+            ],
+            // Shown as stored, so an investigator sees what was written there.
+            AuditListEntry::Corrupt(c) => {
+                let raw = |column: &str| {
+                    c.raw
+                        .get(column)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| "-".to_owned())
+                };
+                vec![
+                    c.seq.to_string(),
+                    raw("at"),
+                    raw("principal"),
+                    raw("action"),
+                    raw("environment"),
+                    "CORRUPT".to_owned(),
+                    c.problem.clone(),
+                ]
+            }
         })
         .collect();
     let mut out = table(
@@ -219,6 +239,40 @@ pub fn audit_page(page: &AuditPage) -> String {
     out
 }
 
+/// What checking kept checkpoints found, for people.
+pub fn checkpoint_proof(proof: &CheckpointProof, file: &std::path::Path) -> String {
+    let mut out = String::new();
+    if proof.failures.is_empty() {
+        let _ = write!(
+            out,
+            "Checkpoints valid: {} in {}, every signature verified, every checkpointed entry held with its signed hash",
+            proof.checked,
+            file.display()
+        );
+        if let Some(newest) = &proof.newest {
+            let _ = write!(out, "; newest: entry {} at {}", newest.seq, newest.at);
+        }
+        out.push('\n');
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "Checkpoints FAILED: {} of {} in {}:",
+        proof.failures.len(),
+        proof.checked,
+        file.display()
+    );
+    for failure in &proof.failures {
+        let at = match (failure.line, failure.seq) {
+            (0, _) => String::new(),
+            (line, Some(seq)) => format!("line {line} (entry {seq}): "),
+            (line, None) => format!("line {line}: "),
+        };
+        let _ = writeln!(out, "  {at}{}", failure.problem);
+    }
+    out
+}
+
 pub fn verification(v: &AuditVerification) -> String {
     match &v.first_broken {
         None => format!(
@@ -226,7 +280,7 @@ pub fn verification(v: &AuditVerification) -> String {
             v.entries_verified, v.head_hash
         ),
         Some(broken) => format!(
-            "Audit chain BROKEN at entry {}: {}\n  {} entries verified before it (head hash {})\n",
+            "Audit chain BROKEN at entry {}: {}\n  {} entries verified (head hash {})\n",
             broken.seq, broken.problem, v.entries_verified, v.head_hash
         ),
     }

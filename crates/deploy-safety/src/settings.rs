@@ -6,14 +6,15 @@
 //! CLI's own `DEPLOY_SAFETY_URL` and `DEPLOY_SAFETY_TOKEN` never collide with server settings.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use deploy_safety_api_types::CreateProbeRequest;
 use deploy_safety_app::{
-    AppError, AppSettings, Executor, HttpGate, PrometheusQueries, PrometheusSettings, Webhook,
-    check_http_gate, check_url, probe_definition,
+    AppError, AppSettings, CheckpointSettings, Executor, HttpGate, PrometheusQueries,
+    PrometheusSettings, Webhook, check_http_gate, check_url, load_or_create_signing_key,
+    probe_definition,
 };
 use deploy_safety_core::{
     Band, Environment, EvaluationThresholds, EventType, Name, ProbeDefinition, StatusRange,
@@ -55,6 +56,30 @@ pub struct Settings {
     pub webhooks: Vec<WebhookSection>,
     pub rollback: RollbackSection,
     pub deliveries: DeliveriesSection,
+    pub audit: AuditSection,
+}
+
+/// `[audit]`: signed checkpoints of the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// The Ed25519 key checkpoints are signed with (PKCS#8 PEM, mode 0600), outside the
+    /// database; created at first start if absent. Every replica needs the same file.
+    pub signing_key_file: String,
+    /// A checkpoint is made this often, whether or not entries were appended.
+    pub checkpoint_interval_seconds: u64,
+    /// Each checkpoint is also appended here as one JSON line (e.g. on another volume).
+    pub checkpoint_file: Option<String>,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            signing_key_file: "deploy-safety-audit-key.pem".to_owned(),
+            checkpoint_interval_seconds: 60,
+            checkpoint_file: None,
+        }
+    }
 }
 
 /// `[canary]`: the runbook's evaluation table.
@@ -248,6 +273,7 @@ impl Default for Settings {
             webhooks: Vec::new(),
             rollback: RollbackSection::default(),
             deliveries: DeliveriesSection::default(),
+            audit: AuditSection::default(),
         }
     }
 }
@@ -288,6 +314,7 @@ impl fmt::Debug for Settings {
             .field("webhooks", &self.webhooks)
             .field("rollback", &self.rollback)
             .field("deliveries", &self.deliveries)
+            .field("audit", &self.audit)
             .finish()
     }
 }
@@ -310,6 +337,18 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "DEPLOY_SAFETY_OVERRIDES_MAX_TTL_MINUTES",
         "overrides.max_ttl_minutes",
+    ),
+    (
+        "DEPLOY_SAFETY_AUDIT_SIGNING_KEY_FILE",
+        "audit.signing_key_file",
+    ),
+    (
+        "DEPLOY_SAFETY_AUDIT_CHECKPOINT_INTERVAL_SECONDS",
+        "audit.checkpoint_interval_seconds",
+    ),
+    (
+        "DEPLOY_SAFETY_AUDIT_CHECKPOINT_FILE",
+        "audit.checkpoint_file",
     ),
 ];
 
@@ -373,6 +412,11 @@ impl Settings {
             "http.body_limit_bytes" => self.http.body_limit_bytes = number(value)?,
             "http.request_timeout_ms" => self.http.request_timeout_ms = number(value)?,
             "overrides.max_ttl_minutes" => self.overrides.max_ttl_minutes = number(value)?,
+            "audit.signing_key_file" => self.audit.signing_key_file = value.to_owned(),
+            "audit.checkpoint_interval_seconds" => {
+                self.audit.checkpoint_interval_seconds = number(value)?;
+            }
+            "audit.checkpoint_file" => self.audit.checkpoint_file = Some(value.to_owned()),
             other => bail!("unknown setting {other}"),
         }
         Ok(())
@@ -405,6 +449,15 @@ impl Settings {
         self.executor()?;
         if self.deliveries.max_attempts == 0 {
             bail!("deliveries.max_attempts must be at least 1");
+        }
+        if !(1..=86_400).contains(&self.audit.checkpoint_interval_seconds) {
+            bail!("audit.checkpoint_interval_seconds must be from 1 to 86400");
+        }
+        if self.audit.signing_key_file.is_empty() {
+            bail!("audit.signing_key_file must name a file");
+        }
+        if self.audit.checkpoint_file.as_deref() == Some("") {
+            bail!("audit.checkpoint_file must name a file (or be left out)");
         }
         let t = self.thresholds();
         for (name, band) in [
@@ -491,7 +544,23 @@ impl Settings {
             require_known_target: self.rollback.require_known_target,
             delivery_attempts: self.deliveries.max_attempts,
             replica: self.replica(),
+            checkpoints: None,
         }
+    }
+
+    /// The checkpoint settings, with the signing key read from its file (created if absent);
+    /// also whether the key was created now. Fails, naming the file, when it is readable by
+    /// others or not a key: the server must not start with a key it cannot trust.
+    pub fn checkpoints(&self) -> anyhow::Result<(CheckpointSettings, bool)> {
+        let (key, created) = load_or_create_signing_key(Path::new(&self.audit.signing_key_file))?;
+        Ok((
+            CheckpointSettings {
+                key,
+                interval: Duration::from_secs(self.audit.checkpoint_interval_seconds),
+                file: self.audit.checkpoint_file.as_ref().map(PathBuf::from),
+            },
+            created,
+        ))
     }
 
     /// This replica's name.

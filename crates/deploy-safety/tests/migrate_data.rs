@@ -22,6 +22,7 @@ const TABLES: &[(&str, &str)] = &[
     ("overrides", "id"),
     ("audit_log", "seq"),
     ("audit_head", "id"),
+    ("audit_checkpoints", "id"),
     ("incidents", "id"),
     ("validations", "id"),
     ("validation_runs", "validation_id, number"),

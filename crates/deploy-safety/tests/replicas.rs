@@ -462,7 +462,7 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
             .await
             .unwrap();
         for entry in &page.entries {
-            entries.insert(entry.seq, serde_json::to_value(entry).unwrap());
+            entries.insert(entry.seq(), serde_json::to_value(entry).unwrap());
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
@@ -505,4 +505,66 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
         );
         assert_eq!(entry["decision"] == "denied", !decision.allowed, "{entry}");
     }
+}
+
+/// SPEC §20: on PostgreSQL only the leader makes checkpoints, one per interval, with the one
+/// key every replica shares; a change of leader continues them.
+#[test]
+fn only_the_leader_makes_checkpoints() {
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let install = Installation::on(db);
+    let settings = |name: &str| {
+        format!(
+            "[audit]\ncheckpoint_interval_seconds = 1\ncheckpoint_file = \"{}\"\n",
+            install.db.dir().join(format!("{name}.jsonl")).display()
+        )
+    };
+    let kept = |name: &str| {
+        std::fs::read_to_string(install.db.dir().join(format!("{name}.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let a = install.start_replica("a", &settings("a"));
+    let admin = a.bootstrap_token.clone().unwrap();
+    wait_until("replica a to lead", Duration::from_secs(20), || {
+        replica_health(&a, &admin)["leading"] == true
+    });
+    let b = install.start_replica("b", &settings("b"));
+    wait_until("five checkpoints", Duration::from_secs(30), || {
+        install.db.dump("audit_checkpoints", "id").len() >= 5
+    });
+    assert_eq!(kept("b"), 0, "the standby makes no checkpoints");
+    assert!(kept("a") >= 4);
+    let times: Vec<i64> = install
+        .db
+        .dump("audit_checkpoints", "id")
+        .iter()
+        .map(|row| row[3].as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] >= 1_000),
+        "one checkpoint per interval: {times:?}"
+    );
+    let (_, key_a) = a.cli_json(&admin, &["audit", "public-key"]);
+    let (_, key_b) = b.cli_json(&admin, &["audit", "public-key"]);
+    assert_eq!(key_a, key_b, "the replicas share the key file");
+
+    // The leader goes; the other one continues the checkpoints with the same key.
+    a.signal("KILL");
+    drop(a);
+    let before = install.db.dump("audit_checkpoints", "id").len();
+    wait_until(
+        "checkpoints from replica b",
+        Duration::from_secs(30),
+        || kept("b") >= 2,
+    );
+    let rows = install.db.dump("audit_checkpoints", "id");
+    assert!(rows.len() > before);
+    let key_ids: BTreeSet<&str> = rows.iter().map(|row| row[4].as_deref().unwrap()).collect();
+    assert_eq!(key_ids.len(), 1, "{key_ids:?}");
+    let (status, verify) = b.cli_json(&admin, &["audit", "verify"]);
+    assert_eq!(status, 0, "{verify}");
 }

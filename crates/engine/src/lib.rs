@@ -6,11 +6,13 @@
 //! during a change of leader does nothing twice.
 
 mod canaries;
+mod checkpoints;
 mod deliveries;
 mod expiry;
 mod probes;
 
 pub use canaries::CanaryRunner;
+pub use checkpoints::CheckpointWriter;
 pub use deliveries::DeliveryWorker;
 pub use expiry::ExpiryWatcher;
 pub use probes::ProbeRunner;

@@ -30,7 +30,10 @@ async fn audit(w: &World, action: &str) -> Vec<deploy_safety_core::AuditEntry> {
         })
         .await
         .unwrap()
-        .entries;
+        .entries
+        .into_iter()
+        .map(|e| e.entry().cloned().expect("no corrupt entries"))
+        .collect::<Vec<_>>();
     entries.reverse();
     entries
 }

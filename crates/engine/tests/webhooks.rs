@@ -719,7 +719,7 @@ async fn the_executor_receives_the_rollback_and_its_success_is_recorded() {
         .unwrap()
         .entries;
     assert_eq!(outcome.len(), 1);
-    assert_eq!(outcome[0].principal, "system");
+    assert_eq!(outcome[0].entry().unwrap().principal, "system");
 
     let entry = deliveries(&w, OutboxKind::Executor, "executor")
         .await

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use axum::http::{Method, StatusCode};
 use common::{API, Harness, at_minutes, override_body, send};
+use deploy_safety_app::Clock;
 use serde_json::{Value, json};
 
 const CANARY: &str = "deploy.canary.start";
@@ -239,12 +240,139 @@ async fn audit_verify_names_the_first_tampered_entry() {
 }
 
 #[tokio::test]
-async fn audit_verify_names_a_deleted_entry() {
+async fn audit_verify_names_the_entry_after_a_deleted_one() {
     let h = populated().await;
     h.db.exec("DELETE FROM audit_log WHERE seq = 4;");
     let (_, verify) = h.get("/audit/verify", &h.tokens.security).await;
     assert_eq!(verify["valid"], false);
-    assert_eq!(verify["firstBroken"]["seq"], 4);
+    // SPEC §20: the first stored entry that fails is the one after the gap; the problem
+    // names the entry that is missing.
+    assert_eq!(verify["firstBroken"]["seq"], 5);
+    assert!(
+        verify["firstBroken"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("entry 4 is missing"),
+        "{verify}"
+    );
+}
+
+#[tokio::test]
+async fn audit_verify_catches_entries_cut_off_the_end() {
+    let h = populated().await;
+    h.db.exec("DELETE FROM audit_log WHERE seq >= 9;");
+    let (status, verify) = h.get("/audit/verify", &h.tokens.security).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(verify["valid"], false);
+    assert_eq!(verify["firstBroken"]["seq"], 9, "{verify}");
+    assert_eq!(verify["entriesVerified"], 8);
+
+    // Cut off and covered up (the head record set back too): the stored checkpoint that was
+    // made before still names entry 10.
+    let h = populated().await;
+    h.app.make_checkpoint(h.clock.now()).await.unwrap().unwrap();
+    h.db.exec(
+        "DELETE FROM audit_log WHERE seq >= 9; \
+         UPDATE audit_head SET seq = 8, hash = (SELECT hash FROM audit_log WHERE seq = 8);",
+    );
+    let (_, verify) = h.get("/audit/verify", &h.tokens.security).await;
+    assert_eq!(verify["valid"], false);
+    assert_eq!(verify["firstBroken"]["seq"], 9, "{verify}");
+    assert!(
+        verify["firstBroken"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("truncated"),
+        "{verify}"
+    );
+    assert_eq!(verify["latestCheckpoint"]["seq"], 10);
+}
+
+/// An entry whose `details` no longer parse: verification names it; listing shows it as
+/// corrupt, with every stored column, and filters and paging work around it.
+#[tokio::test]
+async fn a_corrupt_entry_is_listed_as_corrupt_and_named_by_verify() {
+    let h = populated().await;
+    h.db.exec("UPDATE audit_log SET details = details || 'x' WHERE seq = 7;");
+
+    let (status, verify) = h.get("/audit/verify", &h.tokens.developer).await;
+    assert_eq!(status, StatusCode::OK, "never a 5xx: {verify}");
+    assert_eq!(verify["valid"], false);
+    assert_eq!(verify["firstBroken"]["seq"], 7);
+
+    let all = h.audit("limit=1000").await;
+    assert_eq!(seqs(&all), (1..=10).rev().collect::<Vec<u64>>());
+    let corrupt = &all[3];
+    assert_eq!(corrupt["seq"], 7);
+    assert_eq!(corrupt["corrupt"], true);
+    assert!(
+        corrupt["problem"].as_str().unwrap().contains("details"),
+        "{corrupt}"
+    );
+    assert_eq!(corrupt["raw"]["principal"], "developer");
+    assert_eq!(corrupt["raw"]["reason"], "OVERRIDE_REQUIRED");
+    assert!(corrupt["raw"]["details"].as_str().unwrap().ends_with("}x"));
+    assert!(all.iter().filter(|e| e["corrupt"] == true).count() == 1);
+    assert!(
+        all[0].get("corrupt").is_none(),
+        "intact entries are listed as before"
+    );
+
+    // Filters still select on the stored columns, the corrupt entry included.
+    let developer = h.audit("principal=developer").await;
+    assert_eq!(seqs(&developer), [9, 7, 6]);
+    let (status, _) = h
+        .get(
+            &format!("/audit?since={}", at_minutes(10)),
+            &h.tokens.developer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Paging passes over it.
+    let (_, page) = h.get("/audit?limit=4", &h.tokens.developer).await;
+    assert_eq!(page["nextCursor"], 7);
+    let (_, next) = h.get("/audit?limit=4&cursor=7", &h.tokens.developer).await;
+    assert_eq!(seqs(next["entries"].as_array().unwrap()), [6, 5, 4, 3]);
+}
+
+#[tokio::test]
+async fn the_public_key_and_the_latest_checkpoint_are_served() {
+    let h = populated().await;
+    let (status, none) = h
+        .get("/audit/checkpoints/latest", &h.tokens.developer)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{none}");
+
+    let (status, key) = h.get("/audit/public-key", &h.tokens.developer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(key["algorithm"], "Ed25519");
+    let pem = key["publicKey"].as_str().unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    let public = deploy_safety_core::checkpoint::public_key_from_pem(pem).unwrap();
+    assert_eq!(key["keyId"], deploy_safety_core::key_id(&public));
+
+    let made = h.app.make_checkpoint(h.clock.now()).await.unwrap().unwrap();
+    let (status, latest) = h
+        .get("/audit/checkpoints/latest", &h.tokens.developer)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(latest["seq"], 10);
+    assert_eq!(latest["headHash"], h.audit("limit=1").await[0]["hash"]);
+    assert_eq!(latest["at"], at_minutes(30));
+    assert_eq!(latest["keyId"], key["keyId"]);
+    assert_eq!(latest["signature"], made.signature);
+    let signed: deploy_safety_core::SignedCheckpoint =
+        serde_json::from_value(latest.clone()).unwrap();
+    assert_eq!(signed.verify(&[public]), Ok(()));
+
+    let (_, verify) = h.get("/audit/verify", &h.tokens.developer).await;
+    assert_eq!(verify["valid"], true);
+    assert_eq!(verify["latestCheckpoint"], latest);
+
+    for path in ["/audit/public-key", "/audit/checkpoints/latest"] {
+        let (status, _) = h.get(path, "ds_0000000000000000.nope").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

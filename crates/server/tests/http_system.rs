@@ -76,6 +76,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/deploy-safety/security-gate/check"),
     ("get", "/api/deploy-safety/audit"),
     ("get", "/api/deploy-safety/audit/verify"),
+    ("get", "/api/deploy-safety/audit/public-key"),
+    ("get", "/api/deploy-safety/audit/checkpoints/latest"),
     ("get", "/api/deploy-safety/health"),
     ("get", "/api/deploy-safety/auth/whoami"),
     ("get", "/api/deploy-safety/openapi.json"),
@@ -162,6 +164,7 @@ async fn openapi_document_needs_no_token_and_lists_every_route() {
 #[tokio::test]
 async fn every_documented_route_is_served() {
     let h = Harness::new().await;
+    h.app.make_checkpoint(common::START).await.unwrap();
     let authorization = format!("Bearer {}", h.tokens.security);
     for (method, path) in ROUTES {
         if path.ends_with("/events") {

@@ -20,6 +20,7 @@ const TABLES: &[(&str, &[&str])] = &[
     ("overrides", &["id"]),
     ("audit_log", &["seq"]),
     ("audit_head", &["id"]),
+    ("audit_checkpoints", &["id"]),
     ("incidents", &["id"]),
     ("validations", &["id"]),
     ("validation_runs", &["validation_id", "number"]),
@@ -40,7 +41,7 @@ const SINGLE_ROW_TABLES: &[&str] = &["gate_state", "audit_head", "heartbeat"];
 
 /// Tables whose `id` PostgreSQL numbers from a sequence, which must continue after the copied
 /// rows.
-const NUMBERED_TABLES: &[&str] = &["probe_results", "releases", "outbox"];
+const NUMBERED_TABLES: &[&str] = &["probe_results", "releases", "outbox", "audit_checkpoints"];
 
 /// Rows read and written at a time (times at most 21 columns stays under both databases' limit
 /// on parameters per statement).

@@ -168,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .entries
         .first()
-        .map_or(0, |e| e.seq);
+        .map_or(0, |e| e.seq());
     let checks = args.audit_entries.saturating_sub(head);
     clock.set(Timestamp::from_unix_millis(
         now.unix_millis() - i64::try_from(checks)? - 1_000,

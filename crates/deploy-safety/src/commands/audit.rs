@@ -1,9 +1,18 @@
-//! The audit log: list and verify, through the server or offline on the database.
+//! The audit log: list and verify, through the server or offline on the database; the public
+//! key and the latest signed checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
-use deploy_safety_api_types::AuditListQuery;
-use deploy_safety_app::verify_chain;
+use deploy_safety_api_types::{AuditListQuery, AuditVerification};
+use deploy_safety_app::{
+    CheckpointProof, Clock, SystemClock, load_signing_key, prove_checkpoints, verify_chain,
+};
+use deploy_safety_core::SignedCheckpoint;
+use deploy_safety_core::checkpoint::{VerifyingKey, public_key_from_pem};
 use deploy_safety_store::{Store, redact_url};
+use serde::Serialize;
 
 use super::serve::database_settings;
 use super::{client, print_json, show};
@@ -15,17 +24,27 @@ pub(super) async fn audit_command(command: AuditCommand) -> anyhow::Result<u8> {
         AuditCommand::Verify {
             config,
             database_url,
+            checkpoints,
+            public_key,
+            max_age,
             remote,
         } if config.is_some() || database_url.is_some() => {
-            verify_offline(
-                &DatabaseArgs {
-                    config,
-                    database_url,
-                },
-                remote.json,
-            )
-            .await?
+            let database = DatabaseArgs {
+                config,
+                database_url,
+            };
+            let proof = match checkpoints {
+                Some(file) => Some(KeptCheckpoints::read(&file, &public_key, max_age)?),
+                None => None,
+            };
+            verify_offline(&database, proof, remote.json).await?
         }
+        AuditCommand::Verify {
+            checkpoints: Some(_),
+            ..
+        } => anyhow::bail!(
+            "--checkpoints checks the database itself: pass --database-url (or --config)"
+        ),
         AuditCommand::List {
             action,
             environment,
@@ -58,10 +77,88 @@ pub(super) async fn audit_command(command: AuditCommand) -> anyhow::Result<u8> {
             let code = show(result, &remote, output::verification);
             if broken { exit::CHAIN_BROKEN } else { code }
         }
+        AuditCommand::PublicKey {
+            key_file: Some(path),
+            remote,
+        } => {
+            let key = load_signing_key(&path)?;
+            if remote.json {
+                print_json(&serde_json::json!({
+                    "keyId": key.key_id(),
+                    "algorithm": deploy_safety_core::checkpoint::ALGORITHM,
+                    "publicKey": key.public_key_pem(),
+                }));
+            } else {
+                print!("{}", key.public_key_pem());
+            }
+            exit::OK
+        }
+        AuditCommand::PublicKey {
+            key_file: None,
+            remote,
+        } => show(client(&remote)?.audit_public_key().await, &remote, |key| {
+            key.public_key.clone()
+        }),
+        AuditCommand::Checkpoint { remote } => {
+            show(client(&remote)?.latest_checkpoint().await, &remote, |c| {
+                let line = serde_json::to_string(&SignedCheckpoint::from(c)).unwrap_or_default();
+                format!("{line}\n")
+            })
+        }
     })
 }
 
-async fn verify_offline(database: &DatabaseArgs, json: bool) -> anyhow::Result<u8> {
+/// Checkpoints kept outside the database, and the keys to check them with.
+struct KeptCheckpoints {
+    file: PathBuf,
+    lines: Vec<(usize, Result<SignedCheckpoint, String>)>,
+    keys: Vec<VerifyingKey>,
+    max_age: Option<Duration>,
+}
+
+impl KeptCheckpoints {
+    fn read(file: &Path, key_files: &[PathBuf], max_age: Option<Duration>) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the checkpoints {}", file.display()))?;
+        let lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(i, line)| (i + 1, serde_json::from_str(line).map_err(|e| e.to_string())))
+            .collect();
+        let keys = key_files
+            .iter()
+            .map(|path| {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the public key {}", path.display()))?;
+                public_key_from_pem(&pem)
+                    .with_context(|| format!("the public key {}", path.display()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(KeptCheckpoints {
+            file: file.to_owned(),
+            lines,
+            keys,
+            max_age,
+        })
+    }
+}
+
+/// What `audit verify --checkpoints --json` prints.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Proof {
+    /// Every check held.
+    valid: bool,
+    chain: AuditVerification,
+    checkpoints: CheckpointProof,
+}
+
+async fn verify_offline(
+    database: &DatabaseArgs,
+    kept: Option<KeptCheckpoints>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let settings = database_settings(database)?;
     let url = settings.database_url.clone();
     let store = tokio::task::spawn_blocking(move || Store::open_read_only(&url))
@@ -72,13 +169,47 @@ async fn verify_offline(database: &DatabaseArgs, json: bool) -> anyhow::Result<u
                 redact_url(&settings.database_url)
             )
         })?;
-    let verification = store.read(verify_chain).await?;
+    let Some(kept) = kept else {
+        let verification = store.read(verify_chain).await?;
+        if json {
+            print_json(&verification);
+        } else {
+            print!("{}", output::verification(&verification));
+        }
+        return Ok(if verification.valid {
+            exit::OK
+        } else {
+            exit::CHAIN_BROKEN
+        });
+    };
+    let now = SystemClock.now();
+    let max_age = kept
+        .max_age
+        .map(|age| (now, i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+    let (lines, keys) = (kept.lines, kept.keys);
+    // One snapshot for the chain and the checkpoints.
+    let (chain, checkpoints) = store
+        .read(move |tx| {
+            let chain = verify_chain(tx)?;
+            let checkpoints = prove_checkpoints(tx, &lines, &keys, max_age)?;
+            Ok((chain, checkpoints))
+        })
+        .await?;
+    let proof = Proof {
+        valid: chain.valid && checkpoints.failures.is_empty(),
+        chain,
+        checkpoints,
+    };
     if json {
-        print_json(&verification);
+        print_json(&proof);
     } else {
-        print!("{}", output::verification(&verification));
+        print!("{}", output::verification(&proof.chain));
+        print!(
+            "{}",
+            output::checkpoint_proof(&proof.checkpoints, &kept.file)
+        );
     }
-    Ok(if verification.valid {
+    Ok(if proof.valid {
         exit::OK
     } else {
         exit::CHAIN_BROKEN

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use deploy_safety_app::{App, SystemClock};
-use deploy_safety_engine::{CanaryRunner, DeliveryWorker, ExpiryWatcher, ProbeRunner};
+use deploy_safety_engine::{
+    CanaryRunner, CheckpointWriter, DeliveryWorker, ExpiryWatcher, ProbeRunner,
+};
 use deploy_safety_server::Server;
 use deploy_safety_store::{Store, redact_url};
 use tracing_subscriber::EnvFilter;
@@ -56,10 +58,28 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
 pub(super) async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     let settings = settings_for(args)?;
     init_logging(&settings)?;
+    let (checkpoints, key_created) = settings.checkpoints()?;
+    let key_id = checkpoints.key.key_id().to_owned();
+    if key_created {
+        tracing::warn!(
+            path = %settings.audit.signing_key_file, %key_id,
+            "created a new audit signing key: back it up, and give every replica the same file"
+        );
+    }
     let replica = settings.replica();
     let store = open_store(&settings.database_url, Some(replica.clone())).await?;
-    tracing::info!(database = %store.describe(), %replica, "database ready");
-    let app = App::new(store, Arc::new(SystemClock), settings.app());
+    tracing::info!(database = %store.describe(), %replica, %key_id, "database ready");
+    let mut app_settings = settings.app();
+    app_settings.checkpoints = Some(checkpoints);
+    let app = App::new(store, Arc::new(SystemClock), app_settings);
+    if let Ok(latest) = app.latest_checkpoint().await
+        && latest.key_id != key_id
+    {
+        tracing::warn!(
+            previous = %latest.key_id, %key_id,
+            "checkpoints so far were signed by another key: if this is not a planned key change, every replica needs the same [audit] signing_key_file"
+        );
+    }
     // Bind before creating the bootstrap token, so a start that fails (port taken) does not
     // use up the token's one showing.
     let server = Server::bind(&settings.listen, app.clone(), &settings.http())
@@ -82,14 +102,16 @@ pub(super) async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         tokio::spawn(ProbeRunner::new(app.clone(), PROBE_CONCURRENCY).run(stopped.clone())),
         tokio::spawn(CanaryRunner::new(app.clone()).run(stopped.clone())),
         tokio::spawn(DeliveryWorker::new(app.clone(), DELIVERY_CONCURRENCY).run(stopped.clone())),
-        tokio::spawn(ExpiryWatcher::new(app.clone()).run(stopped)),
+        tokio::spawn(ExpiryWatcher::new(app.clone()).run(stopped.clone())),
+        tokio::spawn(CheckpointWriter::new(app.clone()).run(stopped)),
     ];
     let address = server.local_addr()?;
+    let shutdown = shutdown_signal()?;
     println!("deploy-safety listening on http://{address}");
     tracing::info!(%address, "listening");
     server
         .run(async move {
-            shutdown_signal().await;
+            shutdown.await;
             let _ = stop.send(true);
         })
         .await?;
@@ -102,26 +124,20 @@ pub(super) async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a signal that arrives right after the address is printed stops
+/// the server gracefully instead of killing it.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }
 
 /// Opens (creating and migrating if new) the store off the async threads.

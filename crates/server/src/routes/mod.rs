@@ -1,6 +1,7 @@
 //! Every route, registered together with its OpenAPI description so the document cannot miss
 //! one.
 
+mod audit;
 mod canary;
 mod events;
 mod gate;
@@ -27,7 +28,7 @@ use crate::state::AppState;
     ),
     tags(
         (name = "security-gate", description = "Mode, threat level, overrides and decisions"),
-        (name = "audit", description = "The hash-chained audit log"),
+        (name = "audit", description = "The hash-chained audit log and its signed checkpoints"),
         (name = "incidents", description = "Incidents: open, escalate, resolve"),
         (name = "validations", description = "Release validations and their gates"),
         (name = "probes", description = "Health probes"),
@@ -76,8 +77,10 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(rollbacks::set_load_shedding))
         .routes(routes!(rollbacks::load_shedding))
         .routes(routes!(events::stream))
-        .routes(routes!(system::audit_list))
-        .routes(routes!(system::audit_verify))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::public_key))
+        .routes(routes!(audit::latest_checkpoint))
         .routes(routes!(system::health))
         .routes(routes!(system::whoami))
         .routes(routes!(system::openapi_json));

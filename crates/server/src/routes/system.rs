@@ -1,47 +1,13 @@
-//! The audit log, health, identity, the OpenAPI document and metrics.
+//! Health, identity, the OpenAPI document and metrics.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use deploy_safety_api_types::{
-    AuditListQuery, AuditPage, AuditVerification, ErrorBody, HealthReport, OverallHealth, WhoAmI,
-};
+use deploy_safety_api_types::{ErrorBody, HealthReport, OverallHealth, WhoAmI};
 
-use crate::error::ApiError;
-use crate::extract::{ApiQuery, Authenticated, MaybeAuthenticated};
+use crate::extract::{Authenticated, MaybeAuthenticated};
 use crate::state::AppState;
-
-/// Audit entries, newest first, filtered and paged.
-#[utoipa::path(get, path = "/audit", tag = "audit", security(("bearer" = [])),
-    params(AuditListQuery),
-    responses(
-        (status = 200, body = AuditPage),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody),
-    ))]
-pub async fn audit_list(
-    State(state): State<AppState>,
-    _caller: Authenticated,
-    ApiQuery(query): ApiQuery<AuditListQuery>,
-) -> Result<Json<AuditPage>, ApiError> {
-    Ok(Json(state.app.audit_page(query).await?))
-}
-
-/// Recomputes the whole hash chain and names the first broken entry.
-#[utoipa::path(get, path = "/audit/verify", tag = "audit", security(("bearer" = [])),
-    responses(
-        (status = 200, body = AuditVerification),
-        (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody),
-    ))]
-pub async fn audit_verify(
-    State(state): State<AppState>,
-    _caller: Authenticated,
-) -> Result<Json<AuditVerification>, ApiError> {
-    Ok(Json(state.app.verify_audit().await?))
-}
 
 /// Overall health; without a token `overallHealth` alone (for load balancers). 503 when
 /// unhealthy.

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use deploy_safety_app::{App, AppSettings, Clock, ManualClock};
-use deploy_safety_core::{Role, Timestamp};
+use deploy_safety_app::{App, AppSettings, CheckpointSettings, Clock, ManualClock};
+use deploy_safety_core::{CheckpointKey, Role, Timestamp};
 use deploy_safety_server::{HttpSettings, router};
 use deploy_safety_store::Store;
 use http_body_util::BodyExt;
@@ -37,6 +37,16 @@ pub struct Tokens {
     pub eng_lead_2: String,
     pub oncall: String,
     pub developer: String,
+}
+
+/// The checkpoint settings every harness has unless a test gives its own: a fixed key (so
+/// signatures are reproducible), every minute, no file.
+pub fn test_checkpoints() -> CheckpointSettings {
+    CheckpointSettings {
+        key: CheckpointKey::from_secret(&[42; 32]),
+        interval: std::time::Duration::from_secs(60),
+        file: None,
+    }
 }
 
 /// One test's world.
@@ -76,7 +86,10 @@ impl Harness {
 
     /// As [`Harness::with_settings`], with the use cases' settings too (e.g. HTTP release
     /// gates).
-    pub async fn with_app_settings(http: HttpSettings, settings: AppSettings) -> Harness {
+    pub async fn with_app_settings(http: HttpSettings, mut settings: AppSettings) -> Harness {
+        if settings.checkpoints.is_none() {
+            settings.checkpoints = Some(test_checkpoints());
+        }
         let db = TestDb::new();
         let url = db.url();
         // Off the async threads: the PostgreSQL client blocks.

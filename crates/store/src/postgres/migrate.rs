@@ -23,4 +23,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "leader",
         sql: include_str!("../../migrations/postgres/0004_leader.sql"),
     },
+    Migration {
+        version: 5,
+        name: "audit_checkpoints",
+        sql: include_str!("../../migrations/postgres/0005_audit_checkpoints.sql"),
+    },
 ];

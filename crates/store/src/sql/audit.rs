@@ -1,25 +1,84 @@
-//! The audit log in SQL.
+//! The audit log and its checkpoints in SQL.
+
+use deploy_safety_core::{Checkpoint, STORED_COLUMNS, StoredEntry, StoredValue};
 
 use super::tx::*;
 
 const AUDIT_COLUMNS: &str =
     "seq, at, principal, role, action, environment, decision, reason, details, prev_hash, hash";
 
-fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
-    let details: String = row.get(8)?;
-    let details = RawValue::from_string(details).map_err(|e| corrupt(8, e))?;
-    Ok(AuditEntry {
+/// Entries are read as stored, whatever a column holds: each column as (its storage type, its
+/// bytes), so a value that no longer parses, or is not even of its column's type, still reads.
+fn stored_columns(dialect: Dialect) -> String {
+    let mut columns = vec!["seq".to_owned()];
+    for column in STORED_COLUMNS {
+        columns.push(match dialect {
+            Dialect::Sqlite => format!("typeof({column}), CAST({column} AS BLOB)"),
+            Dialect::Postgres => {
+                format!("pg_typeof({column})::text, convert_to({column}::text, 'UTF8')")
+            }
+        });
+    }
+    columns.join(", ")
+}
+
+/// One column as stored, from its storage type's name and its bytes.
+fn stored_value(storage: &str, bytes: Option<Vec<u8>>) -> StoredValue {
+    let Some(bytes) = bytes else {
+        return StoredValue::Null;
+    };
+    match storage {
+        // SQLite's `typeof` and PostgreSQL's `pg_typeof`.
+        "integer" | "bigint" | "smallint" => {
+            match std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| t.parse().ok())
+            {
+                Some(number) => StoredValue::Integer(number),
+                None => StoredValue::Other {
+                    storage: storage.to_owned(),
+                    bytes,
+                },
+            }
+        }
+        "text" | "character varying" | "character" => StoredValue::Text(bytes),
+        other => StoredValue::Other {
+            storage: other.to_owned(),
+            bytes,
+        },
+    }
+}
+
+fn stored_entry_from_row(row: &Row) -> Result<StoredEntry, StoreError> {
+    let value = |index: usize| -> Result<StoredValue, StoreError> {
+        let storage: String = row.get(1 + 2 * index)?;
+        let bytes: Option<Vec<u8>> = row.get(2 + 2 * index)?;
+        Ok(stored_value(&storage, bytes))
+    };
+    Ok(StoredEntry {
         seq: unsigned(row, 0)?,
-        at: timestamp(row, 1)?,
-        principal: row.get(2)?,
-        role: optional_enum(row, 3)?,
-        action: row.get(4)?,
-        environment: optional_enum(row, 5)?,
-        decision: text_enum(row, 6)?,
-        reason: row.get(7)?,
-        details,
-        prev_hash: row.get(9)?,
-        hash: row.get(10)?,
+        at: value(0)?,
+        principal: value(1)?,
+        role: value(2)?,
+        action: value(3)?,
+        environment: value(4)?,
+        decision: value(5)?,
+        reason: value(6)?,
+        details: value(7)?,
+        prev_hash: value(8)?,
+        hash: value(9)?,
+    })
+}
+
+const CHECKPOINT_COLUMNS: &str = "seq, head_hash, at, key_id, signature";
+
+fn checkpoint_from_row(row: &Row) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        seq: unsigned(row, 0)?,
+        head_hash: row.get(1)?,
+        at: timestamp(row, 2)?,
+        key_id: row.get(3)?,
+        signature: row.get(4)?,
     })
 }
 
@@ -57,7 +116,7 @@ impl AuditTx for SqlTx<'_> {
         Ok(entry)
     }
 
-    fn audit_page(&mut self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+    fn audit_page(&mut self, q: &AuditQuery) -> Result<Vec<StoredEntry>, StoreError> {
         let mut conditions = Vec::new();
         let mut values: Vec<Value> = Vec::new();
         let mut condition = |sql: &str, value: Value| {
@@ -92,18 +151,19 @@ impl AuditTx for SqlTx<'_> {
         };
         values.push(Value::Int(i64::from(q.limit)));
         let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log {filter} ORDER BY seq DESC LIMIT ${}",
+            "SELECT {} FROM audit_log {filter} ORDER BY seq DESC LIMIT ${}",
+            stored_columns(self.driver.dialect()),
             values.len()
         );
-        self.collect(&sql, values, audit_from_row)
+        self.collect(&sql, values, stored_entry_from_row)
     }
 
-    fn audit_after(&mut self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        self.collect(
-            &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
-            vals![signed(after_seq), limit],
-            audit_from_row,
-        )
+    fn audit_after(&mut self, after_seq: u64, limit: u32) -> Result<Vec<StoredEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            stored_columns(self.driver.dialect())
+        );
+        self.collect(&sql, vals![signed(after_seq), limit], stored_entry_from_row)
     }
 
     fn audit_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
@@ -111,6 +171,59 @@ impl AuditTx for SqlTx<'_> {
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
             vals![],
             |row| Ok((unsigned(row, 0)?, row.get(1)?)),
+        )
+    }
+
+    fn audit_chain_head(&mut self) -> Result<(u64, String), StoreError> {
+        self.chain_head()
+    }
+
+    fn audit_recorded_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
+        let rows = self
+            .driver
+            .query("SELECT seq, hash FROM audit_head WHERE id = 1", &vals![])?;
+        // Unreadable is an answer here, not an error: verification reports it as a break.
+        Ok(rows.first().and_then(|row| {
+            let seq = u64::try_from(row.get::<i64>(0).ok()?).ok()?;
+            Some((seq, row.get::<String>(1).ok()?))
+        }))
+    }
+
+    fn audit_stored_hash(&mut self, seq: u64) -> Result<Option<StoredValue>, StoreError> {
+        let sql = match self.driver.dialect() {
+            Dialect::Sqlite => {
+                "SELECT typeof(hash), CAST(hash AS BLOB) FROM audit_log WHERE seq = $1"
+            }
+            Dialect::Postgres => {
+                "SELECT pg_typeof(hash)::text, convert_to(hash::text, 'UTF8') FROM audit_log WHERE seq = $1"
+            }
+        };
+        self.one(sql, vals![signed(seq)], |row| {
+            Ok(stored_value(&row.get::<String>(0)?, row.get(1)?))
+        })
+    }
+
+    fn insert_checkpoint(&mut self, c: &Checkpoint) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+            ),
+            vals![
+                signed(c.seq),
+                c.head_hash,
+                c.at.unix_millis(),
+                c.key_id,
+                c.signature
+            ],
+        )
+        .map(|_| ())
+    }
+
+    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+        self.one(
+            &format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY id DESC LIMIT 1"),
+            vals![],
+            checkpoint_from_row,
         )
     }
 }

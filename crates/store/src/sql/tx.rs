@@ -10,7 +10,6 @@ pub(super) use deploy_safety_core::{
     ProbeResult, ProbeState, ReleaseRecord, Role, Rollback, StatusRange, Timestamp, UnknownValue,
     Validation, ValidationRun, ValidationStatus,
 };
-pub(super) use serde_json::value::RawValue;
 
 pub(super) use super::value::vals;
 pub(super) use super::{Dialect, Driver, Row, Value};

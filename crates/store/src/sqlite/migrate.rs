@@ -18,4 +18,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "canaries_rollbacks_events",
         sql: include_str!("../../migrations/sqlite/0003_canaries_rollbacks_events.sql"),
     },
+    Migration {
+        version: 4,
+        name: "audit_checkpoints",
+        sql: include_str!("../../migrations/sqlite/0004_audit_checkpoints.sql"),
+    },
 ];

@@ -84,6 +84,10 @@ async fn verify(store: &Store) -> u64 {
     for e in &entries {
         verifier.check(e).unwrap();
     }
+    let head = read(store, |tx| tx.audit_recorded_head()).await;
+    verifier
+        .finish(head.as_ref().map(|(seq, hash)| (*seq, hash.as_str())))
+        .unwrap();
     verifier.verified()
 }
 
@@ -299,9 +303,15 @@ pub async fn audit_chain_is_sealed_in_order(db: &impl TestDatabase) {
     );
     let stored = read(&store, |tx| tx.audit_after(1, 10)).await;
     assert_eq!(stored.len(), 2);
-    assert_eq!(stored[0].hash, second.hash);
-    assert_eq!(stored[0].details.get(), r#"{"n":2}"#);
-    assert_eq!(stored[0].environment, Some(Environment::Staging));
+    assert_eq!(stored[0], second.to_stored(), "stored exactly as sealed");
+    let parsed = stored[0].parse().unwrap();
+    assert_eq!(parsed.hash, second.hash);
+    assert_eq!(parsed.details.get(), r#"{"n":2}"#);
+    assert_eq!(parsed.environment, Some(Environment::Staging));
+    assert_eq!(
+        read(&store, |tx| tx.audit_recorded_head()).await,
+        Some((3, third.hash.clone()))
+    );
     assert_eq!(verify(&store).await, 3);
 }
 
@@ -604,7 +614,7 @@ pub async fn failures_inside_a_batch_leave_no_gap(db: &impl TestDatabase) {
     let principals: Vec<String> = read(&store, |tx| tx.audit_after(0, 10))
         .await
         .into_iter()
-        .map(|e| e.principal)
+        .map(|e| e.parse().unwrap().principal)
         .collect();
     assert!(!principals.iter().any(|p| p == "fail" || p == "panic"));
 }
