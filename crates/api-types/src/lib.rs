@@ -11,7 +11,9 @@ use deploy_safety_core::{
     ProbeKind, ProbeResult, ProbeStatus, ReasonCode, Role, SecurityMode, Severity, ThreatLevel,
     Timestamp, Validation, ValidationRun, ValidationStatus,
 };
-use deploy_safety_core::{Canary, Evaluation, LoadShedding, ReleaseRecord, Rollback};
+use deploy_safety_core::{
+    Canary, Evaluation, LoadShedding, ReleaseRecord, Rollback, Soak, SoakStatus,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -621,4 +623,88 @@ pub struct WhoAmI {
     pub name: String,
     pub role: Role,
     pub token_id: String,
+}
+
+/// Soak settings; each absent field takes its default (SPEC §23: the runbook's numbers, the
+/// thresholds' defaults settable in `[soak]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SoakConfigRequest {
+    /// How long the soak lasts, in milliseconds: at least 1000, at most a week; default
+    /// 900000 (15 minutes).
+    #[serde(default)]
+    #[schema(minimum = 1000, maximum = 604_800_000)]
+    pub duration_ms: Option<u64>,
+    /// How often it is evaluated, in milliseconds: 1000 to `durationMs`; default 60000.
+    #[serde(default)]
+    #[schema(minimum = 1000)]
+    pub interval_ms: Option<u64>,
+    /// The error rate must stay below this, in percent (at least 0; default 0.1).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub max_error_rate_percent: Option<f64>,
+    /// p99 latency must stay below the baseline plus this, in percent (at least 0; default 10).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub max_latency_increase_percent: Option<f64>,
+}
+
+/// `POST /soaks`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartSoakRequest {
+    pub release_id: String,
+    pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Replaces `{deploymentId}` in the environment's Prometheus queries; default the release.
+    #[serde(default)]
+    pub deployment_id: Option<String>,
+    #[serde(default)]
+    pub config: Option<SoakConfigRequest>,
+}
+
+/// `POST /soaks/{id}/metrics`: the release's current metrics; any may be absent (absent:
+/// that evaluation is `unknown`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SoakMetricsRequest {
+    /// 0 to 100.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
+    pub error_rate_percent: Option<f64>,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub latency_p99_ms: Option<f64>,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub baseline_latency_p99_ms: Option<f64>,
+}
+
+/// `POST /soaks/{id}/abort`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AbortSoakRequest {
+    pub reason: String,
+}
+
+/// Query of `GET /soaks`, newest first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SoakListQuery {
+    pub release_id: Option<String>,
+    pub environment: Option<Environment>,
+    pub service: Option<String>,
+    pub status: Option<SoakStatus>,
+    /// 1 to 200; default 50.
+    pub limit: Option<u32>,
+}
+
+/// `GET /soaks`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SoakList {
+    pub soaks: Vec<Soak>,
 }

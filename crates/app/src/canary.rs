@@ -12,6 +12,7 @@ use deploy_safety_core::{
 use deploy_safety_store::{StoreError, Tx};
 use serde_json::json;
 
+use crate::audit::Refusal;
 use crate::events::Emitter;
 use crate::gate::{decide_in, gate_action, new_id, record_gated, refuse_precondition};
 use crate::rollback::{execute, list_limit};
@@ -41,7 +42,12 @@ fn config_from(request: Option<CanaryConfigRequest>) -> Result<CanaryConfig, App
     Ok(config)
 }
 
-fn metric(field: &str, value: Option<f64>, max: Option<f64>) -> Result<Option<f64>, AppError> {
+/// A pushed metric: a number of at least 0 (at most `max`), or absent.
+pub(crate) fn metric(
+    field: &str,
+    value: Option<f64>,
+    max: Option<f64>,
+) -> Result<Option<f64>, AppError> {
     match value {
         Some(v) if !v.is_finite() || v < 0.0 => {
             Err(AppError::invalid(field, "must be a number of at least 0"))
@@ -117,6 +123,7 @@ impl App {
         let environment = request.environment;
         let caller = caller.clone();
         let clock = self.clock.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         let canary = self
             .write_emitting(move |tx, emitter| -> TxResult<Canary> {
                 let now = clock.now();
@@ -133,17 +140,42 @@ impl App {
                 if environment == Environment::Production
                     && !tx.release_passed_validation(release.as_str(), Environment::Staging)?
                 {
-                    let message = format!(
-                        "release {release} has no passed validation in staging: validate it there first"
-                    );
-                    return refuse_precondition(tx, &caller, &decision, ReasonCode::StagingValidationRequired, message, now);
+                    let refusal = Refusal {
+                        reason: ReasonCode::StagingValidationRequired,
+                        message: format!(
+                            "release {release} has no passed validation in staging: validate it there first"
+                        ),
+                        hints: vec![format!(
+                            "Validate it in staging: deploy-safety validate start --release {release} --environment staging (POST /api/deploy-safety/validations/start), then run it."
+                        )],
+                    };
+                    return refuse_precondition(tx, &caller, &decision, refusal, now);
+                }
+                if environment == Environment::Production
+                    && settings.soak.required_before_production
+                    && !tx.release_passed_soak(release.as_str(), Environment::Staging, None)?
+                {
+                    let refusal = Refusal {
+                        reason: ReasonCode::SoakRequired,
+                        message: format!(
+                            "release {release} has not passed a soak in staging: production needs one first ([soak] required_before_production)"
+                        ),
+                        hints: vec![format!(
+                            "Soak it in staging: deploy-safety soak start --release {release} --environment staging (POST /api/deploy-safety/soaks), then deploy-safety soak watch ID."
+                        )],
+                    };
+                    return refuse_precondition(tx, &caller, &decision, refusal, now);
                 }
                 if let Some(active) = tx.active_canary(environment)? {
-                    let message = format!(
-                        "{environment} already has an active canary ({}, release {}); promote it or wait for it to finish",
-                        active.id, active.release_id
-                    );
-                    return refuse_precondition(tx, &caller, &decision, ReasonCode::CanaryAlreadyActive, message, now);
+                    let refusal = Refusal {
+                        reason: ReasonCode::CanaryAlreadyActive,
+                        message: format!(
+                            "{environment} already has an active canary ({}, release {}); promote it or wait for it to finish",
+                            active.id, active.release_id
+                        ),
+                        hints: Vec::new(),
+                    };
+                    return refuse_precondition(tx, &caller, &decision, refusal, now);
                 }
                 let previous = tx.releases(environment, 1)?.into_iter().next().map(|r| r.release_id);
                 let canary = Canary::start(

@@ -31,6 +31,8 @@ pub enum AppError {
     Conflict {
         reason: Option<ReasonCode>,
         message: String,
+        /// How to proceed.
+        hints: Vec<String>,
     },
     /// The store could not record or read what it must: fail closed (503).
     #[error("storage unavailable: {0}")]

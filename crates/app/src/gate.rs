@@ -156,8 +156,7 @@ pub(crate) fn refuse_precondition<T>(
     tx: &mut dyn Tx,
     caller: &Caller,
     decision: &Decision,
-    reason: ReasonCode,
-    message: String,
+    refusal: crate::audit::Refusal,
     now: Timestamp,
 ) -> TxResult<T> {
     tx.append_audit(
@@ -166,14 +165,15 @@ pub(crate) fn refuse_precondition<T>(
             decision.action.as_str(),
             Some(decision.environment),
             AuditDecision::Denied,
-            reason,
-            json!({ "message": message, "releaseId": decision.release_id }),
+            refusal.reason,
+            json!({ "message": refusal.message, "hints": refusal.hints, "releaseId": decision.release_id }),
         ),
         now,
     )?;
     Ok(Err(AppError::Conflict {
-        reason: Some(reason),
-        message,
+        reason: Some(refusal.reason),
+        message: refusal.message,
+        hints: refusal.hints,
     }))
 }
 
@@ -634,6 +634,7 @@ impl App {
                                 _ => "revoked",
                             }
                         ),
+                        hints: Vec::new(),
                     }));
                 }
                 found.revoked_at = Some(now);

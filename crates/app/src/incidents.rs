@@ -56,6 +56,7 @@ fn change_error(id: &str, error: IncidentChangeError) -> AppError {
         IncidentChangeError::Resolved => AppError::Conflict {
             reason: None,
             message: format!("incident {id} is resolved"),
+            hints: Vec::new(),
         },
     }
 }

@@ -21,6 +21,7 @@ mod incidents;
 mod probes;
 mod prometheus;
 mod rollback;
+mod soaks;
 mod tokens;
 mod validations;
 
@@ -39,6 +40,7 @@ pub use error::AppError;
 pub use events::{Executor, Webhook, retry_delay_ms};
 pub use probes::{DATABASE_PROBE, PROBE_HISTORY, check_url, probe_definition};
 pub use prometheus::{PrometheusQueries, PrometheusSettings};
+pub use soaks::SoakSettings;
 pub use tokens::{IssuedToken, TokenView, hash_secret};
 pub use validations::{HttpGate, check_http_gate};
 
@@ -70,6 +72,8 @@ pub struct AppSettings {
     pub replica: String,
     /// Signed checkpoints of the audit chain; none without a signing key (tools, tests).
     pub checkpoints: Option<CheckpointSettings>,
+    /// Soaks: their thresholds' defaults, and whether production needs one.
+    pub soak: SoakSettings,
 }
 
 impl Default for AppSettings {
@@ -85,6 +89,7 @@ impl Default for AppSettings {
             delivery_attempts: 20,
             replica: "local".to_owned(),
             checkpoints: None,
+            soak: SoakSettings::default(),
         }
     }
 }

@@ -252,6 +252,7 @@ impl App {
                                     "probe `{}` in the settings file has the name of a probe created through the API; rename one",
                                     definition.name
                                 ),
+                                hints: Vec::new(),
                             }));
                         }
                         Some(existing) if existing.definition != *definition => {
@@ -310,6 +311,7 @@ impl App {
                     return Ok(Err(AppError::Conflict {
                         reason: None,
                         message: format!("a probe named `{}` exists", definition.name),
+                        hints: Vec::new(),
                     }));
                 }
                 let probe = new_probe(definition, ProbeSource::Api, &caller.name, now);
@@ -361,6 +363,7 @@ impl App {
                                 _ => "defined in the settings file",
                             }
                         ),
+                        hints: Vec::new(),
                     }));
                 }
                 tx.delete_probe(&probe.id)?;

@@ -129,6 +129,7 @@ impl App {
                         message: format!(
                             "{to} never ran in {environment}; rollback.require_known_target is set"
                         ),
+                        hints: Vec::new(),
                     }));
                 }
                 let rollback = Rollback {
@@ -191,15 +192,12 @@ impl App {
                 Err(blocked) => return Ok(Err(blocked)),
             };
             if rollback.status != RollbackStatus::Pending {
-                let message = format!("rollback {id} is already {}", rollback.status);
-                return refuse_precondition(
-                    tx,
-                    &caller,
-                    &decision,
-                    ReasonCode::RollbackNotPending,
-                    message,
-                    now,
-                );
+                let refusal = crate::audit::Refusal {
+                    reason: ReasonCode::RollbackNotPending,
+                    message: format!("rollback {id} is already {}", rollback.status),
+                    hints: Vec::new(),
+                };
+                return refuse_precondition(tx, &caller, &decision, refusal, now);
             }
             execute(
                 tx,

@@ -176,6 +176,7 @@ impl App {
                             message: format!(
                                 "principal `{name}` exists with role {existing}; a principal's role never changes, so choose another name"
                             ),
+                            hints: Vec::new(),
                         }));
                     }
                 }
@@ -262,6 +263,7 @@ impl App {
                     return Ok(Err(AppError::Conflict {
                         reason: None,
                         message: format!("principal `{name}` has no active token"),
+                        hints: Vec::new(),
                     }));
                 }
                 for record in &revoked {
@@ -287,6 +289,7 @@ impl App {
                     return Ok(Err(AppError::Conflict {
                         reason: None,
                         message: format!("token {} is already revoked", record.id),
+                        hints: Vec::new(),
                     }));
                 }
                 record.revoked_at = Some(now);

@@ -11,7 +11,7 @@ use deploy_safety_api_types::{
 };
 use deploy_safety_core::{
     AuditDecision, BUILT_IN_GATES, CheckOutcome, CheckStatus, GateKind, GateResult, ReasonCode,
-    ReleaseId, StatusRange, Timestamp, Validation, ValidationInputs, ValidationRun,
+    ReleaseId, SOAK_GATE, StatusRange, Timestamp, Validation, ValidationInputs, ValidationRun,
     ValidationStatus, built_in_gate, overall_status,
 };
 use deploy_safety_store::{StoreError, Tx};
@@ -64,7 +64,7 @@ fn encode(text: &str) -> String {
 /// Checks an HTTP gate from the settings file.
 pub fn check_http_gate(gate: &HttpGate) -> Result<(), AppError> {
     deploy_safety_core::Name::parse(&gate.name).map_err(AppError::invalid_text("name"))?;
-    if BUILT_IN_GATES.contains(&gate.name.as_str()) {
+    if BUILT_IN_GATES.contains(&gate.name.as_str()) || gate.name == SOAK_GATE {
         return Err(AppError::invalid(
             "name",
             format!("`{}` is a built-in gate", gate.name),
@@ -85,10 +85,20 @@ enum Claim {
 }
 
 impl App {
+    /// The built-in gates this server runs: [`BUILT_IN_GATES`], and `soak` where production
+    /// needs a soak.
+    fn built_in_gates(&self) -> Vec<&'static str> {
+        let mut gates = BUILT_IN_GATES.to_vec();
+        if self.settings.soak.required_before_production {
+            gates.push(SOAK_GATE);
+        }
+        gates
+    }
+
     fn gate_names(&self) -> Vec<(String, GateKind)> {
-        BUILT_IN_GATES
-            .iter()
-            .map(|name| ((*name).to_owned(), GateKind::Builtin))
+        self.built_in_gates()
+            .into_iter()
+            .map(|name| (name.to_owned(), GateKind::Builtin))
             .chain(
                 self.settings
                     .http_gates
@@ -308,17 +318,16 @@ impl App {
         let release = validation.release_id.clone();
         let environment = validation.environment;
         let now = self.clock.now();
-        let (state, health, incidents, staging_passed) = self
+        let (state, health, incidents, staging_passed, staging_soak_passed) = self
             .store
             .read(move |tx| {
+                let staging = deploy_safety_core::Environment::Staging;
                 Ok((
                     tx.gate_state()?,
                     overall_health_in(tx, now)?,
                     tx.open_incidents()?,
-                    tx.release_passed_validation(
-                        &release,
-                        deploy_safety_core::Environment::Staging,
-                    )?,
+                    tx.release_passed_validation(&release, staging)?,
+                    tx.release_passed_soak(&release, staging, None)?,
                 ))
             })
             .await?;
@@ -329,14 +338,16 @@ impl App {
             health,
             open_incidents: &incidents,
             staging_passed,
+            staging_soak_passed,
         };
-        let mut gates: Vec<GateResult> = BUILT_IN_GATES
-            .iter()
+        let mut gates: Vec<GateResult> = self
+            .built_in_gates()
+            .into_iter()
             .filter_map(|name| {
                 let started = Instant::now();
                 let verdict = built_in_gate(name, &inputs)?;
                 Some(GateResult {
-                    name: (*name).to_owned(),
+                    name: name.to_owned(),
                     kind: GateKind::Builtin,
                     status: verdict.status,
                     message: verdict.message,
@@ -387,6 +398,7 @@ impl App {
                         message: format!(
                             "run {number} of validation {id} was ended by another request (it took too long)"
                         ),
+                        hints: Vec::new(),
                     }));
                 }
                 tx.append_audit(

@@ -11,10 +11,13 @@ use deploy_safety_api_types::{
     ValidationView, WhoAmI,
 };
 use deploy_safety_api_types::{
+    AbortSoakRequest, SoakList, SoakListQuery, SoakMetricsRequest, StartSoakRequest,
+};
+use deploy_safety_api_types::{
     CanaryList, CanaryMetricsRequest, CanaryView, CreateRollbackRequest, EnvironmentListQuery,
     PromoteCanaryRequest, ReleaseHistory, RollbackList, SetLoadSheddingRequest, StartCanaryRequest,
 };
-use deploy_safety_core::{Checkpoint, Environment, Event, Incident, LoadShedding, Rollback};
+use deploy_safety_core::{Checkpoint, Environment, Event, Incident, LoadShedding, Rollback, Soak};
 use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -191,6 +194,36 @@ impl Client {
 
     pub async fn audit_verify(&self) -> Result<AuditVerification, ClientError> {
         self.get("/audit/verify").await
+    }
+
+    pub async fn start_soak(&self, request: &StartSoakRequest) -> Result<Soak, ClientError> {
+        self.post("/soaks", request).await
+    }
+
+    pub async fn get_soak(&self, id: &str) -> Result<Soak, ClientError> {
+        self.get(&format!("/soaks/{}", encode(id))).await
+    }
+
+    pub async fn list_soaks(&self, query: &SoakListQuery) -> Result<SoakList, ClientError> {
+        self.get_query("/soaks", query).await
+    }
+
+    pub async fn push_soak_metrics(
+        &self,
+        id: &str,
+        metrics: &SoakMetricsRequest,
+    ) -> Result<Soak, ClientError> {
+        self.post(&format!("/soaks/{}/metrics", encode(id)), metrics)
+            .await
+    }
+
+    pub async fn abort_soak(
+        &self,
+        id: &str,
+        request: &AbortSoakRequest,
+    ) -> Result<Soak, ClientError> {
+        self.post(&format!("/soaks/{}/abort", encode(id)), request)
+            .await
     }
 
     pub async fn audit_public_key(&self) -> Result<AuditPublicKey, ClientError> {

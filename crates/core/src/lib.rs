@@ -15,6 +15,7 @@ pub mod overrides;
 pub mod reason;
 pub mod release;
 pub mod signature;
+pub mod soak;
 pub mod text;
 pub mod time;
 pub mod validation;
@@ -50,9 +51,10 @@ pub use reason::ReasonCode;
 pub use release::{
     Event, EventType, LoadShedding, ReleaseChange, ReleaseRecord, Rollback, RollbackStatus,
 };
-pub use text::{InvalidText, Name, Reason, ReleaseId, TtlMinutes};
+pub use soak::{Soak, SoakConfig, SoakEvaluation, SoakIncident, SoakStatus, SoakStep, SoakVerdict};
+pub use text::{InvalidText, Name, Reason, ReleaseId, ServiceName, TtlMinutes};
 pub use time::Timestamp;
 pub use validation::{
-    BUILT_IN_GATES, CheckStatus, GateKind, GateResult, GateVerdict, Validation, ValidationInputs,
-    ValidationRun, ValidationStatus, built_in_gate, overall_status,
+    BUILT_IN_GATES, CheckStatus, GateKind, GateResult, GateVerdict, SOAK_GATE, Validation,
+    ValidationInputs, ValidationRun, ValidationStatus, built_in_gate, overall_status,
 };

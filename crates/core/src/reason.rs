@@ -51,6 +51,21 @@ string_enum! {
         AutomaticRollback = "AUTOMATIC_ROLLBACK",
         /// A canary step recorded by the engine.
         CanaryStep = "CANARY_STEP",
+        /// Production canaries need a passed soak of the release in staging first (with
+        /// `[soak] required_before_production`).
+        SoakRequired = "SOAK_REQUIRED",
+        /// The release already has a running soak in the environment (for that service).
+        SoakAlreadyRunning = "SOAK_ALREADY_RUNNING",
+        /// The soak has ended: it takes no metrics and cannot be aborted.
+        SoakNotRunning = "SOAK_NOT_RUNNING",
+        /// A soak evaluation recorded by the engine.
+        SoakEvaluation = "SOAK_EVALUATION",
+        /// Every evaluation of a soak passed.
+        SoakPassed = "SOAK_PASSED",
+        /// A soak evaluation failed.
+        SoakFailed = "SOAK_FAILED",
+        /// A soak ended with evaluations that had no data.
+        SoakInconclusive = "SOAK_INCONCLUSIVE",
     }
 }
 

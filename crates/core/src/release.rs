@@ -119,6 +119,16 @@ string_enum! {
         /// An override reached its expiry.
         OverrideExpired = "override.expired",
         LoadSheddingChanged = "load_shedding.changed",
+        SoakStarted = "soak.started",
+        /// One soak evaluation: its verdict, values and thresholds.
+        SoakEvaluated = "soak.evaluated",
+        /// Every evaluation of the soak passed: the release may go on.
+        SoakPassed = "soak.passed",
+        /// An evaluation failed (named in the event).
+        SoakFailed = "soak.failed",
+        /// The soak ended with evaluations that had no data.
+        SoakInconclusive = "soak.inconclusive",
+        SoakAborted = "soak.aborted",
         /// A signed checkpoint of the audit chain's head (SPEC §20): keep copies of these
         /// out of the database's reach.
         AuditCheckpoint = "audit.checkpoint",

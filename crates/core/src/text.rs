@@ -138,6 +138,48 @@ impl fmt::Display for Name {
     }
 }
 
+/// A service within an environment (SPEC §15): 1 to 128 characters of `a-z A-Z 0-9 - _ . /`,
+/// so `payments/api` works.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(text: &str) -> Result<Self, InvalidText> {
+        if text.is_empty() || text.len() > Self::MAX_CHARS {
+            return Err(InvalidText(format!(
+                "must be 1 to {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if !text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        {
+            return Err(InvalidText(
+                "may contain only letters, digits and - _ . /".into(),
+            ));
+        }
+        Ok(ServiceName(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An override's lifetime in whole minutes, from 1 to the configured maximum (SPEC §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TtlMinutes(u32);
@@ -194,6 +236,23 @@ mod tests {
         assert!(Name::parse("").is_err());
         assert!(Name::parse("bob smith").is_err());
         assert!(Name::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn service_names() {
+        for good in ["payments", "payments/api", "A-b_c.d/e", &"s".repeat(128)] {
+            assert!(ServiceName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "pay ments",
+            "pay\nments",
+            "pay:ments",
+            "pé",
+            &"s".repeat(129),
+        ] {
+            assert!(ServiceName::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -84,6 +84,11 @@ pub const BUILT_IN_GATES: &[&str] = &[
     "environment-parity",
 ];
 
+/// The built-in gate that needs a passed soak of the release in staging before production
+/// (SPEC §23). It runs only where `[soak] required_before_production` is set, after
+/// [`BUILT_IN_GATES`].
+pub const SOAK_GATE: &str = "soak";
+
 /// What the built-in gates look at.
 #[derive(Clone, Copy, Debug)]
 pub struct ValidationInputs<'a> {
@@ -94,6 +99,8 @@ pub struct ValidationInputs<'a> {
     pub open_incidents: &'a [OpenIncident],
     /// Whether this release has a passed validation in staging.
     pub staging_passed: bool,
+    /// Whether this release has a passed soak in staging.
+    pub staging_soak_passed: bool,
 }
 
 /// A gate's verdict and why.
@@ -186,6 +193,20 @@ pub fn built_in_gate(name: &str, inputs: &ValidationInputs<'_>) -> Option<GateVe
                 ),
             ),
         },
+        SOAK_GATE => match inputs.environment {
+            Environment::Staging => verdict(true, "not applicable in staging".to_owned()),
+            Environment::Production if inputs.staging_soak_passed => verdict(
+                true,
+                format!("release {} passed a soak in staging", inputs.release_id),
+            ),
+            Environment::Production => verdict(
+                false,
+                format!(
+                    "release {} has no passed soak in staging: soak it there first (deploy-safety soak start --release {} --environment staging)",
+                    inputs.release_id, inputs.release_id
+                ),
+            ),
+        },
         _ => return None,
     })
 }
@@ -219,6 +240,7 @@ mod tests {
             health: OverallHealth::Healthy,
             open_incidents: incidents,
             staging_passed: false,
+            staging_soak_passed: false,
         }
     }
 
@@ -313,6 +335,26 @@ mod tests {
             ..prod
         };
         assert_eq!(status("environment-parity", &prod), CheckStatus::Passed);
+
+        assert_eq!(
+            status(SOAK_GATE, &inputs(&state, &[], Environment::Staging)),
+            CheckStatus::Passed
+        );
+        let prod = inputs(&state, &[], Environment::Production);
+        let refused = built_in_gate(SOAK_GATE, &prod).unwrap();
+        assert_eq!(refused.status, CheckStatus::Failed);
+        assert!(
+            refused
+                .message
+                .contains("deploy-safety soak start --release v1.2.3"),
+            "{}",
+            refused.message
+        );
+        let prod = ValidationInputs {
+            staging_soak_passed: true,
+            ..prod
+        };
+        assert_eq!(status(SOAK_GATE, &prod), CheckStatus::Passed);
     }
 
     #[test]

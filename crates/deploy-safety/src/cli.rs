@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use deploy_safety_core::{
     Action, AuditDecision, Environment, IncidentCategory, IncidentStatus, ProbeKind, Role,
-    SecurityMode, Severity, ThreatLevel,
+    SecurityMode, Severity, SoakStatus, ThreatLevel,
 };
 
 use crate::settings::LogFormat;
@@ -64,6 +64,10 @@ pub enum Command {
     /// Rollbacks: create, execute (exit 3 when blocked), show, list.
     #[command(subcommand)]
     Rollback(RollbackCommand),
+    /// Soaks, the runbook's step 6: start, status, watch (exit 0 when passed, 3 otherwise),
+    /// list, abort, metrics.
+    #[command(subcommand)]
+    Soak(SoakCommand),
     /// What ran in an environment, newest first.
     Releases {
         #[arg(value_parser = parse::<Environment>)]
@@ -522,6 +526,91 @@ pub enum GateCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SoakCommand {
+    /// Start watching a release (any role). Defaults are the runbook's: 15 minutes, evaluated
+    /// every minute, error rate below 0.1 %, p99 latency below the baseline + 10 %, and no new
+    /// incident.
+    Start {
+        #[arg(long)]
+        release: String,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
+        /// Replaces {deploymentId} in the environment's Prometheus queries (default: the
+        /// release).
+        #[arg(long)]
+        deployment: Option<String>,
+        /// How long: 90s, 15m, 1h (default 15m).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// How often it is evaluated (default 1m).
+        #[arg(long, value_parser = parse_duration)]
+        interval: Option<std::time::Duration>,
+        /// Error-rate bound in percent (default 0.1, or `[soak] max_error_rate_percent`).
+        #[arg(long)]
+        max_error_rate: Option<f64>,
+        /// Latency bound above the baseline in percent (default 10).
+        #[arg(long)]
+        max_latency_increase: Option<f64>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// A soak and every evaluation so far.
+    Status {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Follow a soak, one line per evaluation, until it ends: exit 0 when it passed, 3 when
+    /// it failed, was inconclusive or was aborted.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Soaks, newest first.
+    List {
+        #[arg(long)]
+        release: Option<String>,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Option<Environment>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, value_parser = parse::<SoakStatus>)]
+        status: Option<SoakStatus>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// End a running soak (it is then `aborted`).
+    Abort {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Push the release's current metrics to a running soak.
+    Metrics {
+        id: String,
+        /// Error rate, in percent.
+        #[arg(long)]
+        error_rate: Option<f64>,
+        /// p99 latency, in milliseconds.
+        #[arg(long)]
+        latency_p99: Option<f64>,
+        /// The baseline's p99 latency, in milliseconds.
+        #[arg(long)]
+        baseline_latency_p99: Option<f64>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Audit entries, newest first.
     List {
@@ -588,7 +677,7 @@ pub enum AuditCommand {
 }
 
 /// `30s`, `5m`, `2h`, `1d`, or several together (`1h30m`).
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let invalid = || format!("`{text}` is not a duration like 30s, 5m, 2h or 1d");
     let mut seconds: u64 = 0;
     let mut number = String::new();

@@ -9,7 +9,7 @@ use deploy_safety_api_types::{
 use deploy_safety_api_types::{CanaryView, ReleaseHistory};
 use deploy_safety_app::CheckpointProof;
 use deploy_safety_client::ClientError;
-use deploy_safety_core::{Canary, Event, Incident, LoadShedding, Rollback};
+use deploy_safety_core::{Canary, Event, Incident, LoadShedding, Rollback, Soak, SoakEvaluation};
 use deploy_safety_core::{Decision, Timestamp};
 
 /// Exit codes. 2 is clap's, for usage errors.
@@ -634,6 +634,112 @@ pub fn canary_line(event: &Event, v: &CanaryView) -> String {
         c.phase,
         c.status,
         verdicts.join(" ")
+    )
+}
+
+fn number(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v}"))
+}
+
+/// One evaluation of a soak, on one line.
+pub fn soak_evaluation_line(e: &SoakEvaluation) -> String {
+    let latency = match (e.latency_p99_ms, e.max_latency_p99_ms) {
+        (Some(l), Some(max)) => format!("p99 {l} ms (< {max:.1})"),
+        (Some(l), None) => format!("p99 {l} ms (no baseline)"),
+        (None, _) => "p99 -".to_owned(),
+    };
+    let mut line = format!(
+        "{}  #{:<3} {:<7}  errors {}% (< {}%)  {latency}",
+        e.evaluated_at,
+        e.number,
+        e.verdict,
+        number(e.error_rate_percent),
+        e.max_error_rate_percent,
+    );
+    if !e.reasons.is_empty() {
+        let _ = write!(line, "  {}", e.reasons.join("; "));
+    }
+    line
+}
+
+/// How a soak ended.
+pub fn soak_result(s: &Soak) -> String {
+    format!(
+        "Soak {} {}: {}",
+        s.id,
+        s.status.as_str().to_uppercase(),
+        s.result.as_deref().unwrap_or("-")
+    )
+}
+
+pub fn soak(s: &Soak) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Soak {} of release {} in {}{}: {}",
+        s.id,
+        s.release_id,
+        s.environment,
+        s.service
+            .as_deref()
+            .map(|v| format!(" (service {v})"))
+            .unwrap_or_default(),
+        s.status
+    );
+    let _ = writeln!(
+        out,
+        "  {} s, evaluated every {} s: error rate < {}%, p99 latency < baseline + {}%, no new incident",
+        s.config.duration_ms / 1_000,
+        s.config.interval_ms / 1_000,
+        s.config.max_error_rate_percent,
+        s.config.max_latency_increase_percent
+    );
+    let _ = writeln!(
+        out,
+        "  started {} by {}, ends {}",
+        s.started_at, s.started_by, s.ends_at
+    );
+    if let Some(next) = s.next_evaluation_at {
+        let _ = writeln!(out, "  next evaluation {next}");
+    }
+    if let Some(result) = &s.result {
+        let _ = writeln!(out, "  result: {result}");
+    }
+    for e in &s.evaluations {
+        let _ = writeln!(out, "  {}", soak_evaluation_line(e));
+    }
+    out
+}
+
+pub fn soaks(list: &[Soak]) -> String {
+    if list.is_empty() {
+        return "No soaks.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.environment.to_string(),
+                or_dash(s.service.as_deref()),
+                s.release_id.clone(),
+                s.status.to_string(),
+                format!("{}/{}", s.evaluations.len(), s.config.evaluations()),
+                s.started_at.to_rfc3339(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "ENVIRONMENT",
+            "SERVICE",
+            "RELEASE",
+            "STATUS",
+            "EVALUATIONS",
+            "STARTED",
+        ],
+        &rows,
     )
 }
 

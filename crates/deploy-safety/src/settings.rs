@@ -13,8 +13,8 @@ use anyhow::{Context, bail};
 use deploy_safety_api_types::CreateProbeRequest;
 use deploy_safety_app::{
     AppError, AppSettings, CheckpointSettings, Executor, HttpGate, PrometheusQueries,
-    PrometheusSettings, Webhook, check_http_gate, check_url, load_or_create_signing_key,
-    probe_definition,
+    PrometheusSettings, SoakSettings, Webhook, check_http_gate, check_url,
+    load_or_create_signing_key, probe_definition,
 };
 use deploy_safety_core::{
     Band, Environment, EvaluationThresholds, EventType, Name, ProbeDefinition, StatusRange,
@@ -57,6 +57,31 @@ pub struct Settings {
     pub rollback: RollbackSection,
     pub deliveries: DeliveriesSection,
     pub audit: AuditSection,
+    pub soak: SoakSection,
+}
+
+/// `[soak]`: the runbook's step 6.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoakSection {
+    /// A production canary start needs a passed soak of the release in staging (409
+    /// `SOAK_REQUIRED`), and validations gain the gate `soak`.
+    pub required_before_production: bool,
+    /// A soak's error-rate bound when its request names none, in percent.
+    pub max_error_rate_percent: f64,
+    /// A soak's latency bound (above the baseline) when its request names none, in percent.
+    pub max_latency_increase_percent: f64,
+}
+
+impl Default for SoakSection {
+    fn default() -> Self {
+        let defaults = SoakSettings::default();
+        SoakSection {
+            required_before_production: defaults.required_before_production,
+            max_error_rate_percent: defaults.max_error_rate_percent,
+            max_latency_increase_percent: defaults.max_latency_increase_percent,
+        }
+    }
 }
 
 /// `[audit]`: signed checkpoints of the audit chain.
@@ -274,6 +299,7 @@ impl Default for Settings {
             rollback: RollbackSection::default(),
             deliveries: DeliveriesSection::default(),
             audit: AuditSection::default(),
+            soak: SoakSection::default(),
         }
     }
 }
@@ -315,6 +341,7 @@ impl fmt::Debug for Settings {
             .field("rollback", &self.rollback)
             .field("deliveries", &self.deliveries)
             .field("audit", &self.audit)
+            .field("soak", &self.soak)
             .finish()
     }
 }
@@ -349,6 +376,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "DEPLOY_SAFETY_AUDIT_CHECKPOINT_FILE",
         "audit.checkpoint_file",
+    ),
+    (
+        "DEPLOY_SAFETY_SOAK_REQUIRED_BEFORE_PRODUCTION",
+        "soak.required_before_production",
     ),
 ];
 
@@ -417,6 +448,13 @@ impl Settings {
                 self.audit.checkpoint_interval_seconds = number(value)?;
             }
             "audit.checkpoint_file" => self.audit.checkpoint_file = Some(value.to_owned()),
+            "soak.required_before_production" => {
+                self.soak.required_before_production = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => bail!("`{other}`: expected true or false"),
+                }
+            }
             other => bail!("unknown setting {other}"),
         }
         Ok(())
@@ -452,6 +490,17 @@ impl Settings {
         }
         if !(1..=86_400).contains(&self.audit.checkpoint_interval_seconds) {
             bail!("audit.checkpoint_interval_seconds must be from 1 to 86400");
+        }
+        for (name, value) in [
+            ("max_error_rate_percent", self.soak.max_error_rate_percent),
+            (
+                "max_latency_increase_percent",
+                self.soak.max_latency_increase_percent,
+            ),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                bail!("soak.{name} must be a number of at least 0");
+            }
         }
         if self.audit.signing_key_file.is_empty() {
             bail!("audit.signing_key_file must name a file");
@@ -545,6 +594,11 @@ impl Settings {
             delivery_attempts: self.deliveries.max_attempts,
             replica: self.replica(),
             checkpoints: None,
+            soak: SoakSettings {
+                required_before_production: self.soak.required_before_production,
+                max_error_rate_percent: self.soak.max_error_rate_percent,
+                max_latency_increase_percent: self.soak.max_latency_increase_percent,
+            },
         }
     }
 

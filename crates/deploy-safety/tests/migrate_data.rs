@@ -30,6 +30,7 @@ const TABLES: &[(&str, &str)] = &[
     ("probe_results", "id"),
     ("heartbeat", "id"),
     ("canaries", "id"),
+    ("soaks", "id"),
     ("rollbacks", "id"),
     ("releases", "id"),
     ("load_shedding", "environment"),
@@ -106,6 +107,10 @@ fn use_everything(install: &Installation, webhook: &StaticHttp) -> (String, Stri
     validate_in_staging(&server, &ci, "v1.2.3");
     start_staging_canary(&server, &ci, "v1.2.3");
     push_metrics(&server, &ci, "staging", &HEALTHY);
+    ok(&server.cli(
+        &ci,
+        &["soak", "start", "--release", "v1.2.3", "--environment", "staging"],
+    ));
     let (status, rollback) = server.cli_json(
         &ci,
         &[

@@ -10,12 +10,14 @@ mod checkpoints;
 mod deliveries;
 mod expiry;
 mod probes;
+mod soaks;
 
 pub use canaries::CanaryRunner;
 pub use checkpoints::CheckpointWriter;
 pub use deliveries::DeliveryWorker;
 pub use expiry::ExpiryWatcher;
 pub use probes::ProbeRunner;
+pub use soaks::SoakRunner;
 
 use deploy_safety_app::App;
 

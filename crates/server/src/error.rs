@@ -144,11 +144,16 @@ fn app_error_body(error: AppError) -> (StatusCode, ErrorBody) {
                 decision: Some(*decision),
             },
         ),
-        AppError::Conflict { reason, message } => (
+        AppError::Conflict {
+            reason,
+            message,
+            hints,
+        } => (
             StatusCode::CONFLICT,
             ErrorBody {
                 error: ErrorDetail {
                     reason,
+                    hints,
                     ..detail("conflict", message)
                 },
                 decision: None,

@@ -106,6 +106,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/deploy-safety/releases/{environment}"),
     ("post", "/api/deploy-safety/load-shedding"),
     ("get", "/api/deploy-safety/load-shedding/{environment}"),
+    ("post", "/api/deploy-safety/soaks"),
+    ("get", "/api/deploy-safety/soaks"),
+    ("get", "/api/deploy-safety/soaks/{id}"),
+    ("post", "/api/deploy-safety/soaks/{id}/metrics"),
+    ("post", "/api/deploy-safety/soaks/{id}/abort"),
     ("get", "/api/deploy-safety/events"),
     ("get", "/metrics"),
 ];
@@ -193,7 +198,9 @@ async fn every_documented_route_is_served() {
             "{method} {path}: {json}"
         );
         let takes_no_body = path.ends_with("/run") || path.ends_with("/execute");
-        let no_canary = path.contains("/canary/staging");
+        // Metrics bodies are all optional: `{}` is valid, and the soak or canary is missing.
+        let no_canary = path.contains("/canary/staging")
+            || (method == Method::POST && path.ends_with("/metrics"));
         let expected = match (method.as_str(), path.contains("ovr_missing") || no_canary) {
             ("POST", true) if takes_no_body || no_canary => StatusCode::NOT_FOUND,
             ("POST", _) => StatusCode::BAD_REQUEST,

@@ -28,6 +28,7 @@ const TABLES: &[(&str, &[&str])] = &[
     ("probe_results", &["id"]),
     ("heartbeat", &["id"]),
     ("canaries", &["id"]),
+    ("soaks", &["id"]),
     ("rollbacks", &["id"]),
     ("releases", &["id"]),
     ("load_shedding", &["environment"]),

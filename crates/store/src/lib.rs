@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 pub use copy::{CopyReport, copy_data};
-pub use records::{AuditQuery, IncidentQuery, LeaderInfo, OutboxEntry, OutboxKind, TokenRecord};
+pub use records::{
+    AuditQuery, IncidentQuery, LeaderInfo, OutboxEntry, OutboxKind, SoakQuery, TokenRecord,
+};
 pub use session::PoolStats;
 pub use tx::Tx;
 

@@ -1,6 +1,8 @@
 //! Records the store keeps that are not core domain types.
 
-use deploy_safety_core::{AuditDecision, Environment, IncidentStatus, Role, Severity, Timestamp};
+use deploy_safety_core::{
+    AuditDecision, Environment, IncidentStatus, Role, Severity, SoakStatus, Timestamp,
+};
 
 /// A bearer token as stored: only the SHA-256 of its secret, never the secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +42,16 @@ pub struct IncidentQuery {
     pub severity: Option<Severity>,
     /// Incidents that concern this environment: those naming it and those naming none.
     pub environment: Option<Environment>,
+    pub limit: u32,
+}
+
+/// Which soaks to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SoakQuery {
+    pub release_id: Option<String>,
+    pub environment: Option<Environment>,
+    pub service: Option<String>,
+    pub status: Option<SoakStatus>,
     pub limit: u32,
 }
 

@@ -8,6 +8,7 @@ mod local;
 mod probes;
 mod rollbacks;
 mod serve;
+mod soaks;
 mod validations;
 
 use anyhow::Context;
@@ -47,6 +48,7 @@ pub async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Incident(command) => incidents::incident_command(command).await,
         Command::Canary(command) => canaries::canary_command(command).await,
         Command::Rollback(command) => rollbacks::rollback_command(command).await,
+        Command::Soak(command) => soaks::soak_command(command).await,
         Command::Releases { .. } => rollbacks::releases_command(command).await,
     };
     match result {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use deploy_safety_app::{App, SystemClock};
 use deploy_safety_engine::{
-    CanaryRunner, CheckpointWriter, DeliveryWorker, ExpiryWatcher, ProbeRunner,
+    CanaryRunner, CheckpointWriter, DeliveryWorker, ExpiryWatcher, ProbeRunner, SoakRunner,
 };
 use deploy_safety_server::Server;
 use deploy_safety_store::{Store, redact_url};
@@ -101,6 +101,7 @@ pub(super) async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     let background = [
         tokio::spawn(ProbeRunner::new(app.clone(), PROBE_CONCURRENCY).run(stopped.clone())),
         tokio::spawn(CanaryRunner::new(app.clone()).run(stopped.clone())),
+        tokio::spawn(SoakRunner::new(app.clone()).run(stopped.clone())),
         tokio::spawn(DeliveryWorker::new(app.clone(), DELIVERY_CONCURRENCY).run(stopped.clone())),
         tokio::spawn(ExpiryWatcher::new(app.clone()).run(stopped.clone())),
         tokio::spawn(CheckpointWriter::new(app.clone()).run(stopped)),

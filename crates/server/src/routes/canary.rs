@@ -41,7 +41,7 @@ pub(crate) fn count_blocked(error: ApiError) -> ApiError {
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "blocked_by_security_gate", body = ErrorBody),
-        (status = 409, description = "STAGING_VALIDATION_REQUIRED or CANARY_ALREADY_ACTIVE", body = ErrorBody),
+        (status = 409, description = "STAGING_VALIDATION_REQUIRED, SOAK_REQUIRED or CANARY_ALREADY_ACTIVE", body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]

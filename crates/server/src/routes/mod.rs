@@ -8,6 +8,7 @@ mod gate;
 mod incidents;
 mod probes;
 mod rollbacks;
+mod soaks;
 mod system;
 mod validations;
 
@@ -24,7 +25,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "deploy-safety",
-        description = "Deployment safety control plane: the Security Gate, overrides, incidents, release validations, health probes, canaries, rollbacks, load shedding, events and the audit log."
+        description = "Deployment safety control plane: the Security Gate, overrides, incidents, release validations, health probes, canaries, soaks, rollbacks, load shedding, events and the audit log."
     ),
     tags(
         (name = "security-gate", description = "Mode, threat level, overrides and decisions"),
@@ -34,6 +35,7 @@ use crate::state::AppState;
         (name = "probes", description = "Health probes"),
         (name = "canary", description = "Canary deployments"),
         (name = "rollback", description = "Rollbacks and release history"),
+        (name = "soak", description = "Soaks: a release watched against its thresholds before promotion"),
         (name = "load-shedding", description = "Load shedding"),
         (name = "events", description = "The event stream"),
         (name = "health", description = "Service health"),
@@ -76,6 +78,10 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(rollbacks::releases))
         .routes(routes!(rollbacks::set_load_shedding))
         .routes(routes!(rollbacks::load_shedding))
+        .routes(routes!(soaks::start, soaks::list))
+        .routes(routes!(soaks::show))
+        .routes(routes!(soaks::metrics))
+        .routes(routes!(soaks::abort))
         .routes(routes!(events::stream))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))

@@ -28,4 +28,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "audit_checkpoints",
         sql: include_str!("../../migrations/postgres/0005_audit_checkpoints.sql"),
     },
+    Migration {
+        version: 6,
+        name: "soaks",
+        sql: include_str!("../../migrations/postgres/0006_soaks.sql"),
+    },
 ];

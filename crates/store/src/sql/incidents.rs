@@ -92,6 +92,17 @@ impl IncidentTx for SqlTx<'_> {
         )
     }
 
+    fn incidents_opened_since(&mut self, since: Timestamp) -> Result<Vec<Incident>, StoreError> {
+        self.collect(
+            &format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE opened_at >= $1
+                 ORDER BY opened_at, id"
+            ),
+            [since.unix_millis()],
+            incident_from_row,
+        )
+    }
+
     fn open_incidents(&mut self) -> Result<Vec<OpenIncident>, StoreError> {
         self.collect(
             "SELECT id, title, severity, environment FROM incidents

@@ -13,6 +13,7 @@ mod gate;
 mod incidents;
 mod probes;
 mod releases;
+mod soaks;
 mod tokens;
 mod tx;
 mod validations;

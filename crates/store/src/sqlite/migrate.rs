@@ -23,4 +23,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "audit_checkpoints",
         sql: include_str!("../../migrations/sqlite/0004_audit_checkpoints.sql"),
     },
+    Migration {
+        version: 5,
+        name: "soaks",
+        sql: include_str!("../../migrations/sqlite/0005_soaks.sql"),
+    },
 ];

@@ -1,6 +1,6 @@
 //! Incidents.
 
-use deploy_safety_core::{Incident, OpenIncident};
+use deploy_safety_core::{Incident, OpenIncident, Timestamp};
 
 use crate::{IncidentQuery, StoreError};
 
@@ -14,4 +14,6 @@ pub trait IncidentTx {
     fn list_incidents(&mut self, query: &IncidentQuery) -> Result<Vec<Incident>, StoreError>;
     /// Every open incident, as the gate sees it.
     fn open_incidents(&mut self) -> Result<Vec<OpenIncident>, StoreError>;
+    /// Incidents opened at or after `since`, whatever their status now, oldest first.
+    fn incidents_opened_since(&mut self, since: Timestamp) -> Result<Vec<Incident>, StoreError>;
 }

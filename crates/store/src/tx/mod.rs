@@ -9,6 +9,7 @@ mod gate;
 mod incidents;
 mod probes;
 mod releases;
+mod soaks;
 mod tokens;
 mod validations;
 
@@ -19,11 +20,23 @@ pub use gate::GateTx;
 pub use incidents::IncidentTx;
 pub use probes::ProbeTx;
 pub use releases::ReleaseTx;
+pub use soaks::SoakTx;
 pub use tokens::TokenTx;
 pub use validations::ValidationTx;
 
+/// One transaction: every domain's operations. Reads see the transaction's own writes;
+/// nothing is visible to others until the store commits.
 pub trait Tx:
-    GateTx + TokenTx + IncidentTx + ValidationTx + ProbeTx + CanaryTx + ReleaseTx + EventTx + AuditTx
+    GateTx
+    + TokenTx
+    + IncidentTx
+    + ValidationTx
+    + ProbeTx
+    + CanaryTx
+    + ReleaseTx
+    + SoakTx
+    + EventTx
+    + AuditTx
 {
 }
 
@@ -36,6 +49,7 @@ impl<
         + ProbeTx
         + CanaryTx
         + ReleaseTx
+        + SoakTx
         + EventTx
         + AuditTx,
 > Tx for T
