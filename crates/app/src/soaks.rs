@@ -159,36 +159,40 @@ impl App {
                 &caller.name,
                 now,
             );
-            match tx.insert_soak(&soak) {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => {
-                    let message = format!(
-                        "release {} already has a running soak in {}{}",
-                        soak.release_id,
-                        environment,
-                        soak.service.as_deref().map(|s| format!(" for {s}")).unwrap_or_default()
-                    );
-                    tx.append_audit(
-                        entry(
-                            &caller,
-                            "soak.start",
-                            Some(environment),
-                            AuditDecision::Denied,
-                            ReasonCode::SoakAlreadyRunning,
-                            json!({ "message": message, "releaseId": soak.release_id, "service": soak.service }),
-                        ),
-                        now,
-                    )?;
-                    return Ok(Err(AppError::Conflict {
-                        reason: Some(ReasonCode::SoakAlreadyRunning),
-                        message,
-                        hints: vec![
-                            "Wait for it to end, or abort it: deploy-safety soak abort ID --reason ...".to_owned(),
-                        ],
-                    }));
-                }
-                Err(other) => return Err(other),
+            // Checked before inserting (writes are serialized, so nothing can come between):
+            // a failed insert would abort the whole batch's transaction on PostgreSQL.
+            if let Some(running) =
+                tx.running_soak(&soak.release_id, environment, soak.service.as_deref())?
+            {
+                let message = format!(
+                    "release {} already has a running soak in {}{} ({}, ends {})",
+                    soak.release_id,
+                    environment,
+                    soak.service.as_deref().map(|s| format!(" for {s}")).unwrap_or_default(),
+                    running.id,
+                    running.ends_at
+                );
+                tx.append_audit(
+                    entry(
+                        &caller,
+                        "soak.start",
+                        Some(environment),
+                        AuditDecision::Denied,
+                        ReasonCode::SoakAlreadyRunning,
+                        json!({ "message": message, "releaseId": soak.release_id, "service": soak.service, "running": running.id }),
+                    ),
+                    now,
+                )?;
+                return Ok(Err(AppError::Conflict {
+                    reason: Some(ReasonCode::SoakAlreadyRunning),
+                    message,
+                    hints: vec![format!(
+                        "Wait for it to end (deploy-safety soak watch {}), or abort it: deploy-safety soak abort {} --reason ...",
+                        running.id, running.id
+                    )],
+                }));
             }
+            tx.insert_soak(&soak)?;
             tx.append_audit(
                 entry(
                     &caller,

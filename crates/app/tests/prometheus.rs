@@ -323,3 +323,65 @@ async fn a_prometheus_that_does_not_answer_gives_unknown_never_healthy() {
         "no queries are configured for production"
     );
 }
+
+/// SPEC §23: a soak pulls its metrics with the environment's canary queries, `{deploymentId}`
+/// being the soak's deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_metrics_come_from_a_real_prometheus() {
+    use deploy_safety_api_types::{SoakConfigRequest, StartSoakRequest};
+    use deploy_safety_core::{MetricsSource, SoakStatus, SoakVerdict};
+
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    // The runbook's numbers: 0.05 % errors and p99 104 ms against 100 ms pass.
+    let target = Target::start(exposition(0.05, 104.0, 100.0, 30.0, 40.0));
+    let prometheus = Prometheus::start(&binary, &target);
+    wait_for_value(&prometheus.url, "canary_error_rate_percent", |v| v == 0.05).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (app, clock, caller) = app_with(&prometheus.url, dir.path()).await;
+    let soak = app
+        .start_soak(
+            &caller,
+            StartSoakRequest {
+                release_id: "v2.0.0".into(),
+                environment: Environment::Staging,
+                service: None,
+                deployment_id: Some("d-1".into()),
+                config: Some(SoakConfigRequest {
+                    duration_ms: Some(180_000),
+                    interval_ms: Some(60_000),
+                    ..SoakConfigRequest::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+
+    let evaluate = |soak_id: String| {
+        let (app, clock) = (app.clone(), clock.clone());
+        async move {
+            let soak = app.get_soak(&soak_id).await.unwrap();
+            let scheduled = soak.next_evaluation_at.unwrap();
+            clock.set(scheduled);
+            app.evaluate_soak(&soak, scheduled).await.unwrap()
+        }
+    };
+    let first = evaluate(soak.id.clone()).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].verdict, SoakVerdict::Pass, "{:?}", first[0]);
+    assert_eq!(first[0].error_rate_percent, Some(0.05));
+    assert_eq!(first[0].latency_p99_ms, Some(104.0));
+    assert_eq!(first[0].baseline_latency_p99_ms, Some(100.0));
+    assert_eq!(first[0].source, Some(MetricsSource::Prometheus));
+
+    // p99 reaches the baseline + 10 % exactly: the next evaluation fails the soak at once.
+    target.set(exposition(0.05, 110.0, 100.0, 30.0, 40.0));
+    wait_for_value(&prometheus.url, "canary_latency_p99_ms", |v| v == 110.0).await;
+    let second = evaluate(soak.id.clone()).await;
+    assert_eq!(second[0].verdict, SoakVerdict::Fail, "{:?}", second[0]);
+    let failed = app.get_soak(&soak.id).await.unwrap();
+    assert_eq!(failed.status, SoakStatus::Failed);
+    assert_eq!(failed.evaluations.len(), 2);
+}

@@ -225,3 +225,208 @@ timeout_ms = 2000
 }
 
 const REFUSED_EXIT: i32 = 4;
+
+/// Pushes the runbook's good staging metrics to soak `id` every 200 ms until dropped, as the
+/// monitoring of step 6 would.
+struct Monitoring {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitoring {
+    fn start(
+        server: &common::RunningServer,
+        token: &str,
+        id: &str,
+        metrics: [&'static str; 6],
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (url, token, id, flag) = (
+            server.url.clone(),
+            token.to_owned(),
+            id.to_owned(),
+            stop.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let _ = std::process::Command::new(common::BINARY)
+                    .args(["soak", "metrics", &id])
+                    .args(metrics)
+                    .env("DEPLOY_SAFETY_URL", &url)
+                    .env("DEPLOY_SAFETY_TOKEN", &token)
+                    .output();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+        Monitoring {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Monitoring {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+const GOOD: [&str; 6] = [
+    "--error-rate",
+    "0.02",
+    "--latency-p99",
+    "104",
+    "--baseline-latency-p99",
+    "100",
+];
+const SLOW: [&str; 6] = [
+    "--error-rate",
+    "0.02",
+    "--latency-p99",
+    "130",
+    "--baseline-latency-p99",
+    "100",
+];
+
+/// `soak start` of `release` in staging: three seconds, evaluated every second.
+fn start_soak(server: &common::RunningServer, token: &str, release: &str) -> String {
+    let (status, soak) = server.cli_json(
+        token,
+        &[
+            "soak",
+            "start",
+            "--release",
+            release,
+            "--environment",
+            "staging",
+            "--duration",
+            "3s",
+            "--interval",
+            "1s",
+        ],
+    );
+    assert_eq!(status, 0, "{soak}");
+    assert_eq!(soak["status"], "running");
+    soak["id"].as_str().unwrap().to_owned()
+}
+
+/// The runbook's Normal Deploy Flow, all seven steps, as a CI job runs them with
+/// `[soak] required_before_production = true`: validate in staging (1–4), deploy (5), soak (6:
+/// `soak watch` exits 0 when it passed), and only then the production canary (7).
+#[test]
+fn normal_deploy_flow_steps_1_to_7_with_a_soak_before_production() {
+    let install = Installation::new();
+    let server = install.start_with_config("[soak]\nrequired_before_production = true\n");
+    let admin = server.bootstrap_token.clone().unwrap();
+    let ci = install.create_token("ci", "developer");
+    let lead = install.create_token("eng-lead", "eng-lead");
+    common::flows::wait_healthy(&server, &ci);
+
+    // Steps 1–4: the validation, with the soak gate not applicable in staging.
+    let (_, validation) = server.cli_json(
+        &ci,
+        &[
+            "validate",
+            "start",
+            "--release",
+            "v1.2.3",
+            "--environment",
+            "staging",
+        ],
+    );
+    let (status, ran) = server.cli_json(
+        &ci,
+        &["validate", "run", validation["id"].as_str().unwrap()],
+    );
+    assert_eq!(status, 0, "{ran}");
+    assert_eq!(gate(&ran, "soak")["message"], "not applicable in staging");
+    assert_eq!(code(&server.cli(&ci, &["health"])), 0);
+
+    // Step 7 too early: the production canary needs the soak, and says how to get one.
+    let out = server.cli(
+        &lead,
+        &[
+            "override",
+            "create",
+            "--action",
+            "deploy.canary.start",
+            "--environment",
+            "production",
+            "--reason",
+            "CHG-7 release v1.2.3",
+            "--ttl-minutes",
+            "60",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let production = [
+        "canary",
+        "start",
+        "--release",
+        "v1.2.3",
+        "--environment",
+        "production",
+        "--deployment",
+        "prod-deploy-001",
+    ];
+    let out = server.cli(&ci, &production);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert!(stderr(&out).contains("SOAK_REQUIRED"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hint: Soak it in staging: deploy-safety soak start --release v1.2.3 --environment staging"), "{}", stderr(&out));
+
+    // Step 6, failing: latency above the baseline + 10 %: `soak watch` exits 3, at once.
+    let failing = start_soak(&server, &ci, "v1.2.3");
+    let monitoring = Monitoring::start(&server, &ci, &failing, SLOW);
+    let out = server.cli(&ci, &["soak", "watch", &failing]);
+    drop(monitoring);
+    assert_eq!(code(&out), NO, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("FAILED"), "{}", stdout(&out));
+    assert_eq!(
+        code(&server.cli(&ci, &production)),
+        1,
+        "a failed soak is no soak"
+    );
+
+    // Step 6: the soak passes; `soak watch` showed each evaluation and exits 0.
+    let soak = start_soak(&server, &ci, "v1.2.3");
+    let monitoring = Monitoring::start(&server, &ci, &soak, GOOD);
+    let out = server.cli(&ci, &["soak", "watch", &soak]);
+    drop(monitoring);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("PASSED: all 3 evaluations passed"),
+        "{shown}"
+    );
+    assert!(
+        shown.lines().filter(|l| l.contains(" pass ")).count() >= 1,
+        "{shown}"
+    );
+    let (_, listed) = server.cli_json(
+        &ci,
+        &["soak", "list", "--release", "v1.2.3", "--status", "passed"],
+    );
+    assert_eq!(listed["soaks"].as_array().unwrap().len(), 1, "{listed}");
+    let (_, shown) = server.cli_json(&ci, &["soak", "status", &soak]);
+    assert_eq!(shown["evaluations"].as_array().unwrap().len(), 3);
+
+    // Step 7: the production canary starts.
+    let (status, canary) = server.cli_json(&ci, &production);
+    assert_eq!(status, 0, "{canary}");
+    assert_eq!(canary["environment"], "production");
+
+    // Every step is in the audit log, and the chain holds.
+    for action in ["soak.start", "soak.evaluate", "soak.finish"] {
+        let (_, entries) = server.cli_json(&ci, &["audit", "list", "--action", action]);
+        assert!(
+            !entries["entries"].as_array().unwrap().is_empty(),
+            "{action}"
+        );
+    }
+    assert_eq!(code(&server.cli(&admin, &["audit", "verify"])), 0);
+    server.stop();
+}

@@ -109,7 +109,14 @@ fn use_everything(install: &Installation, webhook: &StaticHttp) -> (String, Stri
     push_metrics(&server, &ci, "staging", &HEALTHY);
     ok(&server.cli(
         &ci,
-        &["soak", "start", "--release", "v1.2.3", "--environment", "staging"],
+        &[
+            "soak",
+            "start",
+            "--release",
+            "v1.2.3",
+            "--environment",
+            "staging",
+        ],
     ));
     let (status, rollback) = server.cli_json(
         &ci,

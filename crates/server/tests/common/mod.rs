@@ -596,4 +596,22 @@ impl Harness {
         }
         done
     }
+
+    /// Evaluates every soak due now, as one tick of the engine's soak runner would.
+    pub async fn evaluate_due_soaks(&self) -> usize {
+        let now = self.clock.now();
+        let mut recorded = 0;
+        for soak in self.app.due_soaks(now).await.expect("due soaks") {
+            let Some(scheduled) = soak.next_evaluation_at else {
+                continue;
+            };
+            recorded += self
+                .app
+                .evaluate_soak(&soak, scheduled)
+                .await
+                .expect("evaluate a soak")
+                .len();
+        }
+        recorded
+    }
 }

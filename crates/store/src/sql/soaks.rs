@@ -70,6 +70,21 @@ impl SoakTx for SqlTx<'_> {
         )
     }
 
+    fn running_soak(
+        &mut self,
+        release_id: &str,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<Option<Soak>, StoreError> {
+        self.one(
+            "SELECT body FROM soaks
+             WHERE release_id = $1 AND environment = $2 AND status = 'running'
+               AND COALESCE(service, '') = COALESCE(CAST($3 AS TEXT), '')",
+            vals![release_id, environment.as_str(), service],
+            |row| json_column(row, 0),
+        )
+    }
+
     fn due_soaks(&mut self, now: Timestamp) -> Result<Vec<Soak>, StoreError> {
         self.collect(
             "SELECT body FROM soaks

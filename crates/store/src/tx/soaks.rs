@@ -13,6 +13,13 @@ pub trait SoakTx {
     fn get_soak(&mut self, id: &str) -> Result<Option<Soak>, StoreError>;
     /// Newest first.
     fn list_soaks(&mut self, query: &SoakQuery) -> Result<Vec<Soak>, StoreError>;
+    /// The running soak of `release_id` in `environment` for `service` (or for none).
+    fn running_soak(
+        &mut self,
+        release_id: &str,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<Option<Soak>, StoreError>;
     /// Running soaks whose next evaluation is due at `now`.
     fn due_soaks(&mut self, now: Timestamp) -> Result<Vec<Soak>, StoreError>;
     /// Whether a soak of `release_id` in `environment` (for `service`, or for none) passed.

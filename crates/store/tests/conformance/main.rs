@@ -96,6 +96,8 @@ conformance!(
         incidents_round_trip_and_filter,
         validation_runs_are_records,
         probes_keep_state_and_a_bounded_history,
+        soaks_round_trip_filter_and_schedule,
+        stored_entries_heads_and_checkpoints,
     ]
 );
 
@@ -201,5 +203,7 @@ conformance!(
         incidents_round_trip_and_filter,
         validation_runs_are_records,
         probes_keep_state_and_a_bounded_history,
+        soaks_round_trip_filter_and_schedule,
+        stored_entries_heads_and_checkpoints,
     ]
 );

@@ -992,3 +992,232 @@ pub async fn probes_keep_state_and_a_bounded_history(db: &impl TestDatabase) {
     );
     write(&store, |tx| tx.touch_heartbeat(at(1))).await;
 }
+
+fn a_soak(
+    id: &str,
+    release: &str,
+    service: Option<&str>,
+    started: Timestamp,
+) -> deploy_safety_core::Soak {
+    deploy_safety_core::Soak::start(
+        id.to_owned(),
+        release.to_owned(),
+        Environment::Staging,
+        service.map(str::to_owned),
+        release.to_owned(),
+        deploy_safety_core::SoakConfig::default(),
+        "ci",
+        started,
+    )
+}
+
+pub async fn soaks_round_trip_filter_and_schedule(db: &impl TestDatabase) {
+    use deploy_safety_core::SoakStatus;
+    use deploy_safety_store::SoakQuery;
+    let store = db.open();
+    let first = a_soak("sok_1", "v1", None, at(0));
+    let payments = a_soak("sok_2", "v1", Some("payments/api"), at(1));
+    let other = a_soak("sok_3", "v2", None, at(2));
+    for soak in [&first, &payments, &other] {
+        let soak = soak.clone();
+        write(&store, move |tx| tx.insert_soak(&soak)).await;
+    }
+    assert_eq!(
+        read(&store, |tx| tx.get_soak("sok_1")).await,
+        Some(first.clone())
+    );
+    assert_eq!(read(&store, |tx| tx.get_soak("sok_9")).await, None);
+
+    // One running soak per (release, environment, service): the store refuses a second.
+    let twin = a_soak("sok_4", "v1", None, at(3));
+    let refused = store.write(move |tx| tx.insert_soak(&twin)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let found = read(&store, |tx| {
+        tx.running_soak("v1", Environment::Staging, None)
+    })
+    .await;
+    assert_eq!(found.map(|s| s.id), Some("sok_1".to_owned()));
+    let found = read(&store, |tx| {
+        tx.running_soak("v1", Environment::Staging, Some("payments/api"))
+    })
+    .await;
+    assert_eq!(found.map(|s| s.id), Some("sok_2".to_owned()));
+    assert_eq!(
+        read(&store, |tx| tx.running_soak(
+            "v1",
+            Environment::Production,
+            None
+        ))
+        .await,
+        None
+    );
+
+    // The schedule: due soaks are the running ones whose next evaluation has come.
+    let due = |now: Timestamp| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| tx.due_soaks(now))
+                .await
+                .into_iter()
+                .map(|s| s.id)
+                .collect::<Vec<String>>()
+        }
+    };
+    assert!(due(at(0)).await.is_empty());
+    assert_eq!(due(at(2)).await, ["sok_1", "sok_2"]);
+    assert_eq!(due(at(60)).await, ["sok_1", "sok_2", "sok_3"]);
+
+    // Passed, and no longer running or due.
+    let mut passed = first.clone();
+    passed.status = SoakStatus::Passed;
+    passed.next_evaluation_at = None;
+    let update = passed.clone();
+    write(&store, move |tx| tx.update_soak(&update)).await;
+    assert_eq!(read(&store, |tx| tx.get_soak("sok_1")).await, Some(passed));
+    assert_eq!(due(at(60)).await, ["sok_2", "sok_3"]);
+    assert!(
+        read(&store, |tx| tx.release_passed_soak(
+            "v1",
+            Environment::Staging,
+            None
+        ))
+        .await
+    );
+    assert!(
+        !read(&store, |tx| tx.release_passed_soak(
+            "v1",
+            Environment::Staging,
+            Some("payments/api")
+        ))
+        .await
+    );
+    assert!(
+        !read(&store, |tx| tx.release_passed_soak(
+            "v1",
+            Environment::Production,
+            None
+        ))
+        .await
+    );
+    assert!(
+        !read(&store, |tx| tx.release_passed_soak(
+            "v2",
+            Environment::Staging,
+            None
+        ))
+        .await
+    );
+
+    let list = |query: SoakQuery| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| tx.list_soaks(&query))
+                .await
+                .into_iter()
+                .map(|s| s.id)
+                .collect::<Vec<String>>()
+        }
+    };
+    let all = SoakQuery {
+        limit: 50,
+        ..SoakQuery::default()
+    };
+    assert_eq!(list(all.clone()).await, ["sok_3", "sok_2", "sok_1"]);
+    assert_eq!(
+        list(SoakQuery {
+            release_id: Some("v1".into()),
+            ..all.clone()
+        })
+        .await,
+        ["sok_2", "sok_1"]
+    );
+    assert_eq!(
+        list(SoakQuery {
+            service: Some("payments/api".into()),
+            ..all.clone()
+        })
+        .await,
+        ["sok_2"]
+    );
+    assert_eq!(
+        list(SoakQuery {
+            status: Some(SoakStatus::Passed),
+            ..all.clone()
+        })
+        .await,
+        ["sok_1"]
+    );
+    assert_eq!(
+        list(SoakQuery {
+            environment: Some(Environment::Production),
+            ..all.clone()
+        })
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(list(SoakQuery { limit: 1, ..all }).await, ["sok_3"]);
+}
+
+pub async fn stored_entries_heads_and_checkpoints(db: &impl TestDatabase) {
+    let store = db.open();
+    let entries = write(&store, |tx| {
+        (1..=3u64)
+            .map(|n| {
+                tx.append_audit(
+                    draft(n, "alice", "x", Some(Environment::Production)),
+                    at(n as i64),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await;
+    // Entries read back exactly as they were sealed, column by column.
+    let stored = read(&store, |tx| tx.audit_after(0, 10)).await;
+    let sealed: Vec<_> = entries.iter().map(|e| e.to_stored()).collect();
+    assert_eq!(stored, sealed);
+    let page = read(&store, |tx| {
+        tx.audit_page(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+    })
+    .await;
+    assert_eq!(page.into_iter().rev().collect::<Vec<_>>(), sealed);
+    assert_eq!(
+        read(&store, |tx| tx.audit_stored_hash(2)).await,
+        Some(deploy_safety_core::StoredValue::Text(
+            entries[1].hash.clone().into_bytes()
+        ))
+    );
+    assert_eq!(read(&store, |tx| tx.audit_stored_hash(9)).await, None);
+    assert_eq!(
+        read(&store, |tx| tx.audit_recorded_head()).await,
+        Some((3, entries[2].hash.clone()))
+    );
+
+    // Checkpoints: stored beside the log, the latest found; they are not audit entries.
+    let key = deploy_safety_core::CheckpointKey::from_secret(&[3; 32]);
+    assert_eq!(read(&store, |tx| tx.latest_checkpoint()).await, None);
+    let first = key.sign(3, &entries[2].hash, at(10));
+    let second = key.sign(3, &entries[2].hash, at(11));
+    let (a, b) = (first.clone(), second.clone());
+    let head = write(&store, move |tx| {
+        tx.insert_checkpoint(&a)?;
+        tx.insert_checkpoint(&b)?;
+        tx.audit_chain_head()
+    })
+    .await;
+    assert_eq!(head, (3, entries[2].hash.clone()));
+    assert_eq!(
+        read(&store, |tx| tx.latest_checkpoint()).await,
+        Some(second)
+    );
+    assert_eq!(
+        read(&store, |tx| tx.audit_head()).await.map(|(s, _)| s),
+        Some(3)
+    );
+    assert_eq!(verify(&store).await, 3);
+}
