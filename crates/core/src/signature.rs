@@ -1,26 +1,17 @@
 //! HMAC-SHA256 (RFC 2104) for signing webhook bodies, so receivers can check a delivery came
 //! from us and was not altered.
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
-const BLOCK: usize = 64;
-
-/// HMAC-SHA256 of `message` under `key`.
+/// HMAC-SHA256 of `message` under `key` (RustCrypto's `hmac`).
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    outer.finalize().into()
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
+        unreachable!("HMAC accepts keys of every length")
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// The value of the `X-Deploy-Safety-Signature` header: `sha256=` and the hex HMAC of the body.
