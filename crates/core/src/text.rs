@@ -97,6 +97,24 @@ impl fmt::Display for ReleaseId {
     }
 }
 
+/// `text` if it is 1 to `max` ASCII letters, digits and `extra` characters.
+fn restricted(text: &str, max: usize, extra: &[char]) -> Result<String, InvalidText> {
+    if text.is_empty() || text.len() > max {
+        return Err(InvalidText(format!("must be 1 to {max} characters")));
+    }
+    if !text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+    {
+        let extra: Vec<String> = extra.iter().map(char::to_string).collect();
+        return Err(InvalidText(format!(
+            "may contain only letters, digits and {}",
+            extra.join(" ")
+        )));
+    }
+    Ok(text.to_owned())
+}
+
 /// A name of a principal, probe or gate: 1 to 64 characters from `A-Z a-z 0-9 . _ @ -`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -106,21 +124,7 @@ impl Name {
     pub const MAX_CHARS: usize = 64;
 
     pub fn parse(text: &str) -> Result<Self, InvalidText> {
-        if text.is_empty() || text.len() > Self::MAX_CHARS {
-            return Err(InvalidText(format!(
-                "must be 1 to {} characters",
-                Self::MAX_CHARS
-            )));
-        }
-        if !text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'))
-        {
-            return Err(InvalidText(
-                "may contain only letters, digits and . _ @ -".into(),
-            ));
-        }
-        Ok(Name(text.to_owned()))
+        restricted(text, Self::MAX_CHARS, &['.', '_', '@', '-']).map(Name)
     }
 
     pub fn as_str(&self) -> &str {
@@ -148,21 +152,7 @@ impl ServiceName {
     pub const MAX_CHARS: usize = 128;
 
     pub fn parse(text: &str) -> Result<Self, InvalidText> {
-        if text.is_empty() || text.len() > Self::MAX_CHARS {
-            return Err(InvalidText(format!(
-                "must be 1 to {} characters",
-                Self::MAX_CHARS
-            )));
-        }
-        if !text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-        {
-            return Err(InvalidText(
-                "may contain only letters, digits and - _ . /".into(),
-            ));
-        }
-        Ok(ServiceName(text.to_owned()))
+        restricted(text, Self::MAX_CHARS, &['-', '_', '.', '/']).map(ServiceName)
     }
 
     pub fn as_str(&self) -> &str {

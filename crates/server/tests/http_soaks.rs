@@ -41,6 +41,32 @@ async fn get(h: &Harness, id: &str) -> Value {
     soak
 }
 
+/// The gate `soak` of a validation.
+fn soak_gate(validation: &Value) -> Value {
+    validation["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "soak")
+        .unwrap_or_else(|| panic!("no soak gate in {validation}"))
+        .clone()
+}
+
+/// Half a minute on, `metrics` pushed, half a minute on, the due soaks evaluated.
+async fn one_interval(h: &Harness, id: &str, metrics: Value) {
+    h.clock.advance_millis(30_000);
+    let (status, body) = h
+        .post(
+            &format!("/soaks/{id}/metrics"),
+            &h.tokens.developer,
+            metrics,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.clock.advance_millis(30_000);
+    h.evaluate_due_soaks().await;
+}
+
 /// Pushes good metrics and evaluates once a minute until the soak ends.
 async fn soak_to_the_end(h: &Harness, id: &str) -> Value {
     for _ in 0..100 {
@@ -374,15 +400,12 @@ async fn evaluations_show_values_thresholds_and_verdicts_and_lists_filter() {
 
     // A failing one and a running one, for the filters.
     let failing = start(&h, short("v2")).await;
-    h.clock.advance_millis(30_000);
-    h.post(
-        &format!("/soaks/{}/metrics", id(&failing)),
-        &h.tokens.developer,
+    one_interval(
+        &h,
+        &id(&failing),
         json!({"errorRatePercent": 0.1, "latencyP99Ms": 100, "baselineLatencyP99Ms": 100}),
     )
     .await;
-    h.clock.advance_millis(30_000);
-    h.evaluate_due_soaks().await;
     let failed = get(&h, &id(&failing)).await;
     assert_eq!(failed["status"], "failed");
     assert!(
@@ -455,23 +478,11 @@ async fn with_the_setting_production_needs_a_passed_soak_in_staging() {
         validation["status"], "passed",
         "the soak gate passes in staging"
     );
-    let gate = validation["gates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "soak")
-        .unwrap()
-        .clone();
+    let gate = soak_gate(&validation);
     assert_eq!(gate["status"], "passed");
     assert_eq!(gate["message"], "not applicable in staging");
     let production = h.validate("v1.2.3", "production").await;
-    let gate = production["gates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "soak")
-        .unwrap()
-        .clone();
+    let gate = soak_gate(&production);
     assert_eq!(gate["status"], "failed", "{production}");
 
     h.create_override(
@@ -521,15 +532,12 @@ async fn with_the_setting_production_needs_a_passed_soak_in_staging() {
 
     // A failed soak is no soak; a soak of another service does not count for the environment.
     let failing = start(&h, short("v1.2.3")).await;
-    h.clock.advance_millis(30_000);
-    h.post(
-        &format!("/soaks/{}/metrics", id(&failing)),
-        &h.tokens.developer,
+    one_interval(
+        &h,
+        &id(&failing),
         json!({"errorRatePercent": 5, "latencyP99Ms": 100, "baselineLatencyP99Ms": 100}),
     )
     .await;
-    h.clock.advance_millis(30_000);
-    h.evaluate_due_soaks().await;
     assert_eq!(get(&h, &id(&failing)).await["status"], "failed");
     let mut payments = short("v1.2.3");
     payments["service"] = json!("payments");
@@ -557,13 +565,7 @@ async fn with_the_setting_production_needs_a_passed_soak_in_staging() {
     let soak = start(&h, short("v1.2.3")).await;
     assert_eq!(soak_to_the_end(&h, &id(&soak)).await["status"], "passed");
     let production = h.validate("v1.2.3", "production").await;
-    let gate = production["gates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "soak")
-        .unwrap()
-        .clone();
+    let gate = soak_gate(&production);
     assert_eq!(gate["status"], "passed", "{production}");
     let (status, started) = h
         .post("/canary/start", &h.tokens.developer, start_production)
