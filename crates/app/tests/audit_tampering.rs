@@ -30,15 +30,15 @@ fn write_chain(dir: &tempfile::TempDir, len: u64, seed: u64) -> String {
                     tx.append_audit(
                         AuditDraft {
                             principal: format!("principal-{}", k % 5),
-                            role: (k % 3 != 0).then_some(Role::EngLead),
-                            action: if k % 2 == 0 {
+                            role: (!k.is_multiple_of(3)).then_some(Role::EngLead),
+                            action: if k.is_multiple_of(2) {
                                 "security-gate.check"
                             } else {
                                 "override.create"
                             }
                             .to_owned(),
-                            environment: (k % 4 != 0).then_some(Environment::Production),
-                            decision: if k % 2 == 0 {
+                            environment: (!k.is_multiple_of(4)).then_some(Environment::Production),
+                            decision: if k.is_multiple_of(2) {
                                 AuditDecision::Allowed
                             } else {
                                 AuditDecision::Denied
