@@ -568,3 +568,23 @@ fn only_the_leader_makes_checkpoints() {
     let (status, verify) = b.cli_json(&admin, &["audit", "verify"]);
     assert_eq!(status, 0, "{verify}");
 }
+
+/// Advisory locks are per database: two installations in different schemas of one database
+/// (and these tests, side by side) each have a leader of their own.
+#[test]
+fn installations_in_two_schemas_each_have_a_leader() {
+    let (Some(first), Some(second)) = (TestDb::postgres(), TestDb::postgres()) else {
+        return;
+    };
+    let (first, second) = (Installation::on(first), Installation::on(second));
+    let a = first.start_replica("a", "");
+    let b = second.start_replica("b", "");
+    let (token_a, token_b) = (
+        a.bootstrap_token.clone().unwrap(),
+        b.bootstrap_token.clone().unwrap(),
+    );
+    wait_until("both to lead", Duration::from_secs(20), || {
+        replica_health(&a, &token_a)["leading"] == true
+            && replica_health(&b, &token_b)["leading"] == true
+    });
+}

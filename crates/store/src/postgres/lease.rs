@@ -19,7 +19,9 @@ use crate::sql::value::vals;
 
 use super::session::PgSession;
 
-/// The advisory lock's key (any constant the product owns).
+/// The advisory lock's first key (any constant the product owns). The second is the hash of the
+/// schema: advisory locks are per database, and installations in different schemas of one
+/// database (or tests running side by side) must each have a leader of their own.
 const KEY: i64 = 73_650_002;
 /// How often a standby tries to take the lock, and the leader refreshes its row.
 const POLL: Duration = Duration::from_millis(1_000);
@@ -104,7 +106,10 @@ fn run(connect: &Connect<PgSession>, replica: &str, leading: &AtomicBool, stop: 
 }
 
 fn try_take(session: &mut PgSession, replica: &str) -> Result<bool, StoreError> {
-    let rows = session.query("SELECT pg_try_advisory_lock($1)", &vals![KEY])?;
+    let rows = session.query(
+        "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+        &vals![KEY],
+    )?;
     let taken = rows
         .first()
         .map(|r| r.get::<bool>(0))
