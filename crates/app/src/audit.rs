@@ -426,13 +426,41 @@ impl App {
         };
         let interval_ms = i64::try_from(settings.interval.as_millis()).unwrap_or(i64::MAX);
         let key = settings.key.clone();
-        let made = self
-            .write_emitting(move |tx, emitter| -> TxResult<Option<Checkpoint>> {
-                let latest = tx.latest_checkpoint()?.map(|c| c.at);
-                if !checkpoint_due(latest, interval_ms, now) {
-                    return Ok(Ok(None));
+        let made_here = self
+            .last_checkpoint
+            .lock()
+            .map_or(None, |last| last.clone());
+        let (made, broken) = self
+            .write_emitting(move |tx, emitter| -> TxResult<(Option<Checkpoint>, Option<String>)> {
+                let latest = tx.latest_checkpoint()?;
+                if !checkpoint_due(latest.as_ref().map(|c| c.at), interval_ms, now) {
+                    return Ok(Ok((None, None)));
                 }
                 let (seq, head_hash) = tx.audit_chain_head()?;
+                // The newest earlier checkpoint (this process's own counts even when the
+                // stored ones were deleted) must still find its entry with its hash.
+                let previous = match (made_here, latest) {
+                    (Some(mine), Some(stored)) => Some(if mine.at >= stored.at { mine } else { stored }),
+                    (mine, stored) => mine.or(stored),
+                };
+                let mut broken = None;
+                if let Some(previous) = &previous
+                    && let Err((_, problem)) =
+                        check_against_log(tx, &SignedCheckpoint::from(previous), seq)?
+                {
+                    let message = format!(
+                        "the checkpoint of entry {} made {} no longer matches the log: {problem}",
+                        previous.seq, previous.at
+                    );
+                    emitter.emit(
+                        tx,
+                        EventType::AuditChainBroken,
+                        now,
+                        None,
+                        json!({ "problem": message, "previous": SignedCheckpoint::from(previous), "headSeq": seq, "headHash": head_hash }),
+                    )?;
+                    broken = Some(message);
+                }
                 let checkpoint = key.sign(seq, &head_hash, now);
                 tx.insert_checkpoint(&checkpoint)?;
                 emitter.emit(
@@ -442,9 +470,15 @@ impl App {
                     None,
                     json!(SignedCheckpoint::from(&checkpoint)),
                 )?;
-                Ok(Ok(Some(checkpoint)))
+                Ok(Ok((Some(checkpoint), broken)))
             })
             .await?;
+        if let Some(problem) = broken {
+            tracing::error!(%problem, "the audit log was changed behind deploy-safety's back: prove it against the checkpoints kept elsewhere (deploy-safety audit verify --checkpoints)");
+        }
+        if let (Some(checkpoint), Ok(mut last)) = (&made, self.last_checkpoint.lock()) {
+            *last = Some(checkpoint.clone());
+        }
         if let (Some(checkpoint), Some(path)) = (&made, settings.file) {
             let line = checkpoint.clone();
             let appended = tokio::task::spawn_blocking(move || {

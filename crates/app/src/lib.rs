@@ -114,6 +114,9 @@ pub struct App {
     http: reqwest::Client,
     /// Woken when events are committed, so event streams look without waiting.
     events_committed: Arc<tokio::sync::Notify>,
+    /// The last checkpoint this process made: the next one must still find its entry, even if
+    /// the stored checkpoints were deleted.
+    last_checkpoint: Arc<std::sync::Mutex<Option<deploy_safety_core::Checkpoint>>>,
 }
 
 impl App {
@@ -125,6 +128,7 @@ impl App {
             verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             http: checks::http_client(),
             events_committed: Arc::new(tokio::sync::Notify::new()),
+            last_checkpoint: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 

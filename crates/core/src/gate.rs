@@ -215,11 +215,17 @@ impl Verdict {
             .into_iter()
             .map(|r| r.as_str())
             .collect();
+        let release = request
+            .release_id
+            .map(|r| format!(" --release {r}"))
+            .unwrap_or_default();
         self.hints.push(format!(
-            "Create an override for {} in {}: POST /api/deploy-safety/security-gate/override (roles that may: {}).",
+            "Create an override for {} in {} (roles that may: {}): deploy-safety override create --action {} --environment {}{release} --reason \"...\", or POST /api/deploy-safety/security-gate/override.",
             request.action,
             request.environment,
-            roles.join(", ")
+            roles.join(", "),
+            request.action,
+            request.environment,
         ));
         if request.release_id.is_none() {
             self.hints.push(

@@ -132,6 +132,9 @@ string_enum! {
         /// A signed checkpoint of the audit chain's head (SPEC §20): keep copies of these
         /// out of the database's reach.
         AuditCheckpoint = "audit.checkpoint",
+        /// The log no longer holds what an earlier checkpoint signed (cut off or rewritten
+        /// behind deploy-safety's back), found when the next checkpoint was made.
+        AuditChainBroken = "audit.chain_broken",
     }
 }
 

@@ -96,7 +96,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum CanaryCommand {
-    /// Start a canary (gated deploy.canary.start; exit 3 when blocked).
+    /// Start a canary (gated deploy.canary.start; exit 3 when blocked, or when production
+    /// needs the release validated, or soaked, in staging first).
     Start {
         #[arg(long)]
         release: String,

@@ -10,7 +10,7 @@ use deploy_safety_api_types::{CanaryView, ReleaseHistory};
 use deploy_safety_app::CheckpointProof;
 use deploy_safety_client::ClientError;
 use deploy_safety_core::{Canary, Event, Incident, LoadShedding, Rollback, Soak, SoakEvaluation};
-use deploy_safety_core::{Decision, Timestamp};
+use deploy_safety_core::{Decision, ReasonCode, Timestamp};
 
 /// Exit codes. 2 is clap's, for usage errors.
 pub mod exit {
@@ -209,9 +209,14 @@ pub fn audit_page(page: &AuditPage) -> String {
                         .flatten()
                         .unwrap_or_else(|| "-".to_owned())
                 };
+                // The stored time, readable when it is still a number.
+                let at = raw("at");
+                let at = at.parse::<i64>().map_or(at, |millis| {
+                    Timestamp::from_unix_millis(millis).to_rfc3339()
+                });
                 vec![
                     c.seq.to_string(),
-                    raw("at"),
+                    at,
                     raw("principal"),
                     raw("action"),
                     raw("environment"),
@@ -262,13 +267,22 @@ pub fn checkpoint_proof(proof: &CheckpointProof, file: &std::path::Path) -> Stri
         proof.checked,
         file.display()
     );
-    for failure in &proof.failures {
+    /// Enough to see what happened; `--json` lists every one.
+    const SHOWN: usize = 10;
+    for failure in proof.failures.iter().take(SHOWN) {
         let at = match (failure.line, failure.seq) {
             (0, _) => String::new(),
             (line, Some(seq)) => format!("line {line} (entry {seq}): "),
             (line, None) => format!("line {line}: "),
         };
         let _ = writeln!(out, "  {at}{}", failure.problem);
+    }
+    if proof.failures.len() > SHOWN {
+        let _ = writeln!(
+            out,
+            "  … and {} more (--json lists every one)",
+            proof.failures.len() - SHOWN
+        );
     }
     out
 }
@@ -280,7 +294,7 @@ pub fn verification(v: &AuditVerification) -> String {
             v.entries_verified, v.head_hash
         ),
         Some(broken) => format!(
-            "Audit chain BROKEN at entry {}: {}\n  {} entries verified (head hash {})\n",
+            "Audit chain BROKEN at entry {}: {}\n  {} entries verified before it (the last one's hash {})\n",
             broken.seq, broken.problem, v.entries_verified, v.head_hash
         ),
     }
@@ -546,7 +560,7 @@ pub fn canary(v: &CanaryView) -> String {
     );
     let _ = writeln!(
         out,
-        "  {}% of traffic, {} {}{}",
+        "  {}% of traffic, {}, status {}{}",
         c.current_percentage,
         c.phase,
         c.status,
@@ -637,24 +651,21 @@ pub fn canary_line(event: &Event, v: &CanaryView) -> String {
     )
 }
 
-fn number(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{v}"))
-}
-
 /// One evaluation of a soak, on one line.
 pub fn soak_evaluation_line(e: &SoakEvaluation) -> String {
-    let latency = match (e.latency_p99_ms, e.max_latency_p99_ms) {
-        (Some(l), Some(max)) => format!("p99 {l} ms (< {max:.1})"),
-        (Some(l), None) => format!("p99 {l} ms (no baseline)"),
-        (None, _) => "p99 -".to_owned(),
-    };
+    let errors = e
+        .error_rate_percent
+        .map_or_else(|| "-".to_owned(), |v| format!("{v}%"));
+    let latency = e
+        .latency_p99_ms
+        .map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
+    let latency_bound = e.max_latency_p99_ms.map_or_else(
+        || format!("baseline +{}%", e.max_latency_increase_percent),
+        |max| format!("{max:.1} ms"),
+    );
     let mut line = format!(
-        "{}  #{:<3} {:<7}  errors {}% (< {}%)  {latency}",
-        e.evaluated_at,
-        e.number,
-        e.verdict,
-        number(e.error_rate_percent),
-        e.max_error_rate_percent,
+        "{}  #{:<3} {:<7}  errors {errors:<8} (< {}%)  p99 {latency:<10} (< {latency_bound})",
+        e.evaluated_at, e.number, e.verdict, e.max_error_rate_percent,
     );
     if !e.reasons.is_empty() {
         let _ = write!(line, "  {}", e.reasons.join("; "));
@@ -887,6 +898,15 @@ pub fn load_shedding(l: &LoadShedding) -> String {
 pub fn report_error(error: &ClientError, json: bool) -> u8 {
     let code = match error.body() {
         Some(body) if body.error.code == "blocked_by_security_gate" => exit::NO,
+        // Refused by policy after the gate: production needs staging first (and a soak).
+        Some(body)
+            if matches!(
+                body.error.reason,
+                Some(ReasonCode::StagingValidationRequired | ReasonCode::SoakRequired)
+            ) =>
+        {
+            exit::NO
+        }
         _ if matches!(error.status(), Some(401 | 403)) => exit::REFUSED,
         _ => exit::ERROR,
     };

@@ -374,7 +374,7 @@ fn normal_deploy_flow_steps_1_to_7_with_a_soak_before_production() {
         "prod-deploy-001",
     ];
     let out = server.cli(&ci, &production);
-    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert_eq!(code(&out), NO, "the answer is no: {}", stdout(&out));
     assert!(stderr(&out).contains("SOAK_REQUIRED"), "{}", stderr(&out));
     assert!(stderr(&out).contains("hint: Soak it in staging: deploy-safety soak start --release v1.2.3 --environment staging"), "{}", stderr(&out));
 
@@ -387,7 +387,7 @@ fn normal_deploy_flow_steps_1_to_7_with_a_soak_before_production() {
     assert!(stdout(&out).contains("FAILED"), "{}", stdout(&out));
     assert_eq!(
         code(&server.cli(&ci, &production)),
-        1,
+        NO,
         "a failed soak is no soak"
     );
 

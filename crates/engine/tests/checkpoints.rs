@@ -220,3 +220,48 @@ async fn a_writer_without_a_key_makes_nothing() {
     );
     assert!(app.audit_public_key().is_err());
 }
+
+/// The running leader notices when the log no longer holds what its last checkpoint signed —
+/// even with the stored checkpoints deleted and the head record set back — and says so
+/// (event `audit.chain_broken`, an error in the log), while it goes on signing what is there.
+#[tokio::test]
+async fn a_log_cut_behind_the_servers_back_is_announced_at_the_next_checkpoint() {
+    let w = World::new();
+    for _ in 0..3 {
+        w.append_an_entry().await;
+    }
+    let before = w.writer.tick(w.clock.now()).await.unwrap().unwrap();
+    assert!(before.seq >= 6);
+    let conn = rusqlite::Connection::open(w.dir.path().join("db.sqlite")).unwrap();
+    conn.execute_batch(&format!(
+        "DELETE FROM audit_log WHERE seq > {keep};
+         UPDATE audit_head SET seq = {keep}, hash = (SELECT hash FROM audit_log WHERE seq = {keep});
+         DELETE FROM audit_checkpoints;",
+        keep = before.seq - 2
+    ))
+    .unwrap();
+    w.clock.advance_millis(60_000);
+    let after = w.writer.tick(w.clock.now()).await.unwrap().unwrap();
+    assert_eq!(after.seq, before.seq - 2, "it signs what the log holds");
+    let events = w.app.events_after(0, 100).await.unwrap();
+    let broken: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == EventType::AuditChainBroken)
+        .collect();
+    assert_eq!(broken.len(), 1, "{events:?}");
+    let problem = broken[0].data["problem"].as_str().unwrap();
+    assert!(problem.contains("truncated"), "{problem}");
+    assert_eq!(broken[0].data["previous"]["seq"], before.seq);
+
+    // Nothing is wrong from then on: no more announcements.
+    w.clock.advance_millis(60_000);
+    w.writer.tick(w.clock.now()).await.unwrap().unwrap();
+    let events = w.app.events_after(0, 100).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type == EventType::AuditChainBroken)
+            .count(),
+        1
+    );
+}
