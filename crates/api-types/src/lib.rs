@@ -236,9 +236,10 @@ impl AuditListEntry {
         }
     }
 
-    pub fn seq(&self) -> u64 {
+    /// The row's seq as stored.
+    pub fn seq(&self) -> i64 {
         match self {
-            AuditListEntry::Entry(entry) => entry.seq,
+            AuditListEntry::Entry(entry) => i64::try_from(entry.seq).unwrap_or(i64::MAX),
             AuditListEntry::Corrupt(corrupt) => corrupt.seq,
         }
     }
@@ -249,7 +250,8 @@ impl AuditListEntry {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CorruptAuditEntry {
-    pub seq: u64,
+    /// As stored: not necessarily a position in the chain (1, 2, ...).
+    pub seq: i64,
     /// Always `true`.
     pub corrupt: bool,
     /// Which column does not parse, and why.

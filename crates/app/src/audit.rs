@@ -97,7 +97,7 @@ fn verify_chain_unless(
     cancelled: &AtomicBool,
 ) -> Result<AuditVerification, StoreError> {
     let mut verifier = ChainVerifier::new();
-    let latest_checkpoint = tx.latest_checkpoint()?;
+    let stored_checkpoint = tx.latest_checkpoint()?;
     let outcome = (|| -> Result<Result<(), ChainBreak>, StoreError> {
         let mut after = 0;
         loop {
@@ -106,7 +106,8 @@ fn verify_chain_unless(
             }
             let chunk = tx.audit_after(after, VERIFY_CHUNK)?;
             let Some(last) = chunk.last() else { break };
-            after = last.seq;
+            // Chunks are read in seq order from 1: every seq here is positive.
+            after = u64::try_from(last.seq).unwrap_or(after);
             for e in &chunk {
                 if let Err(broken) = verifier.check(e) {
                     return Ok(Err(broken));
@@ -117,8 +118,8 @@ fn verify_chain_unless(
         if let Err(broken) = verifier.finish(recorded.as_ref().map(|(s, h)| (*s, h.as_str()))) {
             return Ok(Err(broken));
         }
-        if let Some(checkpoint) = &latest_checkpoint {
-            return Ok(check_against_log(
+        match &stored_checkpoint {
+            Some(Ok(checkpoint)) => Ok(check_against_log(
                 tx,
                 &SignedCheckpoint::from(checkpoint),
                 verifier.verified(),
@@ -129,16 +130,22 @@ fn verify_chain_unless(
                     "the latest checkpoint (entry {}, signed {}): {problem}",
                     checkpoint.seq, checkpoint.at
                 ),
-            }));
+            })),
+            Some(Err(problem)) => Ok(Err(ChainBreak {
+                seq: verifier.verified().max(1),
+                problem: format!(
+                    "the latest stored checkpoint cannot be read ({problem}): the checkpoints were altered"
+                ),
+            })),
+            None => Ok(Ok(())),
         }
-        Ok(Ok(()))
     })()?;
     Ok(AuditVerification {
         valid: outcome.is_ok(),
         entries_verified: verifier.verified(),
         head_hash: verifier.head_hash().to_owned(),
         first_broken: outcome.err(),
-        latest_checkpoint,
+        latest_checkpoint: stored_checkpoint.and_then(Result::ok),
     })
 }
 
@@ -363,8 +370,9 @@ impl App {
             limit,
         };
         let stored = self.store.read(move |tx| tx.audit_page(&query)).await?;
+        // A seq someone set below 1 sorts last and ends the paging.
         let next_cursor = if stored.len() == limit as usize {
-            stored.last().map(|e| e.seq)
+            stored.last().and_then(|e| u64::try_from(e.seq).ok())
         } else {
             None
         };
@@ -403,10 +411,21 @@ impl App {
 
     /// `GET /audit/checkpoints/latest`.
     pub async fn latest_checkpoint(&self) -> Result<Checkpoint, AppError> {
-        self.store
-            .read(|tx| tx.latest_checkpoint())
-            .await?
-            .ok_or_else(|| AppError::NotFound("no checkpoint has been made yet".to_owned()))
+        match self.store.read(|tx| tx.latest_checkpoint()).await? {
+            Some(Ok(checkpoint)) => Ok(checkpoint),
+            Some(Err(problem)) => Err(AppError::Conflict {
+                reason: Some(ReasonCode::CheckpointCorrupt),
+                message: format!(
+                    "the latest stored checkpoint cannot be read ({problem}): the checkpoints were altered"
+                ),
+                hints: vec![
+                    "Prove the log against the checkpoints kept elsewhere: deploy-safety audit verify --database-url URL --checkpoints FILE --public-key PEMFILE".to_owned(),
+                ],
+            }),
+            None => Err(AppError::NotFound(
+                "no checkpoint has been made yet".to_owned(),
+            )),
+        }
     }
 
     fn checkpoint_settings(&self) -> Result<&CheckpointSettings, AppError> {
@@ -425,6 +444,20 @@ impl App {
             return Ok(None);
         };
         let interval_ms = i64::try_from(settings.interval.as_millis()).unwrap_or(i64::MAX);
+        // Most ticks find nothing due: a read says so without a write (which, on PostgreSQL,
+        // would take the audit head's lock).
+        let due = self
+            .store
+            .read(move |tx| {
+                Ok(match tx.latest_checkpoint()? {
+                    Some(Ok(latest)) => checkpoint_due(Some(latest.at), interval_ms, now),
+                    _ => true,
+                })
+            })
+            .await?;
+        if !due {
+            return Ok(None);
+        }
         let key = settings.key.clone();
         let made_here = self
             .last_checkpoint
@@ -432,8 +465,15 @@ impl App {
             .map_or(None, |last| last.clone());
         let (made, broken) = self
             .write_emitting(move |tx, emitter| -> TxResult<(Option<Checkpoint>, Option<String>)> {
-                let latest = tx.latest_checkpoint()?;
-                if !checkpoint_due(latest.as_ref().map(|c| c.at), interval_ms, now) {
+                let (latest, unreadable) = match tx.latest_checkpoint()? {
+                    Some(Ok(latest)) => (Some(latest), None),
+                    Some(Err(problem)) => (None, Some(problem)),
+                    None => (None, None),
+                };
+                // An unreadable latest checkpoint is evidence, not a reason to stop signing.
+                if unreadable.is_none()
+                    && !checkpoint_due(latest.as_ref().map(|c| c.at), interval_ms, now)
+                {
                     return Ok(Ok((None, None)));
                 }
                 let (seq, head_hash) = tx.audit_chain_head()?;
@@ -443,7 +483,18 @@ impl App {
                     (Some(mine), Some(stored)) => Some(if mine.at >= stored.at { mine } else { stored }),
                     (mine, stored) => mine.or(stored),
                 };
-                let mut broken = None;
+                let mut broken = unreadable.map(|problem| {
+                    format!("the latest stored checkpoint cannot be read ({problem}): the checkpoints were altered")
+                });
+                if let Some(message) = &broken {
+                    emitter.emit(
+                        tx,
+                        EventType::AuditChainBroken,
+                        now,
+                        None,
+                        json!({ "problem": message, "headSeq": seq, "headHash": head_hash }),
+                    )?;
+                }
                 if let Some(previous) = &previous
                     && let Err((_, problem)) =
                         check_against_log(tx, &SignedCheckpoint::from(previous), seq)?

@@ -65,6 +65,10 @@ fn load(path: &Path) -> Result<CheckpointKey, KeyFileError> {
     CheckpointKey::from_pem(&pem).map_err(|e| unreadable(e.to_string()))
 }
 
+/// Writes the new key to a private temporary file beside `path`, then links it into place: the
+/// key file appears whole or not at all (a failed write leaves no empty key to refuse at every
+/// later start, and a second replica on this host never reads half a key), and never over a
+/// file that appeared meanwhile.
 fn create(path: &Path) -> Result<CheckpointKey, KeyFileError> {
     let uncreatable = |cause: String| KeyFileError::Uncreatable {
         path: shown(path),
@@ -74,15 +78,21 @@ fn create(path: &Path) -> Result<CheckpointKey, KeyFileError> {
     getrandom::fill(&mut secret).map_err(|e| uncreatable(format!("no system randomness: {e}")))?;
     let key = CheckpointKey::from_secret(&secret);
     let pem = key.to_pem().map_err(|e| uncreatable(e.to_string()))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| uncreatable(e.to_string()))?;
-    file.write_all(pem.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| uncreatable(e.to_string()))?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".new-{}", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(pem.as_bytes())?;
+        file.sync_all()?;
+        std::fs::hard_link(&temporary, path)
+    })();
+    let _ = std::fs::remove_file(&temporary);
+    written.map_err(|e| uncreatable(e.to_string()))?;
     Ok(key)
 }
 

@@ -164,7 +164,11 @@ impl App {
     /// Completes when events may have been committed by this process, or after `timeout`
     /// (events committed elsewhere, e.g. by the CLI or another replica, are found by looking).
     pub async fn wait_for_events(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.events_committed.notified()).await;
+        let mut stopping = self.shutting_down.subscribe();
+        tokio::select! {
+            _ = tokio::time::timeout(timeout, self.events_committed.notified()) => {}
+            _ = stopping.wait_for(|stopping| *stopping) => {}
+        }
     }
 
     /// Claims the outbox entries due at `now` for this worker: nobody else gets them until

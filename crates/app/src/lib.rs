@@ -117,6 +117,9 @@ pub struct App {
     /// The last checkpoint this process made: the next one must still find its entry, even if
     /// the stored checkpoints were deleted.
     last_checkpoint: Arc<std::sync::Mutex<Option<deploy_safety_core::Checkpoint>>>,
+    /// Set when the server begins to stop: endless responses (event streams) end, so the
+    /// graceful shutdown does not wait for them forever.
+    shutting_down: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl App {
@@ -129,6 +132,7 @@ impl App {
             http: checks::http_client(),
             events_committed: Arc::new(tokio::sync::Notify::new()),
             last_checkpoint: Arc::new(std::sync::Mutex::new(None)),
+            shutting_down: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
@@ -142,6 +146,15 @@ impl App {
 
     pub fn settings(&self) -> &AppSettings {
         &self.settings
+    }
+
+    /// The server is stopping: event streams end (their clients reconnect elsewhere).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutting_down.borrow()
     }
 
     /// Whether this replica runs the background work now (always, with SQLite).

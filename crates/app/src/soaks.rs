@@ -326,18 +326,20 @@ impl App {
         soak: &Soak,
         scheduled: Timestamp,
     ) -> Result<Vec<SoakEvaluation>, AppError> {
+        // The evaluation's moment is when it was taken up: a slow Prometheus must not make an
+        // interval look missed (as if deploy-safety had not been running).
+        let taken_up = self.clock.now();
         let pulled = self
             .pull_metrics(
                 soak.environment,
                 &soak.release_id,
                 &soak.deployment_id,
-                self.clock.now(),
+                taken_up,
             )
             .await;
         let id = soak.id.clone();
-        let clock = self.clock.clone();
         self.write_emitting(move |tx, emitter| -> TxResult<Vec<SoakEvaluation>> {
-            let now = clock.now();
+            let now = taken_up;
             let Some(mut current) = tx.get_soak(&id)? else {
                 return Ok(Ok(Vec::new()));
             };

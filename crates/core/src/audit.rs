@@ -101,7 +101,7 @@ impl AuditEntry {
         let text = |t: &str| StoredValue::Text(t.as_bytes().to_vec());
         let optional = |t: Option<&str>| t.map_or(StoredValue::Null, text);
         StoredEntry {
-            seq: self.seq,
+            seq: i64::try_from(self.seq).unwrap_or(i64::MAX),
             at: StoredValue::Integer(self.at.unix_millis()),
             principal: text(&self.principal),
             role: optional(self.role.map(Role::as_str)),
@@ -220,7 +220,8 @@ const SHAPES: [Shape; 10] = [
 /// stored. It may not parse; it can always be verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEntry {
-    pub seq: u64,
+    /// The row's key: a position in the chain (1, 2, ...), unless someone changed it.
+    pub seq: i64,
     pub at: StoredValue,
     pub principal: StoredValue,
     pub role: StoredValue,
@@ -350,8 +351,17 @@ impl StoredEntry {
         let details = text("details", &self.details)?;
         let details = RawValue::from_string(details.to_owned())
             .map_err(|e| format!("column `details` is not valid JSON: {e}"))?;
+        let seq = u64::try_from(self.seq)
+            .ok()
+            .filter(|seq| *seq > 0)
+            .ok_or_else(|| {
+                format!(
+                    "column `seq` holds {}, not a position in the chain",
+                    self.seq
+                )
+            })?;
         Ok(AuditEntry {
-            seq: self.seq,
+            seq,
             at,
             principal: text("principal", &self.principal)?.to_owned(),
             role: optional("role", &self.role)?
@@ -435,16 +445,12 @@ impl ChainVerifier {
 
     /// Checks the next stored entry; on success it becomes the head.
     pub fn check(&mut self, entry: &StoredEntry) -> Result<(), ChainBreak> {
-        let broken = |problem: String| ChainBreak {
-            seq: entry.seq,
-            problem,
-        };
-        if entry.seq != self.next_seq {
-            return Err(broken(if entry.seq > self.next_seq {
-                format!(
-                    "{} before this entry",
-                    missing(self.next_seq, entry.seq - 1)
-                )
+        // A seq below 1 is no position in the chain: it sorts before them all.
+        let seq = u64::try_from(entry.seq).unwrap_or(0);
+        let broken = |problem: String| ChainBreak { seq, problem };
+        if seq != self.next_seq {
+            return Err(broken(if seq > self.next_seq {
+                format!("{} before this entry", missing(self.next_seq, seq - 1))
             } else {
                 format!("entry {} appears out of order", entry.seq)
             }));
@@ -570,7 +576,7 @@ mod tests {
     fn head_of(entries: &[StoredEntry]) -> (u64, String) {
         let last = entries.last().unwrap();
         (
-            last.seq,
+            last.seq as u64,
             String::from_utf8(last.hash.text().unwrap().to_vec()).unwrap(),
         )
     }

@@ -205,10 +205,12 @@ impl SignedCheckpoint {
     }
 }
 
-/// Whether a new checkpoint is due at `now`: none made yet, or the latest one is
-/// `interval_ms` old. Heartbeats are made whether or not entries were appended.
+/// Whether a new checkpoint is due at `now`: none made yet, the latest one is `interval_ms`
+/// old, or it claims a time after `now` (a clock stepped back, another replica's clock ahead,
+/// or an edited row): waiting for that time could stop checkpoints for good. Heartbeats are
+/// made whether or not entries were appended.
 pub fn checkpoint_due(latest: Option<Timestamp>, interval_ms: i64, now: Timestamp) -> bool {
-    latest.is_none_or(|at| now.millis_since(at) >= interval_ms)
+    latest.is_none_or(|at| at > now || now.millis_since(at) >= interval_ms)
 }
 
 #[cfg(test)]
@@ -332,6 +334,9 @@ mod tests {
             (Some(0), 59_999, false),
             (Some(0), 60_000, true),
             (Some(0), 120_000, true),
+            // A checkpoint from the future does not stop checkpoints until then.
+            (Some(1), 0, true),
+            (Some(365 * 24 * 3_600_000), 0, true),
         ] {
             assert_eq!(
                 checkpoint_due(latest.map(|l| t.plus_millis(l)), 60_000, t.plus_millis(now)),

@@ -66,6 +66,8 @@ string_enum! {
         SoakFailed = "SOAK_FAILED",
         /// A soak ended with evaluations that had no data.
         SoakInconclusive = "SOAK_INCONCLUSIVE",
+        /// A stored checkpoint of the audit log cannot be read: the checkpoints were altered.
+        CheckpointCorrupt = "CHECKPOINT_CORRUPT",
     }
 }
 

@@ -67,6 +67,8 @@ impl Default for SoakConfig {
 impl SoakConfig {
     /// The longest soak: a week.
     pub const MAX_DURATION_MS: u64 = 7 * 24 * 3_600_000;
+    /// The most evaluations a soak has (a day of minutes): each is kept, audited and announced.
+    pub const MAX_EVALUATIONS: u64 = 1_440;
 
     /// SPEC §23: `durationMs` at least 1000, `intervalMs` from 1000 to `durationMs`,
     /// thresholds at least 0. The error names the field.
@@ -86,6 +88,17 @@ impl SoakConfig {
                 format!(
                     "must be from 1000 to durationMs ({}) (milliseconds)",
                     self.duration_ms
+                ),
+            ));
+        }
+        if self.duration_ms.div_ceil(self.interval_ms) > Self::MAX_EVALUATIONS {
+            return Err((
+                "config.intervalMs",
+                format!(
+                    "must be at least {} for a durationMs of {}: a soak has at most {} evaluations",
+                    self.duration_ms.div_ceil(Self::MAX_EVALUATIONS),
+                    self.duration_ms,
+                    Self::MAX_EVALUATIONS
                 ),
             ));
         }

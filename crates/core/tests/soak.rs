@@ -427,6 +427,23 @@ fn configs_are_checked_naming_the_field() {
             },
             "config.intervalMs",
         ),
+        // More than 1440 evaluations.
+        (
+            SoakConfig {
+                duration_ms: 1_441_000,
+                interval_ms: 1_000,
+                ..d
+            },
+            "config.intervalMs",
+        ),
+        (
+            SoakConfig {
+                duration_ms: SoakConfig::MAX_DURATION_MS,
+                interval_ms: 419_999,
+                ..d
+            },
+            "config.intervalMs",
+        ),
         (
             SoakConfig {
                 max_error_rate_percent: -0.1,
@@ -459,6 +476,16 @@ fn configs_are_checked_naming_the_field() {
         assert_eq!(config.check().unwrap_err().0, field, "{config:?}");
     }
     for config in [
+        SoakConfig {
+            duration_ms: 1_440_000,
+            interval_ms: 1_000,
+            ..d
+        },
+        SoakConfig {
+            duration_ms: SoakConfig::MAX_DURATION_MS,
+            interval_ms: 420_000,
+            ..d
+        },
         SoakConfig {
             duration_ms: 1_000,
             interval_ms: 1_000,

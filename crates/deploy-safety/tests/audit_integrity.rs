@@ -100,7 +100,7 @@ fn populated(install: &Installation) -> (RunningServer, String) {
 }
 
 /// Every seq `audit list` shows, newest first, paging by `limit`.
-fn listed_seqs(server: &RunningServer, token: &str, filters: &[&str], limit: u32) -> Vec<u64> {
+fn listed_seqs(server: &RunningServer, token: &str, filters: &[&str], limit: u32) -> Vec<i64> {
     let mut seqs = Vec::new();
     let mut cursor: Option<u64> = None;
     for _ in 0..100 {
@@ -118,7 +118,7 @@ fn listed_seqs(server: &RunningServer, token: &str, filters: &[&str], limit: u32
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|e| e["seq"].as_u64().unwrap()),
+                .map(|e| e["seq"].as_i64().unwrap()),
         );
         match page["nextCursor"].as_u64() {
             Some(next) => cursor = Some(next),
@@ -135,14 +135,14 @@ struct Edit {
     /// The seq `firstBroken` names.
     broken: u64,
     /// The entries `audit list` still shows afterwards.
-    listed: &'static [u64],
-    /// Whether the entry at `broken` no longer parses (listed as `corrupt: true`).
-    corrupt: bool,
+    listed: &'static [i64],
+    /// The entry that no longer parses (listed as `corrupt: true`), if one does.
+    corrupt: Option<i64>,
     /// Edits the database itself forbids on PostgreSQL (bytes that are not UTF-8).
     sqlite_only: bool,
 }
 
-const ALL: &[u64] = &[7, 6, 5, 4, 3, 2, 1];
+const ALL: &[i64] = &[7, 6, 5, 4, 3, 2, 1];
 
 const EDITS: &[Edit] = &[
     Edit {
@@ -150,7 +150,7 @@ const EDITS: &[Edit] = &[
         apply: |db| db.exec("UPDATE audit_log SET principal = 'mallory' WHERE seq = 3;"),
         broken: 3,
         listed: ALL,
-        corrupt: false,
+        corrupt: None,
         sqlite_only: false,
     },
     Edit {
@@ -158,7 +158,7 @@ const EDITS: &[Edit] = &[
         apply: |db| db.exec("UPDATE audit_log SET details = details || 'x' WHERE seq = 3;"),
         broken: 3,
         listed: ALL,
-        corrupt: true,
+        corrupt: Some(3),
         sqlite_only: false,
     },
     Edit {
@@ -166,7 +166,7 @@ const EDITS: &[Edit] = &[
         apply: |db| db.exec("UPDATE audit_log SET role = 'root' WHERE seq = 3;"),
         broken: 3,
         listed: ALL,
-        corrupt: true,
+        corrupt: Some(3),
         sqlite_only: false,
     },
     Edit {
@@ -174,7 +174,7 @@ const EDITS: &[Edit] = &[
         apply: |db| db.store_text_in_audit_time(3, "yesterday"),
         broken: 3,
         listed: ALL,
-        corrupt: true,
+        corrupt: Some(3),
         sqlite_only: false,
     },
     Edit {
@@ -186,7 +186,7 @@ const EDITS: &[Edit] = &[
         },
         broken: 3,
         listed: ALL,
-        corrupt: true,
+        corrupt: Some(3),
         sqlite_only: true,
     },
     Edit {
@@ -194,7 +194,7 @@ const EDITS: &[Edit] = &[
         apply: |db| db.exec("DELETE FROM audit_log WHERE seq = 3;"),
         broken: 4,
         listed: &[7, 6, 5, 4, 2, 1],
-        corrupt: false,
+        corrupt: None,
         sqlite_only: false,
     },
     Edit {
@@ -202,7 +202,7 @@ const EDITS: &[Edit] = &[
         apply: |db| db.exec("DELETE FROM audit_log WHERE seq = 7;"),
         broken: 7,
         listed: &[6, 5, 4, 3, 2, 1],
-        corrupt: false,
+        corrupt: None,
         sqlite_only: false,
     },
     Edit {
@@ -216,7 +216,7 @@ const EDITS: &[Edit] = &[
         },
         broken: 3,
         listed: ALL,
-        corrupt: false,
+        corrupt: None,
         sqlite_only: false,
     },
     Edit {
@@ -224,7 +224,7 @@ const EDITS: &[Edit] = &[
         apply: |db| db.exec("UPDATE audit_log SET seq = 1000 WHERE seq = 3;"),
         broken: 4,
         listed: &[1000, 7, 6, 5, 4, 2, 1],
-        corrupt: false,
+        corrupt: None,
         sqlite_only: false,
     },
     Edit {
@@ -237,7 +237,7 @@ const EDITS: &[Edit] = &[
         },
         broken: 3,
         listed: ALL,
-        corrupt: false,
+        corrupt: None,
         sqlite_only: false,
     },
     Edit {
@@ -250,7 +250,23 @@ const EDITS: &[Edit] = &[
         },
         broken: 3,
         listed: ALL,
-        corrupt: false,
+        corrupt: None,
+        sqlite_only: false,
+    },
+    Edit {
+        what: "an entry's seq set below 1",
+        apply: |db| db.exec("UPDATE audit_log SET seq = -3 WHERE seq = 3;"),
+        broken: 4,
+        listed: &[7, 6, 5, 4, 2, 1, -3],
+        corrupt: Some(-3),
+        sqlite_only: false,
+    },
+    Edit {
+        what: "the newest stored checkpoint altered so it no longer reads",
+        apply: |db| db.exec("UPDATE audit_checkpoints SET seq = -1;"),
+        broken: 7,
+        listed: ALL,
+        corrupt: None,
         sqlite_only: false,
     },
 ];
@@ -301,16 +317,15 @@ fn every_single_edit_is_named_by_the_api_and_offline_and_listing_still_answers()
         let (status, page) = server.cli_json(&admin, &["audit", "list", "--limit", "1000"]);
         assert_eq!(status, 0, "{what}: {page}");
         let entries = page["entries"].as_array().unwrap();
-        let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        let seqs: Vec<i64> = entries.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
         assert_eq!(seqs, edit.listed, "{what}");
-        let corrupt: Vec<u64> = entries
+        let corrupt: Vec<i64> = entries
             .iter()
             .filter(|e| e["corrupt"] == true)
-            .map(|e| e["seq"].as_u64().unwrap())
+            .map(|e| e["seq"].as_i64().unwrap())
             .collect();
-        let expected: &[u64] = if edit.corrupt { &[edit.broken] } else { &[] };
-        assert_eq!(corrupt, expected, "{what}");
-        if edit.corrupt {
+        assert_eq!(corrupt, Vec::from_iter(edit.corrupt), "{what}");
+        if edit.corrupt.is_some() {
             let entry = entries.iter().find(|e| e["corrupt"] == true).unwrap();
             assert!(entry["problem"].as_str().is_some_and(|p| !p.is_empty()));
             assert!(entry["raw"]["hash"].is_string(), "{what}: {entry}");

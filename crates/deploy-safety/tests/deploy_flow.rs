@@ -430,3 +430,58 @@ fn normal_deploy_flow_steps_1_to_7_with_a_soak_before_production() {
     assert_eq!(code(&server.cli(&admin, &["audit", "verify"])), 0);
     server.stop();
 }
+
+/// `soak watch` follows a soak through a restart of the server: it reconnects and reads the
+/// evaluations from the soak itself, showing each one, and exits as the soak ended (0 passed,
+/// 3 otherwise; a restart longer than an interval leaves that interval without data).
+#[test]
+fn soak_watch_follows_a_soak_through_a_restart() {
+    let install = Installation::new();
+    let server = install.start();
+    let ci = install.create_token("ci", "developer");
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let (status, soak) = server.cli_json(
+        &ci,
+        &[
+            "soak",
+            "start",
+            "--release",
+            "v1.2.3",
+            "--environment",
+            "staging",
+            "--duration",
+            "8s",
+            "--interval",
+            "1s",
+        ],
+    );
+    assert_eq!(status, 0, "{soak}");
+    let id = soak["id"].as_str().unwrap().to_owned();
+    let monitoring = Monitoring::start(&server, &ci, &id, GOOD);
+    let watch = server.spawn_cli(&ci, &["soak", "watch", &id]);
+    server.wait_for_json(&ci, &["soak", "status", &id], "two evaluations", |s| {
+        s["evaluations"].as_array().is_some_and(|e| e.len() >= 2)
+    });
+    server.stop();
+    let server = install.start_on(&address, "");
+    let out = watch.wait_with_output().unwrap();
+    drop(monitoring);
+    let shown = stdout(&out);
+    let (_, done) = server.cli_json(&ci, &["soak", "status", &id]);
+    let expected = if done["status"] == "passed" { 0 } else { NO };
+    assert_eq!(code(&out), expected, "{done}: {shown}{}", stderr(&out));
+    assert!(
+        shown.contains(&done["status"].as_str().unwrap().to_uppercase()),
+        "{shown}"
+    );
+    let evaluations = done["evaluations"].as_array().unwrap();
+    assert_eq!(evaluations.len(), 8, "{done}");
+    for evaluation in evaluations {
+        assert!(
+            shown.contains(&format!("#{:<3}", evaluation["number"])),
+            "evaluation {} not shown: {shown}",
+            evaluation["number"]
+        );
+    }
+    server.stop();
+}

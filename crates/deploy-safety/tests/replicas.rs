@@ -462,7 +462,8 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
             .await
             .unwrap();
         for entry in &page.entries {
-            entries.insert(entry.seq(), serde_json::to_value(entry).unwrap());
+            let seq = entry.entry().expect("no corrupt entries").seq;
+            entries.insert(seq, serde_json::to_value(entry).unwrap());
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),

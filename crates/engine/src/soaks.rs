@@ -13,6 +13,9 @@ use tokio::sync::watch;
 use crate::leading;
 
 const TICK: Duration = Duration::from_millis(250);
+/// Soaks evaluated at once: each may wait for Prometheus, and a slow pull must not make the
+/// others late (a late evaluation counts its interval as missed).
+const CONCURRENCY: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct SoakRunner {
@@ -24,21 +27,39 @@ impl SoakRunner {
         SoakRunner { app }
     }
 
-    /// One step: evaluates every soak due at `now`, one after another; returns the soak ids
-    /// with the evaluations recorded (none if the soak changed meanwhile).
+    /// One step: evaluates every soak due at `now`, up to [`CONCURRENCY`] at once; returns
+    /// the soak ids with the evaluations recorded (none if the soak changed meanwhile), in
+    /// the order the soaks were due.
     pub async fn tick(
         &self,
         now: Timestamp,
     ) -> Result<Vec<(String, Vec<SoakEvaluation>)>, AppError> {
+        let due = self.app.due_soaks(now).await?;
         let mut done = Vec::new();
-        for soak in self.app.due_soaks(now).await? {
-            let Some(scheduled) = soak.next_evaluation_at else {
-                continue;
-            };
-            match self.app.evaluate_soak(&soak, scheduled).await {
-                Ok(recorded) => done.push((soak.id.clone(), recorded)),
-                Err(error) => tracing::warn!(soak = %soak.id, %error, "cannot evaluate a soak"),
+        for batch in due.chunks(CONCURRENCY) {
+            let mut running = tokio::task::JoinSet::new();
+            for (index, soak) in batch.iter().cloned().enumerate() {
+                let Some(scheduled) = soak.next_evaluation_at else {
+                    continue;
+                };
+                let app = self.app.clone();
+                running.spawn(async move {
+                    let outcome = app.evaluate_soak(&soak, scheduled).await;
+                    (index, soak.id, outcome)
+                });
             }
+            let mut finished = Vec::new();
+            while let Some(joined) = running.join_next().await {
+                match joined {
+                    Ok((index, id, Ok(recorded))) => finished.push((index, id, recorded)),
+                    Ok((_, id, Err(error))) => {
+                        tracing::warn!(soak = %id, %error, "cannot evaluate a soak");
+                    }
+                    Err(error) => tracing::warn!(%error, "a soak evaluation panicked"),
+                }
+            }
+            finished.sort_by_key(|(index, _, _)| *index);
+            done.extend(finished.into_iter().map(|(_, id, recorded)| (id, recorded)));
         }
         Ok(done)
     }

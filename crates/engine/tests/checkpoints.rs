@@ -265,3 +265,54 @@ async fn a_log_cut_behind_the_servers_back_is_announced_at_the_next_checkpoint()
         1
     );
 }
+
+/// An altered checkpoint row (one that no longer reads, or dated in the future) neither stops
+/// the checkpoints nor makes them fail: the next one is made, and an unreadable one is
+/// announced as `audit.chain_broken`.
+#[tokio::test]
+async fn altered_checkpoint_rows_do_not_stop_the_checkpoints() {
+    let w = World::new();
+    w.writer.tick(w.clock.now()).await.unwrap().unwrap();
+    let conn = rusqlite::Connection::open(w.dir.path().join("db.sqlite")).unwrap();
+
+    // Dated in the year 9999: waiting for it would stop checkpoints for good.
+    conn.execute_batch("UPDATE audit_checkpoints SET at = 253402300799000;")
+        .unwrap();
+    w.clock.advance_millis(60_000);
+    assert!(w.writer.tick(w.clock.now()).await.unwrap().is_some());
+
+    // No longer readable: verification says so (no error), and the writer goes on.
+    conn.execute_batch(
+        "UPDATE audit_checkpoints SET seq = -1 WHERE id = (SELECT max(id) FROM audit_checkpoints);",
+    )
+    .unwrap();
+    let verification = w.app.verify_audit().await.unwrap();
+    assert!(!verification.valid);
+    assert!(
+        verification
+            .first_broken
+            .unwrap()
+            .problem
+            .contains("cannot be read")
+    );
+    assert!(w.app.latest_checkpoint().await.is_err());
+    w.clock.advance_millis(1);
+    let made = w.writer.tick(w.clock.now()).await.unwrap();
+    assert!(
+        made.is_some(),
+        "an unreadable latest checkpoint is no reason to wait"
+    );
+    let events = w.app.events_after(0, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event_type == EventType::AuditChainBroken
+                && e.data["problem"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot be read")),
+        "{events:?}"
+    );
+    assert_eq!(w.app.latest_checkpoint().await.unwrap(), made.unwrap());
+    assert!(w.app.verify_audit().await.unwrap().valid);
+}

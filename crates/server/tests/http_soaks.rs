@@ -193,6 +193,11 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_is_stored() {
             json!({"releaseId": "v1", "environment": "staging", "config": {"durationMs": 60_000, "intervalMs": 60_001}}),
             "config.intervalMs",
         ),
+        // More than 1440 evaluations: a second for a day.
+        (
+            json!({"releaseId": "v1", "environment": "staging", "config": {"durationMs": 86_400_000, "intervalMs": 1_000}}),
+            "config.intervalMs",
+        ),
         (
             json!({"releaseId": "v1", "environment": "staging", "config": {"maxErrorRatePercent": -0.1}}),
             "config.maxErrorRatePercent",

@@ -168,7 +168,8 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .entries
         .first()
-        .map_or(0, |e| e.seq());
+        .and_then(|e| u64::try_from(e.seq()).ok())
+        .unwrap_or(0);
     let checks = args.audit_entries.saturating_sub(head);
     clock.set(Timestamp::from_unix_millis(
         now.unix_millis() - i64::try_from(checks)? - 1_000,

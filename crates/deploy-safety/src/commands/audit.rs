@@ -123,8 +123,7 @@ impl KeptCheckpoints {
         let lines = text
             .lines()
             .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(i, line)| (i + 1, serde_json::from_str(line).map_err(|e| e.to_string())))
+            .filter_map(|(i, line)| Some((i + 1, kept_line(line)?)))
             .collect();
         let keys = key_files
             .iter()
@@ -142,6 +141,25 @@ impl KeptCheckpoints {
             max_age,
         })
     }
+}
+
+/// A line of a file of kept checkpoints: a checkpoint as `[audit] checkpoint_file` writes it,
+/// or an `audit.checkpoint` event as a webhook receiver stored it (its `data`). Blank lines
+/// and other events are passed over (`None`).
+fn kept_line(line: &str) -> Option<Result<SignedCheckpoint, String>> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(value) => value,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let checkpoint = match value.get("type").and_then(serde_json::Value::as_str) {
+        Some("audit.checkpoint") => value.get("data").cloned().unwrap_or_default(),
+        Some(_) => return None,
+        None => value,
+    };
+    Some(serde_json::from_value(checkpoint).map_err(|e| e.to_string()))
 }
 
 /// What `audit verify --checkpoints --json` prints.
@@ -214,4 +232,27 @@ async fn verify_offline(
     } else {
         exit::CHAIN_BROKEN
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_line;
+
+    #[test]
+    fn kept_lines_are_checkpoints_or_checkpoint_events() {
+        let bare = r#"{"seq":3,"headHash":"ab","at":"2026-12-01T00:00:00.000Z","keyId":"k","signature":"00"}"#;
+        let event = format!(
+            r#"{{"seq":17,"type":"audit.checkpoint","at":"2026-12-01T00:00:00.000Z","environment":null,"data":{bare}}}"#
+        );
+        assert_eq!(kept_line(bare).unwrap().unwrap().seq, 3);
+        assert_eq!(
+            kept_line(&event).unwrap().unwrap().seq,
+            3,
+            "the event's data, not its seq"
+        );
+        assert!(kept_line(r#"{"seq":18,"type":"soak.passed","data":{}}"#).is_none());
+        assert!(kept_line("   ").is_none());
+        assert!(kept_line("not json").unwrap().is_err());
+        assert!(kept_line(r#"{"seq":3}"#).unwrap().is_err());
+    }
 }

@@ -110,9 +110,11 @@ pub(super) async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     let shutdown = shutdown_signal()?;
     println!("deploy-safety listening on http://{address}");
     tracing::info!(%address, "listening");
+    let stopping = app.clone();
     server
         .run(async move {
             shutdown.await;
+            stopping.begin_shutdown();
             let _ = stop.send(true);
         })
         .await?;

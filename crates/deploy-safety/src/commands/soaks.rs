@@ -7,6 +7,8 @@ use deploy_safety_api_types::{
 };
 use deploy_safety_core::SoakStatus;
 
+use deploy_safety_client::ClientError;
+
 use super::{client, print_json, show};
 use crate::cli::{RemoteArgs, SoakCommand};
 use crate::output::{self, exit};
@@ -99,16 +101,26 @@ pub(super) async fn soak_command(command: SoakCommand) -> anyhow::Result<u8> {
     })
 }
 
-/// Prints the soak, then each evaluation as it is recorded, until the soak ends.
+/// How long `soak watch` keeps trying to reach the server again after losing it (a restart, a
+/// change of leader) before it gives up: the soak goes on meanwhile.
+const RECONNECT_FOR: Duration = Duration::from_secs(120);
+
+/// Subscribes to the event stream, then reads the soak: no evaluation can fall between the two.
+async fn subscribe(
+    client: &deploy_safety_client::Client,
+    id: &str,
+) -> Result<(deploy_safety_client::EventStream, deploy_safety_core::Soak), ClientError> {
+    let events = client.events(None, None).await?;
+    let soak = client.get_soak(id).await?;
+    Ok((events, soak))
+}
+
+/// Prints the soak, then each evaluation as it is recorded, until the soak ends. A lost
+/// connection is retried: the evaluations are read from the soak itself, so none is missed.
 async fn watch(id: &str, remote: &RemoteArgs) -> anyhow::Result<u8> {
     let client = client(remote)?;
-    // Subscribe first, then read the soak: no evaluation can fall between the two.
-    let mut events = match client.events(None, None).await {
-        Ok(events) => events,
-        Err(error) => return Ok(output::report_error(&error, remote.json)),
-    };
-    let mut soak = match client.get_soak(id).await {
-        Ok(soak) => soak,
+    let (mut events, mut soak) = match subscribe(&client, id).await {
+        Ok(subscribed) => subscribed,
         Err(error) => return Ok(output::report_error(&error, remote.json)),
     };
     if remote.json {
@@ -128,20 +140,37 @@ async fn watch(id: &str, remote: &RemoteArgs) -> anyhow::Result<u8> {
                 exit::NO
             });
         }
-        let Some(event) = events.next().await else {
-            anyhow::bail!("the server ended the event stream");
-        };
-        let event = event?;
-        if event.data["soakId"].as_str() != Some(id) {
-            continue;
+        match events.next().await {
+            Some(Ok(event)) => {
+                if event.data["soakId"].as_str() != Some(id) {
+                    continue;
+                }
+                if remote.json {
+                    print_json(&event);
+                }
+                match client.get_soak(id).await {
+                    Ok(now) => soak = now,
+                    Err(error) => return Ok(output::report_error(&error, remote.json)),
+                }
+            }
+            Some(Err(_)) | None => {
+                let give_up = std::time::Instant::now() + RECONNECT_FOR;
+                (events, soak) = loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    match subscribe(&client, id).await {
+                        Ok(subscribed) => break subscribed,
+                        Err(error) if std::time::Instant::now() >= give_up => {
+                            eprintln!(
+                                "error: lost the server and could not reach it again for {} s; the soak goes on: deploy-safety soak status {id}",
+                                RECONNECT_FOR.as_secs()
+                            );
+                            return Ok(output::report_error(&error, remote.json));
+                        }
+                        Err(_) => {}
+                    }
+                };
+            }
         }
-        if remote.json {
-            print_json(&event);
-        }
-        soak = match client.get_soak(id).await {
-            Ok(soak) => soak,
-            Err(error) => return Ok(output::report_error(&error, remote.json)),
-        };
         if !remote.json {
             for evaluation in soak.evaluations.iter().skip(shown) {
                 println!("{}", output::soak_evaluation_line(evaluation));

@@ -91,6 +91,20 @@ impl Installation {
         RunningServer::start(self.db.dir(), &self.database_url(), &[])
     }
 
+    /// Starts the server on `listen` (e.g. the address a stopped server had), with a settings
+    /// file holding `toml`.
+    pub fn start_on(&self, listen: &str, toml: &str) -> RunningServer {
+        let path = self.db.dir().join("deploy-safety.toml");
+        std::fs::write(&path, toml).unwrap();
+        let path = path.display().to_string();
+        RunningServer::start_listening(
+            self.db.dir(),
+            &self.database_url(),
+            listen,
+            &["--config", &path],
+        )
+    }
+
     /// Starts the server with a settings file holding `toml`.
     pub fn start_with_config(&self, toml: &str) -> RunningServer {
         let path = self.db.dir().join("deploy-safety.toml");
@@ -111,14 +125,12 @@ pub struct RunningServer {
 
 impl RunningServer {
     fn start(dir: &Path, database_url: &str, extra: &[&str]) -> Self {
+        Self::start_listening(dir, database_url, "127.0.0.1:0", extra)
+    }
+
+    fn start_listening(dir: &Path, database_url: &str, listen: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(BINARY)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                database_url,
-            ])
+            .args(["serve", "--listen", listen, "--database-url", database_url])
             .args(extra)
             .env("DEPLOY_SAFETY_LOG", "warn")
             .current_dir(dir)

@@ -59,6 +59,10 @@ pub async fn stream(
     };
     let events = futures_util::stream::unfold(cursor, |mut cursor| async move {
         loop {
+            // A stopping server ends its streams; clients reconnect, with `Last-Event-ID`.
+            if cursor.app.is_shutting_down() {
+                return None;
+            }
             if let Some(event) = cursor.pending.pop_front() {
                 let sse = SseEvent::default()
                     .id(event.seq.to_string())

@@ -56,7 +56,7 @@ fn stored_entry_from_row(row: &Row) -> Result<StoredEntry, StoreError> {
         Ok(stored_value(&storage, bytes))
     };
     Ok(StoredEntry {
-        seq: unsigned(row, 0)?,
+        seq: row.get(0)?,
         at: value(0)?,
         principal: value(1)?,
         role: value(2)?,
@@ -219,11 +219,11 @@ impl AuditTx for SqlTx<'_> {
         .map(|_| ())
     }
 
-    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+    fn latest_checkpoint(&mut self) -> Result<Option<Result<Checkpoint, String>>, StoreError> {
         self.one(
             &format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY id DESC LIMIT 1"),
             vals![],
-            checkpoint_from_row,
+            |row| Ok(checkpoint_from_row(row).map_err(|e| e.to_string())),
         )
     }
 }

@@ -27,6 +27,7 @@ pub trait AuditTx {
     fn audit_stored_hash(&mut self, seq: u64) -> Result<Option<StoredValue>, StoreError>;
 
     fn insert_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
-    /// The checkpoint made last.
-    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError>;
+    /// The checkpoint made last, or why its row cannot be read (it was altered): that is an
+    /// answer, not an error, so verification can report it.
+    fn latest_checkpoint(&mut self) -> Result<Option<Result<Checkpoint, String>>, StoreError>;
 }

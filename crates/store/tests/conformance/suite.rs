@@ -334,7 +334,7 @@ pub async fn audit_pages_filter_and_page(db: &impl TestDatabase) {
                 .await
                 .into_iter()
                 .map(|e| e.seq)
-                .collect::<Vec<u64>>()
+                .collect::<Vec<i64>>()
         }
     };
     let q = |limit| AuditQuery {
@@ -1213,7 +1213,7 @@ pub async fn stored_entries_heads_and_checkpoints(db: &impl TestDatabase) {
     assert_eq!(head, (3, entries[2].hash.clone()));
     assert_eq!(
         read(&store, |tx| tx.latest_checkpoint()).await,
-        Some(second)
+        Some(Ok(second))
     );
     assert_eq!(
         read(&store, |tx| tx.audit_head()).await.map(|(s, _)| s),
