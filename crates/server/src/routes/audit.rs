@@ -63,6 +63,7 @@ pub async fn public_key(
         (status = 200, body = Checkpoint),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no checkpoint has been made yet", body = ErrorBody),
+        (status = 409, description = "CHECKPOINT_CORRUPT: the latest stored checkpoint no longer reads", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn latest_checkpoint(
