@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::flows::Monitoring;
 use common::{Installation, StaticHttp, code, stderr, stdout};
 
 const NO: i32 = 3;
@@ -226,53 +227,16 @@ timeout_ms = 2000
 
 const REFUSED_EXIT: i32 = 4;
 
-/// Pushes the runbook's good staging metrics to soak `id` every 200 ms until dropped, as the
-/// monitoring of step 6 would.
-struct Monitoring {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Monitoring {
-    fn start(
-        server: &common::RunningServer,
-        token: &str,
-        id: &str,
-        metrics: [&'static str; 6],
-    ) -> Self {
-        use std::sync::atomic::Ordering;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (url, token, id, flag) = (
-            server.url.clone(),
-            token.to_owned(),
-            id.to_owned(),
-            stop.clone(),
-        );
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let _ = std::process::Command::new(common::BINARY)
-                    .args(["soak", "metrics", &id])
-                    .args(metrics)
-                    .env("DEPLOY_SAFETY_URL", &url)
-                    .env("DEPLOY_SAFETY_TOKEN", &token)
-                    .output();
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-        });
-        Monitoring {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Monitoring {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// The soak's monitoring: pushes `metrics` to soak `id` every 200 ms until dropped.
+fn monitoring(
+    server: &common::RunningServer,
+    token: &str,
+    id: &str,
+    metrics: [&str; 6],
+) -> Monitoring {
+    let mut args = vec!["soak", "metrics", id];
+    args.extend(metrics);
+    Monitoring::start(server, token, &args, "SOAK_NOT_RUNNING")
 }
 
 const GOOD: [&str; 6] = [
@@ -380,9 +344,9 @@ fn normal_deploy_flow_steps_1_to_7_with_a_soak_before_production() {
 
     // Step 6, failing: latency above the baseline + 10 %: `soak watch` exits 3, at once.
     let failing = start_soak(&server, &ci, "v1.2.3");
-    let monitoring = Monitoring::start(&server, &ci, &failing, SLOW);
+    let pushing = monitoring(&server, &ci, &failing, SLOW);
     let out = server.cli(&ci, &["soak", "watch", &failing]);
-    drop(monitoring);
+    drop(pushing);
     assert_eq!(code(&out), NO, "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("FAILED"), "{}", stdout(&out));
     assert_eq!(
@@ -393,9 +357,9 @@ fn normal_deploy_flow_steps_1_to_7_with_a_soak_before_production() {
 
     // Step 6: the soak passes; `soak watch` showed each evaluation and exits 0.
     let soak = start_soak(&server, &ci, "v1.2.3");
-    let monitoring = Monitoring::start(&server, &ci, &soak, GOOD);
+    let pushing = monitoring(&server, &ci, &soak, GOOD);
     let out = server.cli(&ci, &["soak", "watch", &soak]);
-    drop(monitoring);
+    drop(pushing);
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     let shown = stdout(&out);
     assert!(
@@ -457,7 +421,7 @@ fn soak_watch_follows_a_soak_through_a_restart() {
     );
     assert_eq!(status, 0, "{soak}");
     let id = soak["id"].as_str().unwrap().to_owned();
-    let monitoring = Monitoring::start(&server, &ci, &id, GOOD);
+    let pushing = monitoring(&server, &ci, &id, GOOD);
     let watch = server.spawn_cli(&ci, &["soak", "watch", &id]);
     server.wait_for_json(&ci, &["soak", "status", &id], "two evaluations", |s| {
         s["evaluations"].as_array().is_some_and(|e| e.len() >= 2)
@@ -465,7 +429,7 @@ fn soak_watch_follows_a_soak_through_a_restart() {
     server.stop();
     let server = install.start_on(&address, "");
     let out = watch.wait_with_output().unwrap();
-    drop(monitoring);
+    drop(pushing);
     let shown = stdout(&out);
     let (_, done) = server.cli_json(&ci, &["soak", "status", &id]);
     let expected = if done["status"] == "passed" { 0 } else { NO };

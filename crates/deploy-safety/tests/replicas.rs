@@ -15,10 +15,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::flows::{HEALTHY, canary_status, validate_in_staging, wait_healthy};
+use common::flows::{HEALTHY, Monitoring, canary_status, validate_in_staging, wait_healthy};
 use common::{Installation, RunningServer, StaticHttp, TestDb, code, stderr, stdout};
 use deploy_safety_api_types::{
     AuditListQuery, CheckRequest, CreateOverrideRequest, CreateRollbackRequest, SetModeRequest,
@@ -117,27 +116,10 @@ fn the_other_replica_finishes_a_canary_when_the_leader_is_killed() {
     assert_eq!(status, 0, "{started}");
 
     // A monitoring system keeps the canary's metrics fresh, through the replica that survives.
-    let stop_pushing = Arc::new(AtomicBool::new(false));
-    let pusher = {
-        let stop = Arc::clone(&stop_pushing);
-        let (url, ci) = (survivor.url.clone(), ci.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let out = std::process::Command::new(common::BINARY)
-                    .args(["canary", "metrics", "staging"])
-                    .args(HEALTHY)
-                    .env("DEPLOY_SAFETY_URL", &url)
-                    .env("DEPLOY_SAFETY_TOKEN", &ci)
-                    .output()
-                    .unwrap();
-                // Once the canary is complete there is nothing to push metrics to.
-                if code(&out) != 0 && stderr(&out).contains("no active canary") {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
+    let mut args = vec!["canary", "metrics", "staging"];
+    args.extend(HEALTHY);
+    // Once the canary is complete there is nothing to push metrics to.
+    let pusher = Monitoring::start(&survivor, &ci, &args, "no active canary");
 
     wait_until(
         "two steps under the leader",
@@ -157,8 +139,7 @@ fn the_other_replica_finishes_a_canary_when_the_leader_is_killed() {
         Duration::from_secs(40),
         || canary_status(&survivor, &ci, "staging")["phase"] == "completed",
     );
-    stop_pushing.store(true, Ordering::Relaxed);
-    pusher.join().unwrap();
+    drop(pusher);
 
     let view = canary_status(&survivor, &ci, "staging");
     assert_eq!(view["currentPercentage"], 100, "{view}");

@@ -108,3 +108,51 @@ pub fn start_staging_canary(server: &RunningServer, token: &str, release: &str) 
     assert_eq!(started["currentPercentage"], 10);
     started
 }
+
+/// A monitoring system: runs the CLI with `args` against `server` every 200 ms, until dropped
+/// or until a run fails saying `done_when` (e.g. the canary or soak it pushes to has ended).
+pub struct Monitoring {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitoring {
+    pub fn start(
+        server: &RunningServer,
+        token: &str,
+        args: &[&str],
+        done_when: &'static str,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let (url, token, flag) = (server.url.clone(), token.to_owned(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let out = std::process::Command::new(super::BINARY)
+                    .args(&args)
+                    .env("DEPLOY_SAFETY_URL", &url)
+                    .env("DEPLOY_SAFETY_TOKEN", &token)
+                    .output()
+                    .unwrap();
+                if code(&out) != 0 && stderr(&out).contains(done_when) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+        Monitoring {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Monitoring {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
