@@ -90,10 +90,25 @@ impl AuditEntry {
     /// entry as it is stored ([`StoredEntry::compute_hash`]), so writing and verifying agree by
     /// construction.
     pub fn compute_hash(&self) -> String {
-        let stored = self.to_stored();
-        hash_fields(&stored.hashed_fields().unwrap_or_else(|_| {
-            unreachable!("an entry made from typed fields stores every column as its type")
-        }))
+        // Borrowed, not copied: every audited decision seals an entry.
+        fn text(t: &str) -> Hashed<'_> {
+            Hashed::Text(t.as_bytes())
+        }
+        let optional = |t: Option<&'static str>| t.map_or(Hashed::Null, text);
+        hash_columns(
+            i64::try_from(self.seq).unwrap_or(i64::MAX),
+            [
+                Hashed::Integer(self.at.unix_millis()),
+                text(&self.principal),
+                optional(self.role.map(Role::as_str)),
+                text(&self.action),
+                optional(self.environment.map(Environment::as_str)),
+                text(self.decision.as_str()),
+                text(&self.reason),
+                text(self.details.get()),
+                text(&self.prev_hash),
+            ],
+        )
     }
 
     /// The entry as the store keeps it: one value per column.
@@ -268,54 +283,39 @@ impl StoredEntry {
         })
     }
 
-    /// The byte strings the hash covers, in order (the first is `seq`'s decimal digits). A
-    /// column holding another kind of value than its own (text where an integer belongs)
-    /// cannot have been written by deploy-safety: the error names it.
-    fn hashed_fields(&self) -> Result<Vec<Vec<u8>>, String> {
-        let mut fields = Vec::with_capacity(11);
-        fields.push(self.seq.to_string().into_bytes());
+    /// The hash of the stored columns (all but `hash` itself) as lowercase hex, or why the
+    /// row cannot be an entry deploy-safety wrote: a column holding another kind of value than
+    /// its own (text where an integer belongs). Parses nothing.
+    pub fn compute_hash(&self) -> Result<String, String> {
+        let mut hashed = [Hashed::Null; 9];
         // Every column but `hash` itself.
-        let hashed = STORED_COLUMNS
-            .iter()
-            .zip(SHAPES)
-            .zip(self.columns())
-            .take(9);
-        for ((name, shape), value) in hashed {
-            let field = match (shape, value) {
-                (Shape::Integer, value) => value.integer().map(|v| v.to_string().into_bytes()),
-                // Absent and empty must hash differently: absent is the empty field, present
-                // is prefixed.
-                (Shape::OptionalText, StoredValue::Null) => Some(Vec::new()),
-                (Shape::OptionalText, StoredValue::Text(bytes)) => {
-                    Some([b"=".as_slice(), bytes].concat())
+        let columns = STORED_COLUMNS.iter().zip(SHAPES).zip(self.columns());
+        for (slot, ((name, shape), value)) in hashed.iter_mut().zip(columns) {
+            *slot = match (shape, value) {
+                (Shape::Integer, value) => value.integer().map(Hashed::Integer),
+                (Shape::OptionalText, StoredValue::Null) => Some(Hashed::Null),
+                (Shape::Text | Shape::OptionalText, StoredValue::Text(bytes)) => {
+                    Some(Hashed::Text(bytes))
                 }
-                (Shape::Text, StoredValue::Text(bytes)) => Some(bytes.clone()),
                 (Shape::Text | Shape::OptionalText, _) => None,
-            };
-            let Some(field) = field else {
+            }
+            .ok_or_else(|| {
                 let wanted = match shape {
                     Shape::Integer => "an integer",
                     Shape::Text => "text",
                     Shape::OptionalText => "text or NULL",
                 };
-                return Err(format!(
+                format!(
                     "column `{name}` holds {}{}, where {wanted} belongs (the entry was altered)",
                     value.kind(),
                     value
                         .display()
                         .map(|v| format!(" `{}`", clip(&v)))
                         .unwrap_or_default(),
-                ));
-            };
-            fields.push(field);
+                )
+            })?;
         }
-        Ok(fields)
-    }
-
-    /// The hash of the stored columns (all but `hash` itself) as lowercase hex, or why the
-    /// row cannot be an entry deploy-safety wrote. Parses nothing.
-    pub fn compute_hash(&self) -> Result<String, String> {
-        self.hashed_fields().map(|fields| hash_fields(&fields))
+        Ok(hash_columns(self.seq, hashed))
     }
 
     /// Reads the entry's values; the error says which column does not parse and why.
@@ -390,15 +390,36 @@ fn clip(text: &str) -> String {
     }
 }
 
-fn hash_fields(fields: &[Vec<u8>]) -> String {
+/// A hashed column's value, borrowed.
+#[derive(Clone, Copy)]
+enum Hashed<'a> {
+    Null,
+    Integer(i64),
+    Text(&'a [u8]),
+}
+
+/// The chain's hash of one entry: `seq` and the columns after it but `hash`, in
+/// [`STORED_COLUMNS`] order, each length-prefixed. Integers hash as their decimal digits;
+/// absent and empty optional text hash differently (absent is the empty field, present is
+/// prefixed with `=`).
+fn hash_columns(seq: i64, columns: [Hashed<'_>; 9]) -> String {
     let mut hasher = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hasher.update((bytes.len() as u64).to_be_bytes());
-        hasher.update(bytes);
+    let mut field = |parts: &[&[u8]]| {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        hasher.update((len as u64).to_be_bytes());
+        for part in parts {
+            hasher.update(part);
+        }
     };
-    field(HASH_DOMAIN);
-    for f in fields {
-        field(f);
+    field(&[HASH_DOMAIN]);
+    field(&[seq.to_string().as_bytes()]);
+    for (shape, column) in SHAPES.iter().zip(columns) {
+        match (shape, column) {
+            (_, Hashed::Null) => field(&[]),
+            (_, Hashed::Integer(v)) => field(&[v.to_string().as_bytes()]),
+            (Shape::OptionalText, Hashed::Text(bytes)) => field(&[b"=", bytes]),
+            (_, Hashed::Text(bytes)) => field(&[bytes]),
+        }
     }
     hex::encode(hasher.finalize())
 }
@@ -591,6 +612,38 @@ mod tests {
         let (seq, hash) = head_of(&entries);
         assert_eq!(verify(&entries, (seq, &hash)), Ok(5));
         assert_eq!(verify(&[], (0, GENESIS_HASH)), Ok(0));
+    }
+
+    /// The v1 format, written out independently: entries sealed before verification moved to
+    /// stored bytes must keep verifying.
+    fn v1_hash(e: &AuditEntry) -> String {
+        let mut hasher = Sha256::new();
+        let opt = |v: Option<&str>| v.map_or_else(String::new, |v| format!("={v}"));
+        for bytes in [
+            HASH_DOMAIN.to_vec(),
+            e.seq.to_string().into_bytes(),
+            e.at.unix_millis().to_string().into_bytes(),
+            e.principal.clone().into_bytes(),
+            opt(e.role.map(Role::as_str)).into_bytes(),
+            e.action.clone().into_bytes(),
+            opt(e.environment.map(Environment::as_str)).into_bytes(),
+            e.decision.as_str().as_bytes().to_vec(),
+            e.reason.clone().into_bytes(),
+            e.details.get().as_bytes().to_vec(),
+            e.prev_hash.clone().into_bytes(),
+        ] {
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(&bytes);
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    #[test]
+    fn the_hash_format_is_v1() {
+        for e in chain(6) {
+            let entry = e.parse().unwrap();
+            assert_eq!(entry.hash, v1_hash(&entry));
+        }
     }
 
     #[test]
