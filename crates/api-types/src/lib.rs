@@ -109,6 +109,9 @@ pub struct SetThreatLevelRequest {
 pub struct CreateOverrideRequest {
     pub action: Action,
     pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
     /// Business justification, with a ticket reference. Required.
     pub reason: String,
     /// Must be the caller's own principal name; filled from the token when absent.
@@ -157,6 +160,9 @@ pub struct OverrideListQuery {
 pub struct CheckRequest {
     pub action: Action,
     pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
     #[serde(default)]
     pub release_id: Option<String>,
 }
@@ -396,6 +402,9 @@ pub struct IncidentList {
 pub struct StartValidationRequest {
     pub release_id: String,
     pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 /// A validation with its latest outcome and every run.
@@ -419,6 +428,8 @@ pub struct ValidationView {
 pub struct ValidationListQuery {
     pub release_id: Option<String>,
     pub environment: Option<Environment>,
+    /// Only records of this service.
+    pub service: Option<String>,
     /// 1 to 200; default 50.
     pub limit: Option<u32>,
 }
@@ -510,6 +521,9 @@ pub struct CanaryConfigRequest {
 pub struct StartCanaryRequest {
     pub release_id: String,
     pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
     pub deployment_id: String,
     #[serde(default)]
     pub config: Option<CanaryConfigRequest>,
@@ -520,6 +534,9 @@ pub struct StartCanaryRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromoteCanaryRequest {
     pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 /// `POST /canary/{environment}/metrics`: the canary's current metrics; any may be absent
@@ -562,8 +579,27 @@ pub struct CanaryList {
 #[into_params(parameter_in = Query)]
 pub struct EnvironmentListQuery {
     pub environment: Option<Environment>,
+    /// Only records of this service.
+    pub service: Option<String>,
     /// 1 to 200; default 50.
     pub limit: Option<u32>,
+}
+
+/// Query naming one service: `GET /canary/{environment}`, `POST /canary/{environment}/metrics`,
+/// `GET /releases/{environment}`, `GET /load-shedding/{environment}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ServiceQuery {
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    pub service: Option<String>,
+}
+
+/// `GET /environments`: the environments the settings define.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentList {
+    pub environments: Vec<deploy_safety_core::EnvironmentSpec>,
 }
 
 /// `POST /rollback/create`.
@@ -571,6 +607,9 @@ pub struct EnvironmentListQuery {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateRollbackRequest {
     pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
     pub from_version: String,
     pub to_version: String,
     pub reason: String,
@@ -587,6 +626,9 @@ pub struct RollbackList {
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseHistory {
     pub environment: Environment,
+    /// The service whose history this is; absent for the environment as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The release running now, per this history.
     pub current: Option<String>,
     pub releases: Vec<ReleaseRecord>,
@@ -597,6 +639,9 @@ pub struct ReleaseHistory {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetLoadSheddingRequest {
     pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
     pub enabled: bool,
     /// Share of traffic to shed, 1–100 when enabled (default 0 when disabled).
     #[serde(default)]
@@ -709,4 +754,84 @@ pub struct SoakListQuery {
 #[serde(rename_all = "camelCase")]
 pub struct SoakList {
     pub soaks: Vec<Soak>,
+}
+
+/// `POST /freezes` (SPEC §16): a one-off window (`start`, `end`) or a recurring one
+/// (`schedule`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateFreezeRequest {
+    /// 1 to 64 characters of `A-Z a-z 0-9 . _ @ -`, e.g. `holiday-2026`.
+    pub name: String,
+    /// Why nobody may deploy, shown in every decision it makes. Required.
+    pub reason: String,
+    /// Absent or empty: every environment.
+    #[serde(default)]
+    pub environments: Option<Vec<Environment>>,
+    /// Absent or empty: every request. Listed: only requests that name one of them.
+    #[serde(default)]
+    pub services: Option<Vec<String>>,
+    /// The gated actions it stops; default `deploy.canary.start` and `deploy.canary.promote`.
+    #[serde(default)]
+    pub actions: Option<Vec<Action>>,
+    /// RFC 3339; absent: now. With a schedule: no window before it.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// RFC 3339, after `start`; absent: until ended by hand. With a schedule: no window after it.
+    #[serde(default)]
+    pub end: Option<String>,
+    /// A recurring window instead of one.
+    #[serde(default)]
+    pub schedule: Option<deploy_safety_core::ScheduleSpec>,
+    /// Nothing lifts a hard freeze but its end; a soft one (default) yields to a covering
+    /// override.
+    #[serde(default)]
+    pub hard: Option<bool>,
+}
+
+/// A freeze and where it stands now.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeView {
+    #[serde(flatten)]
+    pub freeze: deploy_safety_core::Freeze,
+    /// A window is in force now.
+    pub active: bool,
+    /// While active: when the window ends (absent: until ended by hand).
+    pub active_until: Option<Timestamp>,
+    /// While not active: when the next window starts and ends (absent: none is coming).
+    pub next_start: Option<Timestamp>,
+    pub next_end: Option<Timestamp>,
+    /// Ended, or past its end: it stops nothing any more.
+    pub over: bool,
+}
+
+/// Query of `GET /freezes`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FreezeListQuery {
+    /// Include freezes that are over.
+    pub all: Option<bool>,
+    /// 1 to 5000; default 1000.
+    #[param(minimum = 1, maximum = 5000)]
+    pub limit: Option<u32>,
+}
+
+/// `GET /freezes`, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeList {
+    pub freezes: Vec<FreezeView>,
+    /// More freezes exist than were listed.
+    pub truncated: bool,
+}
+
+/// `DELETE /freezes/{id}`: end it now.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndFreezeRequest {
+    /// Why it ends early (recorded in the audit log).
+    #[serde(default)]
+    pub reason: Option<String>,
 }

@@ -363,7 +363,7 @@ impl App {
             since: parse_time("since", query.since.as_deref())?,
             until: parse_time("until", query.until.as_deref())?,
             action: query.action,
-            environment: query.environment,
+            environment: self.environment_filter("environment", query.environment)?,
             principal: query.principal,
             decision: query.decision,
             before_seq: query.cursor,

@@ -2,7 +2,7 @@
 
 use deploy_safety_api_types::{
     CanaryConfigRequest, CanaryList, CanaryMetricsRequest, CanaryView, EnvironmentListQuery,
-    StartCanaryRequest,
+    PromoteCanaryRequest, ServiceQuery, StartCanaryRequest,
 };
 use deploy_safety_core::{
     Action, AuditDecision, AuditDraft, Canary, CanaryConfig, CanaryMetrics, CanaryPhase,
@@ -16,7 +16,22 @@ use crate::audit::Refusal;
 use crate::events::Emitter;
 use crate::gate::{decide_in, gate_action, new_id, record_gated, refuse_precondition};
 use crate::rollback::{execute, list_limit};
-use crate::{App, AppError, AppSettings, Caller, TxResult};
+use crate::{App, AppError, AppSettings, Caller, TxResult, parse_service};
+
+/// "production" or "payments/api in production", for messages.
+pub(crate) fn where_(environment: Environment, service: Option<&str>) -> String {
+    match service {
+        None => environment.to_string(),
+        Some(service) => format!("{service} in {environment}"),
+    }
+}
+
+/// ` --service NAME` for a CLI hint, or nothing.
+pub(crate) fn service_flag(service: Option<&str>) -> String {
+    service
+        .map(|s| format!(" --service {s}"))
+        .unwrap_or_default()
+}
 
 fn config_from(request: Option<CanaryConfigRequest>) -> Result<CanaryConfig, AppError> {
     let defaults = CanaryConfig::default();
@@ -64,6 +79,7 @@ fn weight_event(canary: &Canary, from: u8) -> serde_json::Value {
     json!({
         "canaryId": canary.id,
         "environment": canary.environment,
+        "service": canary.service,
         "releaseId": canary.release_id,
         "deploymentId": canary.deployment_id,
         "fromPercentage": from,
@@ -119,8 +135,15 @@ impl App {
             ReleaseId::parse(&request.release_id).map_err(AppError::invalid_text("releaseId"))?;
         let deployment = ReleaseId::parse(&request.deployment_id)
             .map_err(AppError::invalid_text("deploymentId"))?;
+        let service = parse_service("service", request.service.as_deref())?;
         let config = config_from(request.config)?;
-        let environment = request.environment;
+        let known = self.environment("environment", request.environment)?;
+        let environment = known.name;
+        let promotes_from = self
+            .settings
+            .environments
+            .promotes_from(environment)
+            .to_vec();
         let caller = caller.clone();
         let clock = self.clock.clone();
         let settings = std::sync::Arc::clone(&self.settings);
@@ -129,58 +152,73 @@ impl App {
                 let now = clock.now();
                 let gate = GateRequest {
                     action: Action::CanaryStart,
-                    environment,
+                    environment: known,
                     release_id: Some(release.as_str()),
+                    service: service.as_deref(),
                     start_override_id: None,
                 };
                 let decision = match gate_action(tx, &caller, &gate, now)? {
                     Ok(decision) => decision,
                     Err(blocked) => return Ok(Err(blocked)),
                 };
-                if environment == Environment::Production
-                    && !tx.release_passed_validation(release.as_str(), Environment::Staging)?
+                let svc = service.as_deref();
+                let passed_first = |tx: &mut dyn Tx, passed: fn(&mut dyn Tx, &str, Environment, Option<&str>) -> Result<bool, StoreError>| -> Result<bool, StoreError> {
+                    for from in &promotes_from {
+                        if passed(tx, release.as_str(), *from, svc)? {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                };
+                let first = deploy_safety_core::validation::one_of(&promotes_from);
+                let first_flag = promotes_from.first().map_or("staging", Environment::as_str);
+                if known.is_production()
+                    && !passed_first(tx, |tx, r, e, s| tx.release_passed_validation(r, e, s))?
                 {
                     let refusal = Refusal {
                         reason: ReasonCode::StagingValidationRequired,
                         message: format!(
-                            "release {release} has no passed validation in staging: validate it there first"
+                            "release {release} has no passed validation in {first}: validate it there first"
                         ),
                         hints: vec![format!(
-                            "Validate it in staging: deploy-safety validate start --release {release} --environment staging (POST /api/deploy-safety/validations/start), then run it."
+                            "Validate it in {first}: deploy-safety validate start --release {release} --environment {first_flag}{} (POST /api/deploy-safety/validations/start), then run it.",
+                            service_flag(svc)
                         )],
                     };
                     return refuse_precondition(tx, &caller, &decision, refusal, now);
                 }
-                if environment == Environment::Production
+                if known.is_production()
                     && settings.soak.required_before_production
-                    && !tx.release_passed_soak(release.as_str(), Environment::Staging, None)?
+                    && !passed_first(tx, |tx, r, e, s| tx.release_passed_soak(r, e, s))?
                 {
                     let refusal = Refusal {
                         reason: ReasonCode::SoakRequired,
                         message: format!(
-                            "release {release} has not passed a soak in staging: production needs one first ([soak] required_before_production)"
+                            "release {release} has not passed a soak in {first}: production needs one first ([soak] required_before_production)"
                         ),
                         hints: vec![format!(
-                            "Soak it in staging: deploy-safety soak start --release {release} --environment staging (POST /api/deploy-safety/soaks), then deploy-safety soak watch ID."
+                            "Soak it in {first}: deploy-safety soak start --release {release} --environment {first_flag}{} (POST /api/deploy-safety/soaks), then deploy-safety soak watch ID.",
+                            service_flag(svc)
                         )],
                     };
                     return refuse_precondition(tx, &caller, &decision, refusal, now);
                 }
-                if let Some(active) = tx.active_canary(environment)? {
+                if let Some(active) = tx.active_canary(environment, svc)? {
                     let refusal = Refusal {
                         reason: ReasonCode::CanaryAlreadyActive,
                         message: format!(
-                            "{environment} already has an active canary ({}, release {}); promote it or wait for it to finish",
-                            active.id, active.release_id
+                            "{} already has an active canary ({}, release {}); promote it or wait for it to finish",
+                            where_(environment, svc), active.id, active.release_id
                         ),
                         hints: Vec::new(),
                     };
                     return refuse_precondition(tx, &caller, &decision, refusal, now);
                 }
-                let previous = tx.releases(environment, 1)?.into_iter().next().map(|r| r.release_id);
+                let previous = tx.releases(environment, svc, 1)?.into_iter().next().map(|r| r.release_id);
                 let canary = Canary::start(
                     new_id("cny", now),
                     environment,
+                    service.clone(),
                     release.into_string(),
                     deployment.into_string(),
                     config,
@@ -199,27 +237,45 @@ impl App {
         Ok(self.canary_view(canary))
     }
 
-    /// `GET /canary/{environment}`: the active canary, else the most recent (404 if none).
-    pub async fn canary_status(&self, environment: Environment) -> Result<CanaryView, AppError> {
+    /// `GET /canary/{environment}?service=`: the active canary of (environment, service), else
+    /// the most recent (404 if none). Without a service, the canary that names none.
+    pub async fn canary_status(
+        &self,
+        environment: Environment,
+        query: ServiceQuery,
+    ) -> Result<CanaryView, AppError> {
+        let environment = self.environment("environment", environment)?.name;
+        let service = parse_service("service", query.service.as_deref())?;
+        let svc = service.clone();
         let found = self
             .store
-            .read(move |tx| match tx.active_canary(environment)? {
-                Some(active) => Ok(Some(active)),
-                None => Ok(tx.list_canaries(Some(environment), 1)?.into_iter().next()),
-            })
+            .read(
+                move |tx| match tx.active_canary(environment, svc.as_deref())? {
+                    Some(active) => Ok(Some(active)),
+                    None => Ok(tx
+                        .list_canaries(Some(environment), svc.as_deref(), 200)?
+                        .into_iter()
+                        .find(|c| c.service == svc)),
+                },
+            )
             .await?;
-        let canary =
-            found.ok_or_else(|| AppError::NotFound(format!("no canary in {environment}")))?;
+        let canary = found.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "no canary in {}",
+                where_(environment, service.as_deref())
+            ))
+        })?;
         Ok(self.canary_view(canary))
     }
 
     /// `GET /canaries`, newest first.
     pub async fn list_canaries(&self, query: EnvironmentListQuery) -> Result<CanaryList, AppError> {
         let limit = list_limit(query.limit)?;
-        let environment = query.environment;
+        let environment = self.environment_filter("environment", query.environment)?;
+        let service = parse_service("service", query.service.as_deref())?;
         let canaries = self
             .store
-            .read(move |tx| tx.list_canaries(environment, limit))
+            .read(move |tx| tx.list_canaries(environment, service.as_deref(), limit))
             .await?;
         Ok(CanaryList { canaries })
     }
@@ -228,8 +284,11 @@ impl App {
     pub async fn push_canary_metrics(
         &self,
         environment: Environment,
+        query: ServiceQuery,
         request: CanaryMetricsRequest,
     ) -> Result<CanaryView, AppError> {
+        let environment = self.environment("environment", environment)?.name;
+        let service = parse_service("service", query.service.as_deref())?;
         let pushed = move |now| -> Result<CanaryMetrics, AppError> {
             Ok(CanaryMetrics {
                 error_rate_percent: metric(
@@ -256,9 +315,10 @@ impl App {
             .store
             .write(move |tx| -> TxResult<Canary> {
                 let now = clock.now();
-                let Some(mut canary) = tx.active_canary(environment)? else {
+                let Some(mut canary) = tx.active_canary(environment, service.as_deref())? else {
                     return Ok(Err(AppError::NotFound(format!(
-                        "no active canary in {environment}"
+                        "no active canary in {}",
+                        where_(environment, service.as_deref())
                     ))));
                 };
                 canary.latest_metrics = match pushed(now) {
@@ -276,22 +336,27 @@ impl App {
     pub async fn promote_canary(
         &self,
         caller: &Caller,
-        environment: Environment,
+        request: PromoteCanaryRequest,
     ) -> Result<CanaryView, AppError> {
+        let service = parse_service("service", request.service.as_deref())?;
+        let known = self.environment("environment", request.environment)?;
+        let environment = known.name;
         let caller = caller.clone();
         let clock = self.clock.clone();
         let canary = self
             .write_emitting(move |tx, emitter| -> TxResult<Canary> {
                 let now = clock.now();
-                let Some(canary) = tx.active_canary(environment)? else {
+                let Some(canary) = tx.active_canary(environment, service.as_deref())? else {
                     return Ok(Err(AppError::NotFound(format!(
-                        "no active canary in {environment}"
+                        "no active canary in {}",
+                        where_(environment, service.as_deref())
                     ))));
                 };
                 let gate = GateRequest {
                     action: Action::CanaryPromote,
-                    environment,
+                    environment: known,
                     release_id: Some(&canary.release_id),
+                    service: canary.service.as_deref(),
                     start_override_id: canary.start_override_id.as_deref(),
                 };
                 let decision = match gate_action(tx, &caller, &gate, now)? {
@@ -303,6 +368,7 @@ impl App {
                 tx.update_canary(&promoted)?;
                 tx.insert_release(&ReleaseRecord {
                     environment,
+                    service: promoted.service.clone(),
                     release_id: promoted.release_id.clone(),
                     at: now,
                     change: ReleaseChange::CanaryPromoted,
@@ -378,10 +444,16 @@ impl App {
                 current.fresh_since_at(scheduled, now),
                 now,
             );
+            // A canary whose environment left the settings file takes no step: new actions
+            // there are refused (SPEC §15), and its record stays as it was.
+            let Some(known) = settings.environments.resolve(current.environment) else {
+                return Ok(Ok(None));
+            };
             let gate = GateRequest {
                 action: Action::CanaryPromote,
-                environment: current.environment,
+                environment: known,
                 release_id: Some(&current.release_id),
+                service: current.service.as_deref(),
                 start_override_id: current.start_override_id.as_deref(),
             };
             let decision = decide_in(tx, &gate, now)?;
@@ -417,6 +489,7 @@ fn record_step(
     tx.append_audit(
         system_entry(after, audit_action, reason, json!({
             "canaryId": after.id,
+            "service": after.service,
             "releaseId": after.release_id,
             "action": action,
             "fromPercentage": before.current_percentage,
@@ -442,6 +515,7 @@ fn record_step(
             if action == StepAction::Completed {
                 tx.insert_release(&ReleaseRecord {
                     environment,
+                    service: after.service.clone(),
                     release_id: after.release_id.clone(),
                     at: now,
                     change: ReleaseChange::CanaryCompleted,
@@ -466,6 +540,7 @@ fn record_step(
                 json!({
                     "canaryId": after.id,
                     "environment": environment,
+                    "service": after.service,
                     "percentage": after.current_percentage,
                     "reason": after.paused_reason,
                 }),
@@ -494,13 +569,15 @@ fn record_step(
                 None => (
                     "baseline".to_owned(),
                     Some(format!(
-                        "no release is on record in {environment} before this canary: the deploy system returns its traffic to the baseline"
+                        "no release is on record in {} before this canary: the deploy system returns its traffic to the baseline",
+                        where_(environment, after.service.as_deref())
                     )),
                 ),
             };
             let mut rollback = Rollback {
                 id: new_id("rbk", now),
                 environment,
+                service: after.service.clone(),
                 from_version: after.release_id.clone(),
                 known_target: after.previous_release.is_some(),
                 to_version,

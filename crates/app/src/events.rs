@@ -416,6 +416,7 @@ pub(crate) fn rollback_event(rollback: &Rollback) -> serde_json::Value {
     json!({
         "rollbackId": rollback.id,
         "environment": rollback.environment,
+        "service": rollback.service,
         "fromVersion": rollback.from_version,
         "toVersion": rollback.to_version,
         "status": rollback.status,

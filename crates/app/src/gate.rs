@@ -5,9 +5,9 @@ use deploy_safety_api_types::{
     SetModeRequest, SetThreatLevelRequest,
 };
 use deploy_safety_core::{
-    Action, AuditDecision, AuditDraft, Decision, Environment, EventType, GateInputs, GateRequest,
-    GateState, LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason, ReasonCode,
-    ReleaseId, Role, SecurityMode, Timestamp, TtlMinutes, change_mode, change_threat_level, decide,
+    Action, AuditDecision, AuditDraft, Decision, EventType, GateInputs, GateRequest, GateState,
+    LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason, ReasonCode, ReleaseId, Role,
+    SecurityMode, Tier, Timestamp, TtlMinutes, change_mode, change_threat_level, decide,
     may_create_override, roles_that_may_override,
 };
 use deploy_safety_store::{StoreError, Tx};
@@ -32,6 +32,7 @@ fn override_event(o: &Override) -> serde_json::Value {
         "action": o.action,
         "environment": o.environment,
         "releaseId": o.release_id,
+        "service": o.service,
         "approver": o.approver,
         "expiresAt": o.expires_at,
         "revokedBy": o.revoked_by,
@@ -77,8 +78,29 @@ pub(crate) fn decide_in(
     request: &GateRequest<'_>,
     now: Timestamp,
 ) -> Result<Decision, StoreError> {
+    with_gate_inputs(tx, request, now, |inputs| decide(request, inputs))
+}
+
+/// Why a freeze would stop `request` now, if one would (the `freeze` validation gate).
+pub(crate) fn freeze_stop_in(
+    tx: &mut dyn Tx,
+    request: &GateRequest<'_>,
+    now: Timestamp,
+) -> Result<Option<String>, StoreError> {
+    with_gate_inputs(tx, request, now, |inputs| {
+        deploy_safety_core::freeze_stop_message(request, inputs)
+    })
+}
+
+/// Gathers the gate's inputs for `request` inside `tx`, for `use_them`.
+fn with_gate_inputs<R>(
+    tx: &mut dyn Tx,
+    request: &GateRequest<'_>,
+    now: Timestamp,
+    use_them: impl FnOnce(&GateInputs<'_>) -> R,
+) -> Result<R, StoreError> {
     let state = tx.gate_state()?;
-    let mut candidates = tx.unexpired_overrides(request.action, request.environment, now)?;
+    let mut candidates = tx.unexpired_overrides(request.action, request.environment.name, now)?;
     if let Some(start_id) = request.start_override_id
         && let Some(start) = tx.get_override(start_id)?
     {
@@ -86,15 +108,20 @@ pub(crate) fn decide_in(
     }
     let overrides = OverrideIndex::new(candidates);
     let open_incidents = tx.open_incidents()?;
-    Ok(decide(
-        request,
-        &GateInputs {
-            state: &state,
-            overrides: &overrides,
-            open_incidents: &open_incidents,
-            now,
-        },
-    ))
+    let freezes = crate::freezes::freezes_in_force(
+        tx,
+        request.action,
+        request.environment.name,
+        request.service,
+        now,
+    )?;
+    Ok(use_them(&GateInputs {
+        state: &state,
+        overrides: &overrides,
+        open_incidents: &open_incidents,
+        freezes: &freezes,
+        now,
+    }))
 }
 
 /// Asks the gate about a gated action inside `tx`. A denial is recorded (a `denied` entry)
@@ -385,6 +412,8 @@ impl App {
     ) -> Result<CheckResponse, AppError> {
         const ACTION: &str = "security-gate.check";
         let release = optional_release(request.release_id.as_deref())?;
+        let service = crate::parse_service("service", request.service.as_deref())?;
+        let known = self.environment("environment", request.environment)?;
         let caller = caller.clone();
         let clock = self.clock.clone();
         let response = self
@@ -393,8 +422,9 @@ impl App {
                 let now = clock.now();
                 let gate_request = GateRequest {
                     action: request.action,
-                    environment: request.environment,
+                    environment: known,
                     release_id: release.as_ref().map(ReleaseId::as_str),
+                    service: service.as_deref(),
                     start_override_id: None,
                 };
                 let decision = decide_in(tx, &gate_request, now)?;
@@ -432,7 +462,9 @@ impl App {
                 "must not be empty (omit it to approve as yourself)",
             ));
         }
-        let (action, environment) = (request.action, request.environment);
+        let service = crate::parse_service("service", request.service.as_deref())?;
+        let known = self.environment("environment", request.environment)?;
+        let (action, environment) = (request.action, known.name);
         let caller = caller.clone();
         let clock = self.clock.clone();
         self.write_emitting(move |tx, emitter| {
@@ -451,8 +483,8 @@ impl App {
                     };
                     return refuse(tx, &caller, ACTION, env, refusal, now);
                 }
-                if !may_create_override(caller.role, action, environment) {
-                    let roles: Vec<&str> = roles_that_may_override(action, environment)
+                if !may_create_override(caller.role, action, known.tier) {
+                    let roles: Vec<&str> = roles_that_may_override(action, known.tier)
                         .into_iter()
                         .map(Role::as_str)
                         .collect();
@@ -471,6 +503,7 @@ impl App {
                     action,
                     environment,
                     release_id: release.map(ReleaseId::into_string),
+                    service: service.clone(),
                     reason: reason.into_string(),
                     approver: caller.name.clone(),
                     approver_role: caller.role,
@@ -607,9 +640,9 @@ impl App {
                 // A role that can create no override can be no override's creator: refuse
                 // before looking (403 comes before 404).
                 let can_create_any = Action::ALL.iter().any(|a| {
-                    Environment::ALL
+                    Tier::ALL
                         .iter()
-                        .any(|e| may_create_override(caller.role, *a, *e))
+                        .any(|t| may_create_override(caller.role, *a, *t))
                 });
                 if !can_create_any {
                     return refuse(tx, &caller, ACTION, None, not_creator("someone else"), now);

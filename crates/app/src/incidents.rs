@@ -69,6 +69,7 @@ impl App {
         request: OpenIncidentRequest,
     ) -> Result<Incident, AppError> {
         let title = Reason::parse(&request.title).map_err(AppError::invalid_text("title"))?;
+        let environment = self.environment_filter("environment", request.environment)?;
         let caller = caller.clone();
         let clock = self.clock.clone();
         self.write_emitting(move |tx, emitter| {
@@ -78,7 +79,7 @@ impl App {
                 &title,
                 request.severity,
                 request.category,
-                request.environment,
+                environment,
                 &caller.name,
                 now,
             );
@@ -185,7 +186,7 @@ impl App {
         let query = IncidentQuery {
             status: query.status,
             severity: query.severity,
-            environment: query.environment,
+            environment: self.environment_filter("environment", query.environment)?,
             limit,
         };
         let incidents = self.store.read(move |tx| tx.list_incidents(&query)).await?;

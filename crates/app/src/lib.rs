@@ -16,6 +16,7 @@ pub mod checks;
 mod clock;
 mod error;
 mod events;
+mod freezes;
 mod gate;
 mod incidents;
 mod probes;
@@ -74,6 +75,8 @@ pub struct AppSettings {
     pub checkpoints: Option<CheckpointSettings>,
     /// Soaks: their thresholds' defaults, and whether production needs one.
     pub soak: SoakSettings,
+    /// The environments that exist (SPEC §15): the settings file's, or the built-in two.
+    pub environments: deploy_safety_core::Environments,
 }
 
 impl Default for AppSettings {
@@ -90,8 +93,23 @@ impl Default for AppSettings {
             replica: "local".to_owned(),
             checkpoints: None,
             soak: SoakSettings::default(),
+            environments: deploy_safety_core::Environments::built_in(),
         }
     }
+}
+
+/// An optional service name from a request (SPEC §15), or 400 naming `field`.
+pub(crate) fn parse_service(
+    field: &str,
+    service: Option<&str>,
+) -> Result<Option<String>, AppError> {
+    service
+        .map(|s| {
+            deploy_safety_core::ServiceName::parse(s)
+                .map(deploy_safety_core::ServiceName::into_string)
+                .map_err(AppError::invalid_text(field))
+        })
+        .transpose()
 }
 
 /// The authenticated principal making a request.
@@ -155,6 +173,30 @@ impl App {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutting_down.borrow()
+    }
+
+    /// `name` as a configured environment, or 400 naming `field` and listing the known ones
+    /// (SPEC §15). Every new action goes through here, so an environment removed from the
+    /// settings file keeps its records readable but takes no new action.
+    pub fn environment(
+        &self,
+        field: &str,
+        name: deploy_safety_core::Environment,
+    ) -> Result<deploy_safety_core::KnownEnvironment, AppError> {
+        self.settings
+            .environments
+            .require(name)
+            .map_err(|e| AppError::invalid(field, e.to_string()))
+    }
+
+    /// Like [`App::environment`], for an optional filter.
+    pub fn environment_filter(
+        &self,
+        field: &str,
+        name: Option<deploy_safety_core::Environment>,
+    ) -> Result<Option<deploy_safety_core::Environment>, AppError> {
+        name.map(|n| self.environment(field, n).map(|known| known.name))
+            .transpose()
     }
 
     /// Whether this replica runs the background work now (always, with SQLite).

@@ -1,7 +1,7 @@
 //! Rollbacks and release history (SPEC §10), load shedding (SPEC §11).
 
 use deploy_safety_api_types::{
-    CreateRollbackRequest, EnvironmentListQuery, ReleaseHistory, RollbackList,
+    CreateRollbackRequest, EnvironmentListQuery, ReleaseHistory, RollbackList, ServiceQuery,
     SetLoadSheddingRequest,
 };
 use deploy_safety_core::{
@@ -12,9 +12,10 @@ use deploy_safety_store::{OutboxKind, StoreError, Tx};
 use serde_json::json;
 
 use crate::audit::entry;
+use crate::canary::where_;
 use crate::events::{EXECUTOR, Emitter, rollback_event};
 use crate::gate::{gate_action, new_id, record_gated, refuse_precondition};
-use crate::{App, AppError, AppSettings, Caller, TxResult};
+use crate::{App, AppError, AppSettings, Caller, TxResult, parse_service};
 
 const DEFAULT_LIST: u32 = 50;
 const MAX_LIST: u32 = 200;
@@ -43,6 +44,7 @@ pub(crate) fn record_release(
     }
     tx.insert_release(&ReleaseRecord {
         environment: rollback.environment,
+        service: rollback.service.clone(),
         release_id: rollback.to_version.clone(),
         at: now,
         change: ReleaseChange::Rollback,
@@ -113,21 +115,28 @@ impl App {
             ));
         }
         let reason = Reason::parse(&request.reason).map_err(AppError::invalid_text("reason"))?;
-        let environment = request.environment;
+        let service = parse_service("service", request.service.as_deref())?;
+        let environment = self.environment("environment", request.environment)?.name;
         let require_known = self.settings.require_known_target;
         let caller = caller.clone();
         let clock = self.clock.clone();
         self.store
             .write(move |tx| -> TxResult<Rollback> {
                 let now = clock.now();
-                let known_target = tx.release_ran(environment, to.as_str())?;
-                let warning = (!known_target)
-                    .then(|| format!("{to} never ran in {environment} (per its release history)"));
+                let svc = service.as_deref();
+                let known_target = tx.release_ran(environment, svc, to.as_str())?;
+                let warning = (!known_target).then(|| {
+                    format!(
+                        "{to} never ran in {} (per its release history)",
+                        where_(environment, svc)
+                    )
+                });
                 if !known_target && require_known {
                     return Ok(Err(AppError::Conflict {
                         reason: Some(ReasonCode::UnknownRollbackTarget),
                         message: format!(
-                            "{to} never ran in {environment}; rollback.require_known_target is set"
+                            "{to} never ran in {}; rollback.require_known_target is set",
+                            where_(environment, svc)
                         ),
                         hints: Vec::new(),
                     }));
@@ -135,6 +144,7 @@ impl App {
                 let rollback = Rollback {
                     id: new_id("rbk", now),
                     environment,
+                    service: service.clone(),
                     from_version: from.into_string(),
                     to_version: to.into_string(),
                     reason: reason.into_string(),
@@ -181,10 +191,17 @@ impl App {
                     "no rollback with id `{id}`"
                 ))));
             };
+            let known = match settings.environments.require(rollback.environment) {
+                Ok(known) => known,
+                Err(unknown) => {
+                    return Ok(Err(AppError::invalid("environment", unknown.to_string())));
+                }
+            };
             let request = GateRequest {
                 action: Action::Rollback,
-                environment: rollback.environment,
+                environment: known,
                 release_id: Some(&rollback.to_version),
+                service: rollback.service.as_deref(),
                 start_override_id: None,
             };
             let decision = match gate_action(tx, &caller, &request, now)? {
@@ -235,22 +252,31 @@ impl App {
         query: EnvironmentListQuery,
     ) -> Result<RollbackList, AppError> {
         let limit = list_limit(query.limit)?;
-        let environment = query.environment;
+        let environment = self.environment_filter("environment", query.environment)?;
+        let service = parse_service("service", query.service.as_deref())?;
         let rollbacks = self
             .store
-            .read(move |tx| tx.list_rollbacks(environment, limit))
+            .read(move |tx| tx.list_rollbacks(environment, service.as_deref(), limit))
             .await?;
         Ok(RollbackList { rollbacks })
     }
 
-    /// `GET /releases/{environment}`.
-    pub async fn releases(&self, environment: Environment) -> Result<ReleaseHistory, AppError> {
+    /// `GET /releases/{environment}?service=`: the history of (environment, service).
+    pub async fn releases(
+        &self,
+        environment: Environment,
+        query: ServiceQuery,
+    ) -> Result<ReleaseHistory, AppError> {
+        let environment = self.environment("environment", environment)?.name;
+        let service = parse_service("service", query.service.as_deref())?;
+        let svc = service.clone();
         let releases = self
             .store
-            .read(move |tx| tx.releases(environment, 500))
+            .read(move |tx| tx.releases(environment, svc.as_deref(), 500))
             .await?;
         Ok(ReleaseHistory {
             environment,
+            service,
             current: releases.first().map(|r| r.release_id.clone()),
             releases,
         })
@@ -279,24 +305,28 @@ impl App {
                 ));
             }
         };
-        let environment = request.environment;
+        let service = parse_service("service", request.service.as_deref())?;
+        let known = self.environment("environment", request.environment)?;
+        let environment = known.name;
         let caller = caller.clone();
         let clock = self.clock.clone();
         self.write_emitting(move |tx, emitter| -> TxResult<LoadShedding> {
             let now = clock.now();
             let request = GateRequest {
                 action: Action::LoadShed,
-                environment,
+                environment: known,
                 release_id: None,
+                service: service.as_deref(),
                 start_override_id: None,
             };
             let decision = match gate_action(tx, &caller, &request, now)? {
                 Ok(decision) => decision,
                 Err(blocked) => return Ok(Err(blocked)),
             };
-            let before = tx.load_shedding(environment)?;
+            let before = tx.load_shedding(environment, service.as_deref())?;
             let setting = LoadShedding {
                 environment,
+                service: service.clone(),
                 enabled: percentage > 0,
                 percentage,
                 reason: Some(reason.into_string()),
@@ -325,11 +355,17 @@ impl App {
         .await
     }
 
-    /// `GET /load-shedding/{environment}`.
-    pub async fn load_shedding(&self, environment: Environment) -> Result<LoadShedding, AppError> {
+    /// `GET /load-shedding/{environment}?service=`.
+    pub async fn load_shedding(
+        &self,
+        environment: Environment,
+        query: ServiceQuery,
+    ) -> Result<LoadShedding, AppError> {
+        let environment = self.environment("environment", environment)?.name;
+        let service = parse_service("service", query.service.as_deref())?;
         Ok(self
             .store
-            .read(move |tx| tx.load_shedding(environment))
+            .read(move |tx| tx.load_shedding(environment, service.as_deref()))
             .await?)
     }
 }

@@ -10,7 +10,7 @@ use deploy_safety_api_types::{
 };
 use deploy_safety_core::{
     AuditDecision, AuditDraft, CanaryMetrics, EventType, MetricsSource, Reason, ReasonCode,
-    ReleaseId, ServiceName, Soak, SoakConfig, SoakEvaluation, SoakStatus, Timestamp,
+    ReleaseId, Soak, SoakConfig, SoakEvaluation, SoakStatus, Timestamp,
 };
 use deploy_safety_store::{SoakQuery, StoreError, Tx};
 use serde_json::json;
@@ -19,6 +19,7 @@ use crate::audit::entry;
 use crate::canary::metric;
 use crate::events::Emitter;
 use crate::gate::new_id;
+use crate::parse_service;
 use crate::rollback::list_limit;
 use crate::{App, AppError, Caller, TxResult};
 
@@ -65,16 +66,6 @@ fn config_from(
         .check()
         .map_err(|(field, message)| AppError::invalid(field, message))?;
     Ok(config)
-}
-
-fn parse_service(field: &str, service: Option<&str>) -> Result<Option<String>, AppError> {
-    service
-        .map(|s| {
-            ServiceName::parse(s)
-                .map(ServiceName::into_string)
-                .map_err(AppError::invalid_text(field))
-        })
-        .transpose()
 }
 
 fn soak_entry(
@@ -144,7 +135,7 @@ impl App {
             None => release.clone(),
         };
         let config = config_from(request.config, &self.settings.soak)?;
-        let environment = request.environment;
+        let environment = self.environment("environment", request.environment)?.name;
         let caller = caller.clone();
         let clock = self.clock.clone();
         self.write_emitting(move |tx, emitter| -> TxResult<Soak> {
@@ -301,7 +292,7 @@ impl App {
         let limit = list_limit(query.limit)?;
         let query = SoakQuery {
             release_id: query.release_id,
-            environment: query.environment,
+            environment: self.environment_filter("environment", query.environment)?,
             service: parse_service("service", query.service.as_deref())?,
             status: query.status,
             limit,

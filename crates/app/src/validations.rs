@@ -142,6 +142,8 @@ impl App {
     ) -> Result<ValidationView, AppError> {
         let release =
             ReleaseId::parse(&request.release_id).map_err(AppError::invalid_text("releaseId"))?;
+        let service = crate::parse_service("service", request.service.as_deref())?;
+        let environment = self.environment("environment", request.environment)?.name;
         let caller = caller.clone();
         let clock = self.clock.clone();
         let validation = self
@@ -151,7 +153,8 @@ impl App {
                 let validation = Validation {
                     id: new_id("val", now),
                     release_id: release.into_string(),
-                    environment: request.environment,
+                    environment,
+                    service,
                     created_at: now,
                     created_by: caller.name.clone(),
                 };
@@ -316,29 +319,52 @@ impl App {
     ) -> Result<ValidationView, AppError> {
         // Every built-in gate judges the same moment: one snapshot of the gate's inputs.
         let release = validation.release_id.clone();
-        let environment = validation.environment;
+        let environment = self.environment("environment", validation.environment)?;
+        let promotes_from = self
+            .settings
+            .environments
+            .promotes_from(environment.name)
+            .to_vec();
+        let from = promotes_from.clone();
+        let service = validation.service.clone();
         let now = self.clock.now();
-        let (state, health, incidents, staging_passed, staging_soak_passed) = self
+        let (state, health, incidents, staging_passed, staging_soak_passed, frozen) = self
             .store
             .read(move |tx| {
-                let staging = deploy_safety_core::Environment::Staging;
+                let svc = service.as_deref();
+                let start = deploy_safety_core::GateRequest {
+                    action: deploy_safety_core::Action::CanaryStart,
+                    environment,
+                    release_id: Some(&release),
+                    service: svc,
+                    start_override_id: None,
+                };
+                let frozen = crate::gate::freeze_stop_in(tx, &start, now)?;
+                let (mut validated, mut soaked) = (false, false);
+                for env in &from {
+                    validated = validated || tx.release_passed_validation(&release, *env, svc)?;
+                    soaked = soaked || tx.release_passed_soak(&release, *env, svc)?;
+                }
                 Ok((
                     tx.gate_state()?,
                     overall_health_in(tx, now)?,
                     tx.open_incidents()?,
-                    tx.release_passed_validation(&release, staging)?,
-                    tx.release_passed_soak(&release, staging, None)?,
+                    validated,
+                    soaked,
+                    frozen,
                 ))
             })
             .await?;
         let inputs = ValidationInputs {
             environment,
+            promotes_from: &promotes_from,
             release_id: &validation.release_id,
             state: &state,
             health,
             open_incidents: &incidents,
             staging_passed,
             staging_soak_passed,
+            frozen: frozen.as_deref(),
         };
         let mut gates: Vec<GateResult> = self
             .built_in_gates()
@@ -356,7 +382,7 @@ impl App {
             })
             .collect();
         let http_checks = self.settings.http_gates.iter().map(|gate| {
-            let url = gate.url_for(&validation.release_id, environment.as_str());
+            let url = gate.url_for(&validation.release_id, environment.name.as_str());
             async move {
                 let report = checks::http(
                     &self.http,
@@ -405,7 +431,7 @@ impl App {
                     entry(
                         &caller,
                         "validation.run",
-                        Some(environment),
+                        Some(environment.name),
                         AuditDecision::Recorded,
                         if status == ValidationStatus::Passed {
                             ReasonCode::ValidationPassed
@@ -453,11 +479,17 @@ impl App {
             ));
         }
         let release = query.release_id;
-        let environment = query.environment;
+        let environment = self.environment_filter("environment", query.environment)?;
+        let service = crate::parse_service("service", query.service.as_deref())?;
         let found = self
             .store
             .read(move |tx| {
-                let validations = tx.list_validations(release.as_deref(), environment, limit)?;
+                let validations = tx.list_validations(
+                    release.as_deref(),
+                    environment,
+                    service.as_deref(),
+                    limit,
+                )?;
                 validations
                     .into_iter()
                     .map(|v| {

@@ -37,7 +37,7 @@ fn write_chain(dir: &tempfile::TempDir, len: u64, seed: u64) -> String {
                                 "override.create"
                             }
                             .to_owned(),
-                            environment: (!k.is_multiple_of(4)).then_some(Environment::Production),
+                            environment: (!k.is_multiple_of(4)).then_some(Environment::PRODUCTION),
                             decision: if k.is_multiple_of(2) {
                                 AuditDecision::Allowed
                             } else {

@@ -190,7 +190,7 @@ async fn app_with(prometheus_url: &str, dir: &Path) -> (App, Arc<ManualClock>, C
         prometheus: Some(PrometheusSettings {
             url: prometheus_url.to_owned(),
             timeout: Duration::from_secs(2),
-            queries: vec![(Environment::Staging, queries())],
+            queries: vec![(Environment::STAGING, queries())],
         }),
         ..AppSettings::default()
     };
@@ -218,8 +218,9 @@ async fn canary_metrics_come_from_a_real_prometheus() {
         .start_canary(
             &caller,
             StartCanaryRequest {
+                service: None,
                 release_id: "v2.0.0".into(),
-                environment: Environment::Staging,
+                environment: Environment::STAGING,
                 deployment_id: "d-1".into(),
                 config: Some(CanaryConfigRequest {
                     increment_interval: Some(60_000),
@@ -233,7 +234,7 @@ async fn canary_metrics_come_from_a_real_prometheus() {
 
     // The queries, with the canary's deployment filled in, answer what the target exports.
     let pulled = app
-        .pull_metrics(Environment::Staging, "v2.0.0", "d-1", clock.now())
+        .pull_metrics(Environment::STAGING, "v2.0.0", "d-1", clock.now())
         .await
         .unwrap();
     assert_eq!(pulled.error_rate_percent, Some(0.1));
@@ -246,14 +247,20 @@ async fn canary_metrics_come_from_a_real_prometheus() {
     let scheduled = started.canary.next_step_at.unwrap();
     clock.set(scheduled);
     let canary = app
-        .canary_status(Environment::Staging)
+        .canary_status(
+            Environment::STAGING,
+            deploy_safety_api_types::ServiceQuery::default(),
+        )
         .await
         .unwrap()
         .canary;
     let action = app.step_canary(&canary, scheduled).await.unwrap();
     assert_eq!(action, Some(StepAction::Held));
     let canary = app
-        .canary_status(Environment::Staging)
+        .canary_status(
+            Environment::STAGING,
+            deploy_safety_api_types::ServiceQuery::default(),
+        )
         .await
         .unwrap()
         .canary;
@@ -282,14 +289,20 @@ async fn canary_metrics_come_from_a_real_prometheus() {
     let scheduled = canary.next_step_at.unwrap();
     clock.set(scheduled);
     let canary = app
-        .canary_status(Environment::Staging)
+        .canary_status(
+            Environment::STAGING,
+            deploy_safety_api_types::ServiceQuery::default(),
+        )
         .await
         .unwrap()
         .canary;
     let action = app.step_canary(&canary, scheduled).await.unwrap();
     assert_eq!(action, Some(StepAction::RolledBack));
     let canary = app
-        .canary_status(Environment::Staging)
+        .canary_status(
+            Environment::STAGING,
+            deploy_safety_api_types::ServiceQuery::default(),
+        )
         .await
         .unwrap()
         .canary;
@@ -304,7 +317,7 @@ async fn a_prometheus_that_does_not_answer_gives_unknown_never_healthy() {
     let dir = tempfile::tempdir().unwrap();
     let (app, clock, _) = app_with(&url, dir.path()).await;
     let pulled = app
-        .pull_metrics(Environment::Staging, "v1", "d-1", clock.now())
+        .pull_metrics(Environment::STAGING, "v1", "d-1", clock.now())
         .await
         .unwrap();
     assert_eq!(pulled.error_rate_percent, None);
@@ -317,7 +330,7 @@ async fn a_prometheus_that_does_not_answer_gives_unknown_never_healthy() {
     );
     assert_eq!(evaluation.status, Verdict::Unknown);
     assert!(
-        app.pull_metrics(Environment::Production, "v1", "d-1", clock.now())
+        app.pull_metrics(Environment::PRODUCTION, "v1", "d-1", clock.now())
             .await
             .is_none(),
         "no queries are configured for production"
@@ -346,7 +359,7 @@ async fn soak_metrics_come_from_a_real_prometheus() {
             &caller,
             StartSoakRequest {
                 release_id: "v2.0.0".into(),
-                environment: Environment::Staging,
+                environment: Environment::STAGING,
                 service: None,
                 deployment_id: Some("d-1".into()),
                 config: Some(SoakConfigRequest {

@@ -14,8 +14,10 @@ use deploy_safety_api_types::{
     AbortSoakRequest, SoakList, SoakListQuery, SoakMetricsRequest, StartSoakRequest,
 };
 use deploy_safety_api_types::{
-    CanaryList, CanaryMetricsRequest, CanaryView, CreateRollbackRequest, EnvironmentListQuery,
-    PromoteCanaryRequest, ReleaseHistory, RollbackList, SetLoadSheddingRequest, StartCanaryRequest,
+    CanaryList, CanaryMetricsRequest, CanaryView, CreateFreezeRequest, CreateRollbackRequest,
+    EndFreezeRequest, EnvironmentList, EnvironmentListQuery, FreezeList, FreezeListQuery,
+    FreezeView, PromoteCanaryRequest, ReleaseHistory, RollbackList, ServiceQuery,
+    SetLoadSheddingRequest, StartCanaryRequest,
 };
 use deploy_safety_core::{Checkpoint, Environment, Event, Incident, LoadShedding, Rollback, Soak};
 use reqwest::{Method, RequestBuilder};
@@ -34,6 +36,12 @@ pub enum ClientError {
     /// The server answered something this client cannot read.
     #[error("unexpected answer from the server ({status}): {message}")]
     Unexpected { status: u16, message: String },
+}
+
+fn service_query(service: Option<&str>) -> ServiceQuery {
+    ServiceQuery {
+        service: service.map(str::to_owned),
+    }
 }
 
 impl ClientError {
@@ -130,6 +138,20 @@ impl Client {
         let url = self.url(path);
         self.send(self.request(Method::GET, &url).query(query), &url)
             .await
+    }
+
+    async fn post_query<T: DeserializeOwned, Q: Serialize, B: Serialize>(
+        &self,
+        path: &str,
+        query: &Q,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.send(
+            self.request(Method::POST, &url).query(query).json(body),
+            &url,
+        )
+        .await
     }
 
     async fn post<T: DeserializeOwned, B: Serialize>(
@@ -337,25 +359,35 @@ impl Client {
         self.post("/canary/start", request).await
     }
 
-    pub async fn canary_status(&self, environment: Environment) -> Result<CanaryView, ClientError> {
-        self.get(&format!("/canary/{environment}")).await
+    /// `GET /canary/{environment}`, for `service` (or the canary that names none).
+    pub async fn canary_status(
+        &self,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<CanaryView, ClientError> {
+        self.get_query(&format!("/canary/{environment}"), &service_query(service))
+            .await
     }
 
     pub async fn promote_canary(
         &self,
-        environment: Environment,
+        request: &PromoteCanaryRequest,
     ) -> Result<CanaryView, ClientError> {
-        self.post("/canary/promote", &PromoteCanaryRequest { environment })
-            .await
+        self.post("/canary/promote", request).await
     }
 
     pub async fn push_canary_metrics(
         &self,
         environment: Environment,
+        service: Option<&str>,
         request: &CanaryMetricsRequest,
     ) -> Result<CanaryView, ClientError> {
-        self.post(&format!("/canary/{environment}/metrics"), request)
-            .await
+        self.post_query(
+            &format!("/canary/{environment}/metrics"),
+            &service_query(service),
+            request,
+        )
+        .await
     }
 
     pub async fn list_canaries(
@@ -391,8 +423,13 @@ impl Client {
         self.get_query("/rollbacks", query).await
     }
 
-    pub async fn releases(&self, environment: Environment) -> Result<ReleaseHistory, ClientError> {
-        self.get(&format!("/releases/{environment}")).await
+    pub async fn releases(
+        &self,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<ReleaseHistory, ClientError> {
+        self.get_query(&format!("/releases/{environment}"), &service_query(service))
+            .await
     }
 
     pub async fn set_load_shedding(
@@ -405,8 +442,43 @@ impl Client {
     pub async fn load_shedding(
         &self,
         environment: Environment,
+        service: Option<&str>,
     ) -> Result<LoadShedding, ClientError> {
-        self.get(&format!("/load-shedding/{environment}")).await
+        self.get_query(
+            &format!("/load-shedding/{environment}"),
+            &service_query(service),
+        )
+        .await
+    }
+
+    pub async fn create_freeze(
+        &self,
+        request: &CreateFreezeRequest,
+    ) -> Result<FreezeView, ClientError> {
+        self.post("/freezes", request).await
+    }
+
+    pub async fn list_freezes(&self, query: &FreezeListQuery) -> Result<FreezeList, ClientError> {
+        self.get_query("/freezes", query).await
+    }
+
+    pub async fn get_freeze(&self, id: &str) -> Result<FreezeView, ClientError> {
+        self.get(&format!("/freezes/{}", encode(id))).await
+    }
+
+    pub async fn end_freeze(
+        &self,
+        id: &str,
+        request: &EndFreezeRequest,
+    ) -> Result<FreezeView, ClientError> {
+        let url = self.url(&format!("/freezes/{}", encode(id)));
+        self.send(self.request(Method::DELETE, &url).json(request), &url)
+            .await
+    }
+
+    /// `GET /environments`.
+    pub async fn environments(&self) -> Result<EnvironmentList, ClientError> {
+        self.get("/environments").await
     }
 
     /// Follows `GET /events`: events after `since` (or from now), for `environment` (and

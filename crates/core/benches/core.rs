@@ -21,7 +21,7 @@ const ACTIONS: [Action; 4] = [
     Action::Rollback,
     Action::LoadShed,
 ];
-const ENVIRONMENTS: [Environment; 2] = [Environment::Staging, Environment::Production];
+const ENVIRONMENTS: [Environment; 2] = [Environment::STAGING, Environment::PRODUCTION];
 
 fn active_override(
     id: usize,
@@ -30,6 +30,7 @@ fn active_override(
     release: Option<String>,
 ) -> Override {
     Override {
+        service: None,
         id: format!("ovr_{id:08}"),
         action,
         environment,
@@ -54,7 +55,7 @@ fn overrides(count: usize) -> OverrideIndex {
         all.push(active_override(
             0,
             Action::CanaryStart,
-            Environment::Production,
+            Environment::PRODUCTION,
             Some("v1.2.3".to_owned()),
         ));
     }
@@ -74,8 +75,9 @@ fn overrides(count: usize) -> OverrideIndex {
 fn gate_decision(c: &mut Criterion) {
     let state = GateState::default();
     let request = GateRequest {
+        service: None,
         action: Action::CanaryStart,
-        environment: Environment::Production,
+        environment: known(Environment::PRODUCTION),
         release_id: Some("v1.2.3"),
         start_override_id: None,
     };
@@ -83,6 +85,7 @@ fn gate_decision(c: &mut Criterion) {
     for count in [0, 1, 100, 10_000] {
         let index = overrides(count);
         let inputs = GateInputs {
+            freezes: &deploy_safety_core::FreezeIndex::default(),
             state: &state,
             overrides: &index,
             open_incidents: &[],
@@ -131,7 +134,7 @@ fn audit_hash(c: &mut Criterion) {
         principal: "ci-pipeline".to_owned(),
         role: Some(Role::Developer),
         action: "security-gate.check".to_owned(),
-        environment: Some(Environment::Production),
+        environment: Some(Environment::PRODUCTION),
         decision: AuditDecision::Allowed,
         reason: "OVERRIDE".to_owned(),
         details: serde_json::json!({
@@ -158,3 +161,11 @@ fn audit_hash(c: &mut Criterion) {
 
 criterion_group!(benches, gate_decision, canary_evaluation, audit_hash);
 criterion_main!(benches);
+
+/// The built-in environment called `name`, with its tier.
+#[allow(dead_code)]
+fn known(name: deploy_safety_core::Environment) -> deploy_safety_core::KnownEnvironment {
+    deploy_safety_core::Environments::built_in()
+        .resolve(name)
+        .expect("a built-in environment")
+}

@@ -94,7 +94,9 @@ impl AuditEntry {
         fn text(t: &str) -> Hashed<'_> {
             Hashed::Text(t.as_bytes())
         }
-        let optional = |t: Option<&'static str>| t.map_or(Hashed::Null, text);
+        fn optional(t: Option<&str>) -> Hashed<'_> {
+            t.map_or(Hashed::Null, text)
+        }
         hash_columns(
             i64::try_from(self.seq).unwrap_or(i64::MAX),
             [
@@ -102,7 +104,7 @@ impl AuditEntry {
                 text(&self.principal),
                 optional(self.role.map(Role::as_str)),
                 text(&self.action),
-                optional(self.environment.map(Environment::as_str)),
+                optional(self.environment.as_ref().map(Environment::as_str)),
                 text(self.decision.as_str()),
                 text(&self.reason),
                 text(self.details.get()),
@@ -121,7 +123,7 @@ impl AuditEntry {
             principal: text(&self.principal),
             role: optional(self.role.map(Role::as_str)),
             action: text(&self.action),
-            environment: optional(self.environment.map(Environment::as_str)),
+            environment: optional(self.environment.as_ref().map(Environment::as_str)),
             decision: text(self.decision.as_str()),
             reason: text(&self.reason),
             details: text(self.details.get()),
@@ -369,7 +371,7 @@ impl StoredEntry {
                 .transpose()?,
             action: text("action", &self.action)?.to_owned(),
             environment: optional("environment", &self.environment)?
-                .map(|e| parsed("environment", e))
+                .map(|e| Environment::parse(e).map_err(|e| format!("column `environment`: {e}")))
                 .transpose()?,
             decision: parsed("decision", text("decision", &self.decision)?)?,
             reason: text("reason", &self.reason)?.to_owned(),
@@ -557,7 +559,7 @@ mod tests {
             },
             action: "security-gate.mode.set".into(),
             environment: if n.is_multiple_of(2) {
-                Some(Environment::Production)
+                Some(Environment::PRODUCTION)
             } else {
                 None
             },
@@ -626,7 +628,7 @@ mod tests {
             e.principal.clone().into_bytes(),
             opt(e.role.map(Role::as_str)).into_bytes(),
             e.action.clone().into_bytes(),
-            opt(e.environment.map(Environment::as_str)).into_bytes(),
+            opt(e.environment.as_ref().map(Environment::as_str)).into_bytes(),
             e.decision.as_str().as_bytes().to_vec(),
             e.reason.clone().into_bytes(),
             e.details.get().as_bytes().to_vec(),

@@ -369,6 +369,9 @@ pub struct CanaryStep {
 pub struct Canary {
     pub id: String,
     pub environment: Environment,
+    /// The service it concerns; absent for the environment as a whole (SPEC §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub release_id: String,
     pub deployment_id: String,
     pub config: CanaryConfig,
@@ -397,6 +400,7 @@ impl Canary {
     pub fn start(
         id: String,
         environment: Environment,
+        service: Option<String>,
         release_id: String,
         deployment_id: String,
         config: CanaryConfig,
@@ -408,6 +412,7 @@ impl Canary {
         Canary {
             id,
             environment,
+            service,
             release_id,
             deployment_id,
             config,

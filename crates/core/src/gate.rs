@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::environment::KnownEnvironment;
+use crate::freeze::{ActiveFreeze, FreezeIndex};
 use crate::model::{
     Action, Environment, GateState, OpenIncident, SecurityMode, Severity, ThreatLevel,
 };
@@ -15,9 +17,12 @@ use crate::time::Timestamp;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GateRequest<'a> {
     pub action: Action,
-    pub environment: Environment,
+    /// Where: a configured environment, whose tier decides which rules apply.
+    pub environment: KnownEnvironment,
     /// The release the action concerns: a canary's `releaseId`, a rollback's `toVersion`.
     pub release_id: Option<&'a str>,
+    /// The service the action concerns; `None` is the environment as a whole (SPEC §15).
+    pub service: Option<&'a str>,
     /// For a promotion: the override the canary was started under, which also covers its
     /// promotion while it is active (SPEC §4).
     pub start_override_id: Option<&'a str>,
@@ -31,6 +36,8 @@ pub struct GateInputs<'a> {
     pub overrides: &'a OverrideIndex,
     /// Incidents that are open now.
     pub open_incidents: &'a [OpenIncident],
+    /// Freezes in force now (SPEC §16).
+    pub freezes: &'a FreezeIndex,
     pub now: Timestamp,
 }
 
@@ -51,11 +58,14 @@ pub struct Decision {
     pub action: Action,
     pub environment: Environment,
     pub release_id: Option<String>,
+    /// The service the action concerns; absent for the environment as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub decided_at: Timestamp,
 }
 
-/// SPEC §3, in order: lockdown; then the enforce verdict (threat level, production override,
-/// critical incident); then the mode decides whether the verdict stands (enforce) or is only
+/// SPEC §3, in order: lockdown; then the enforce verdict (threat level, freeze (§16),
+/// production override, critical incident); then the mode decides whether the verdict stands (enforce) or is only
 /// recorded (monitor).
 pub fn decide(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decision {
     if inputs.state.mode == SecurityMode::Lockdown {
@@ -98,7 +108,40 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
             .build(request, inputs);
     }
     let covering = covering_override(request, inputs);
-    if request.environment == Environment::Production {
+    // SPEC §16, right after the threat level: a hard freeze denies whatever the overrides; a
+    // soft one needs a covering override, which then also answers the steps below.
+    let stopping = stopping_freeze(request, inputs, covering);
+    if let Some(hard) = stopping.filter(|f| f.freeze.hard) {
+        return verdict
+            .deny(ReasonCode::Freeze, freeze_message(hard))
+            .hint(&format!(
+                "A hard freeze lifts only when it ends; no override lifts it. The security team or an eng-lead can end it now: deploy-safety freeze end {} --reason \"...\" (DELETE /api/deploy-safety/freezes/{}).",
+                hard.freeze.id, hard.freeze.id
+            ))
+            .build(request, inputs);
+    }
+    let lifted = covering.filter(|_| {
+        inputs
+            .freezes
+            .last_ending(
+                request.action,
+                request.environment.name,
+                request.service,
+                false,
+            )
+            .is_some()
+    });
+    if let Some(soft) = stopping {
+        return verdict
+            .deny(ReasonCode::Freeze, freeze_message(soft))
+            .override_hints(request)
+            .hint(&format!(
+                "Or end the freeze (security team or eng-lead): deploy-safety freeze end {} --reason \"...\".",
+                soft.freeze.id
+            ))
+            .build(request, inputs);
+    }
+    if request.environment.is_production() {
         return match covering {
             Some(o) => verdict.allow_by(o).build(request, inputs),
             None => verdict
@@ -111,7 +154,7 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
         };
     }
     if request.action.is_canary_progress()
-        && let Some(incident) = critical_incident(request.environment, inputs.open_incidents)
+        && let Some(incident) = critical_incident(request.environment.name, inputs.open_incidents)
     {
         return match covering {
             Some(o) => verdict.allow_by(o).build(request, inputs),
@@ -124,6 +167,7 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
                         incident.title,
                         incident
                             .environment
+                            .as_ref()
                             .map_or("all environments", Environment::as_str)
                     ),
                 )
@@ -132,7 +176,56 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
                 .build(request, inputs),
         };
     }
-    verdict.build(request, inputs)
+    match lifted {
+        Some(o) => verdict.allow_by(o).build(request, inputs),
+        None => verdict.build(request, inputs),
+    }
+}
+
+/// The freeze that stops the request (SPEC §16), if one does: a hard one in force (the one
+/// that ends last), else a soft one in force when no override covers the request.
+pub fn stopping_freeze<'i>(
+    request: &GateRequest<'_>,
+    inputs: &GateInputs<'i>,
+    covering: Option<&Override>,
+) -> Option<&'i ActiveFreeze> {
+    let (action, environment, service) =
+        (request.action, request.environment.name, request.service);
+    inputs
+        .freezes
+        .last_ending(action, environment, service, true)
+        .or_else(|| {
+            covering
+                .is_none()
+                .then(|| {
+                    inputs
+                        .freezes
+                        .last_ending(action, environment, service, false)
+                })
+                .flatten()
+        })
+}
+
+/// What would stop `request` because of a freeze: the message, or `None`.
+pub fn freeze_stop_message(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Option<String> {
+    let covering = covering_override(request, inputs);
+    stopping_freeze(request, inputs, covering).map(freeze_message)
+}
+
+/// "Freeze holiday (frz_1) stops deploy.canary.start: year-end change freeze; it ends at ...".
+fn freeze_message(active: &ActiveFreeze) -> String {
+    let freeze = &active.freeze;
+    let ends = match active.until {
+        Some(until) => format!("it ends at {until}"),
+        None => "it lasts until it is ended by hand".to_owned(),
+    };
+    format!(
+        "{} freeze {} ({}) is in force: {}; {ends}",
+        if freeze.hard { "Hard" } else { "Soft" },
+        freeze.name,
+        freeze.id,
+        freeze.reason
+    )
 }
 
 /// The active override that covers the request, if any: one for this action, environment and
@@ -142,10 +235,13 @@ fn covering_override<'i>(
     inputs: &GateInputs<'i>,
 ) -> Option<&'i Override> {
     let now = inputs.now;
-    let direct =
-        inputs
-            .overrides
-            .covering(request.action, request.environment, request.release_id, now);
+    let direct = inputs.overrides.covering(
+        request.action,
+        request.environment.name,
+        request.release_id,
+        request.service,
+        now,
+    );
     direct.or_else(|| {
         let id = request.start_override_id?;
         if request.action != Action::CanaryPromote {
@@ -153,8 +249,12 @@ fn covering_override<'i>(
         }
         inputs
             .overrides
-            .by_id(Action::CanaryStart, request.environment, id)
-            .filter(|o| o.is_active_at(now) && o.covers_release(request.release_id))
+            .by_id(Action::CanaryStart, request.environment.name, id)
+            .filter(|o| {
+                o.is_active_at(now)
+                    && o.covers_release(request.release_id)
+                    && o.covers_service(request.service)
+            })
     })
 }
 
@@ -211,7 +311,7 @@ impl Verdict {
     }
 
     fn override_hints(mut self, request: &GateRequest<'_>) -> Self {
-        let roles: Vec<&str> = roles_that_may_override(request.action, request.environment)
+        let roles: Vec<&str> = roles_that_may_override(request.action, request.environment.tier)
             .into_iter()
             .map(|r| r.as_str())
             .collect();
@@ -219,13 +319,17 @@ impl Verdict {
             .release_id
             .map(|r| format!(" --release {r}"))
             .unwrap_or_default();
+        let service = request
+            .service
+            .map(|s| format!(" --service {s}"))
+            .unwrap_or_default();
         self.hints.push(format!(
-            "Create an override for {} in {} (roles that may: {}): deploy-safety override create --action {} --environment {}{release} --reason \"...\", or POST /api/deploy-safety/security-gate/override.",
+            "Create an override for {} in {} (roles that may: {}): deploy-safety override create --action {} --environment {}{service}{release} --reason \"...\", or POST /api/deploy-safety/security-gate/override.",
             request.action,
-            request.environment,
+            request.environment.name,
             roles.join(", "),
             request.action,
-            request.environment,
+            request.environment.name,
         ));
         if request.release_id.is_none() {
             self.hints.push(
@@ -246,8 +350,9 @@ impl Verdict {
             would_block: false,
             mode: inputs.state.mode,
             action: request.action,
-            environment: request.environment,
+            environment: request.environment.name,
             release_id: request.release_id.map(str::to_owned),
+            service: request.service.map(str::to_owned),
             decided_at: inputs.now,
         }
     }

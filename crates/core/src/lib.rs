@@ -7,6 +7,8 @@
 pub mod audit;
 pub mod canary;
 pub mod checkpoint;
+pub mod environment;
+pub mod freeze;
 pub mod gate;
 pub mod health;
 pub mod incident;
@@ -14,6 +16,7 @@ pub mod model;
 pub mod overrides;
 pub mod reason;
 pub mod release;
+pub mod schedule;
 pub mod signature;
 pub mod soak;
 pub mod text;
@@ -29,9 +32,16 @@ pub use canary::{
     EvaluationThresholds, MetricEvaluation, MetricsSource, StepAction, Verdict, evaluate,
 };
 pub use checkpoint::{Checkpoint, CheckpointKey, SignedCheckpoint, checkpoint_due, key_id};
+pub use environment::{
+    EnvironmentSpec, Environments, EnvironmentsError, InvalidEnvironmentName, KnownEnvironment,
+    Tier, UnknownEnvironment,
+};
+pub use freeze::{
+    ActiveFreeze, ActiveWindow, DEFAULT_ACTIONS, Freeze, FreezeIndex, validate_window,
+};
 pub use gate::{
     Decision, GateInputs, GateRequest, LockdownTrigger, ModeChangeError, change_mode,
-    change_threat_level, decide, trigger_lockdown,
+    change_threat_level, decide, freeze_stop_message, stopping_freeze, trigger_lockdown,
 };
 pub use health::{
     CheckOutcome, OverallHealth, Probe, ProbeDefinition, ProbeHealth, ProbeKind, ProbeResult,
@@ -51,10 +61,11 @@ pub use reason::ReasonCode;
 pub use release::{
     Event, EventType, LoadShedding, ReleaseChange, ReleaseRecord, Rollback, RollbackStatus,
 };
+pub use schedule::{MAX_DURATION_MINUTES, Schedule, ScheduleError, ScheduleSpec, Window};
 pub use soak::{Soak, SoakConfig, SoakEvaluation, SoakIncident, SoakStatus, SoakStep, SoakVerdict};
 pub use text::{InvalidText, Name, Reason, ReleaseId, ServiceName, TtlMinutes};
 pub use time::Timestamp;
 pub use validation::{
-    BUILT_IN_GATES, CheckStatus, GateKind, GateResult, GateVerdict, SOAK_GATE, Validation,
-    ValidationInputs, ValidationRun, ValidationStatus, built_in_gate, overall_status,
+    BUILT_IN_GATES, CheckStatus, FREEZE_GATE, GateKind, GateResult, GateVerdict, SOAK_GATE,
+    Validation, ValidationInputs, ValidationRun, ValidationStatus, built_in_gate, overall_status,
 };

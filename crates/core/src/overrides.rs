@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::environment::Tier;
 use crate::model::{Action, Environment, Role};
 use crate::time::Timestamp;
 
@@ -17,6 +18,9 @@ pub struct Override {
     pub environment: Environment,
     /// When set, the override covers only actions on this release.
     pub release_id: Option<String>,
+    /// When set, the override covers only requests that name this service (SPEC §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub reason: String,
     /// Who approved it: always the principal that created it.
     pub approver: String,
@@ -67,27 +71,38 @@ impl Override {
             Some(bound) => release == Some(bound),
         }
     }
+
+    /// Whether this override's service binding admits a request naming `service`: one without
+    /// a service covers every request in its environment; one with a service only that service.
+    pub fn covers_service(&self, service: Option<&str>) -> bool {
+        match self.service.as_deref() {
+            None => true,
+            Some(bound) => service == Some(bound),
+        }
+    }
 }
 
-/// SPEC §4's table: may `role` create an override for `action` in `environment`?
-pub fn may_create_override(role: Role, action: Action, environment: Environment) -> bool {
+/// SPEC §4's table, read by tier (§15): may `role` create an override for `action` in an
+/// environment of `tier`?
+pub fn may_create_override(role: Role, action: Action, tier: Tier) -> bool {
     match role {
         Role::SecurityTeam => true,
         Role::EngLead => matches!(
             action,
             Action::CanaryStart | Action::CanaryPromote | Action::Rollback
         ),
-        Role::OncallLead => action == Action::Rollback && environment == Environment::Production,
+        Role::OncallLead => action == Action::Rollback && tier == Tier::Production,
         Role::Developer => false,
     }
 }
 
-/// The roles that may create an override for `action` in `environment`, for hints and errors.
-pub fn roles_that_may_override(action: Action, environment: Environment) -> Vec<Role> {
+/// The roles that may create an override for `action` in a `tier` environment, for hints and
+/// errors.
+pub fn roles_that_may_override(action: Action, tier: Tier) -> Vec<Role> {
     Role::ALL
         .iter()
         .copied()
-        .filter(|role| may_create_override(*role, action, environment))
+        .filter(|role| may_create_override(*role, action, tier))
         .collect()
 }
 
@@ -100,8 +115,49 @@ pub struct OverrideIndex {
 
 #[derive(Debug, Default, Clone)]
 struct Scope {
-    unbound: Vec<Override>,
-    by_release: HashMap<String, Vec<Override>>,
+    any_release: ByService,
+    by_release: HashMap<String, ByService>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ByService {
+    any_service: Vec<Override>,
+    by_service: HashMap<String, Vec<Override>>,
+}
+
+impl ByService {
+    fn push(&mut self, o: Override) {
+        match o.service.clone() {
+            None => self.any_service.push(o),
+            Some(service) => self.by_service.entry(service).or_default().push(o),
+        }
+    }
+
+    fn lists_mut(&mut self) -> impl Iterator<Item = &mut Vec<Override>> {
+        std::iter::once(&mut self.any_service).chain(self.by_service.values_mut())
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Override> {
+        self.any_service
+            .iter()
+            .chain(self.by_service.values().flatten())
+    }
+
+    /// The oldest active override for `service`: bound to it first, then unbound.
+    fn covering(&self, service: Option<&str>, now: Timestamp) -> Option<&Override> {
+        let bound = service
+            .and_then(|s| self.by_service.get(s))
+            .and_then(|list| list.iter().find(|o| o.is_active_at(now)));
+        bound.or_else(|| self.any_service.iter().find(|o| o.is_active_at(now)))
+    }
+}
+
+impl Scope {
+    fn all(&self) -> impl Iterator<Item = &Override> {
+        self.any_release
+            .all()
+            .chain(self.by_release.values().flat_map(ByService::all))
+    }
 }
 
 impl OverrideIndex {
@@ -110,56 +166,56 @@ impl OverrideIndex {
         for o in overrides {
             let scope = index.by_scope.entry((o.action, o.environment)).or_default();
             match o.release_id.clone() {
-                None => scope.unbound.push(o),
+                None => scope.any_release.push(o),
                 Some(release) => scope.by_release.entry(release).or_default().push(o),
             }
         }
         for scope in index.by_scope.values_mut() {
-            sort_oldest_first(&mut scope.unbound);
             scope
-                .by_release
-                .values_mut()
-                .for_each(|list| sort_oldest_first(list));
+                .any_release
+                .lists_mut()
+                .for_each(|l| sort_oldest_first(l));
+            for by_service in scope.by_release.values_mut() {
+                by_service.lists_mut().for_each(|l| sort_oldest_first(l));
+            }
         }
         index
     }
 
     pub fn len(&self) -> usize {
-        self.by_scope
-            .values()
-            .map(|s| s.unbound.len() + s.by_release.values().map(Vec::len).sum::<usize>())
-            .sum()
+        self.by_scope.values().map(|s| s.all().count()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.by_scope.is_empty()
     }
 
-    /// The override that approves `action` in `environment` on `release` at `now`, if any.
+    /// The override that approves `action` in `environment` on `release` for `service` at
+    /// `now`, if any.
     ///
-    /// When several do, the most specific wins (bound to this release over unbound), then the
-    /// oldest (`createdAt`, then `id`), so the choice is stable and explainable in the audit log.
+    /// When several do, the most specific wins (bound to this release over unbound, then bound
+    /// to this service over unbound), then the oldest (`createdAt`, then `id`), so the choice is
+    /// stable and explainable in the audit log.
     pub fn covering(
         &self,
         action: Action,
         environment: Environment,
         release: Option<&str>,
+        service: Option<&str>,
         now: Timestamp,
     ) -> Option<&Override> {
         let scope = self.by_scope.get(&(action, environment))?;
         let bound = release
             .and_then(|r| scope.by_release.get(r))
-            .and_then(|list| list.iter().find(|o| o.is_active_at(now)));
-        bound.or_else(|| scope.unbound.iter().find(|o| o.is_active_at(now)))
+            .and_then(|by_service| by_service.covering(service, now));
+        bound.or_else(|| scope.any_release.covering(service, now))
     }
 
     /// The override with this id, if it is in the index.
     pub fn by_id(&self, action: Action, environment: Environment, id: &str) -> Option<&Override> {
-        let scope = self.by_scope.get(&(action, environment))?;
-        scope
-            .unbound
-            .iter()
-            .chain(scope.by_release.values().flatten())
+        self.by_scope
+            .get(&(action, environment))?
+            .all()
             .find(|o| o.id == id)
     }
 }
@@ -176,10 +232,10 @@ mod tests {
     #[test]
     fn override_scope_table() {
         use Action::*;
-        use Environment::*;
         use Role::*;
+        use Tier::*;
         #[rustfmt::skip]
-        let table: &[(Role, Action, Environment, bool)] = &[
+        let table: &[(Role, Action, Tier, bool)] = &[
             (SecurityTeam, CanaryStart,   Staging,    true),
             (SecurityTeam, CanaryStart,   Production, true),
             (SecurityTeam, CanaryPromote, Staging,    true),
@@ -215,7 +271,7 @@ mod tests {
         ];
         assert_eq!(
             table.len(),
-            Role::ALL.len() * Action::ALL.len() * Environment::ALL.len()
+            Role::ALL.len() * Action::ALL.len() * Tier::ALL.len()
         );
         for &(role, action, environment, expected) in table {
             assert_eq!(
@@ -238,8 +294,9 @@ mod tests {
         Override {
             id: id.into(),
             action: Action::CanaryStart,
-            environment: Environment::Production,
+            environment: Environment::PRODUCTION,
             release_id: None,
+            service: None,
             reason: "r".into(),
             approver: "a".into(),
             approver_role: Role::EngLead,
@@ -308,7 +365,13 @@ mod tests {
         assert_eq!(index.len(), 4);
         let hit = |release| {
             index
-                .covering(Action::CanaryStart, Environment::Production, release, now)
+                .covering(
+                    Action::CanaryStart,
+                    Environment::PRODUCTION,
+                    release,
+                    None,
+                    now,
+                )
                 .map(|o| o.id.clone())
         };
         assert_eq!(hit(Some("v1")).as_deref(), Some("bound"));
@@ -316,12 +379,12 @@ mod tests {
         assert_eq!(hit(None).as_deref(), Some("older"));
         assert!(
             index
-                .covering(Action::Rollback, Environment::Production, None, now)
+                .covering(Action::Rollback, Environment::PRODUCTION, None, None, now)
                 .is_none()
         );
         assert!(
             index
-                .by_id(Action::CanaryStart, Environment::Production, "bound")
+                .by_id(Action::CanaryStart, Environment::PRODUCTION, "bound")
                 .is_some()
         );
     }

@@ -14,6 +14,11 @@ string_enum! {
         Lockdown = "LOCKDOWN",
         /// Canary start and promotion stop while the threat level is high or critical.
         ThreatLevel = "THREAT_LEVEL",
+        /// A freeze stops the action: a hard one until it ends, a soft one unless an override
+        /// covers the action (SPEC §16).
+        Freeze = "FREEZE",
+        /// The freeze has ended already.
+        FreezeOver = "FREEZE_OVER",
         /// Production actions need an active override.
         OverrideRequired = "OVERRIDE_REQUIRED",
         /// A critical incident is open: canary start and promotion need an override.

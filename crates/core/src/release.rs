@@ -28,6 +28,9 @@ string_enum! {
 pub struct Rollback {
     pub id: String,
     pub environment: Environment,
+    /// The service it concerns; absent for the environment as a whole (SPEC §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub from_version: String,
     pub to_version: String,
     pub reason: String,
@@ -62,6 +65,9 @@ string_enum! {
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseRecord {
     pub environment: Environment,
+    /// The service it concerns; absent for the environment as a whole (SPEC §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub release_id: String,
     pub at: Timestamp,
     pub change: ReleaseChange,
@@ -75,6 +81,9 @@ pub struct ReleaseRecord {
 #[serde(rename_all = "camelCase")]
 pub struct LoadShedding {
     pub environment: Environment,
+    /// The service it concerns; absent for the environment as a whole (SPEC §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub enabled: bool,
     /// Share of traffic to shed, 0–100.
     pub percentage: u8,
@@ -85,9 +94,10 @@ pub struct LoadShedding {
 
 impl LoadShedding {
     /// An environment whose setting was never changed: off.
-    pub fn off(environment: Environment) -> Self {
+    pub fn off(environment: Environment, service: Option<String>) -> Self {
         LoadShedding {
             environment,
+            service,
             enabled: false,
             percentage: 0,
             reason: None,
@@ -119,6 +129,10 @@ string_enum! {
         /// An override reached its expiry.
         OverrideExpired = "override.expired",
         LoadSheddingChanged = "load_shedding.changed",
+        /// A freeze's window opened: by its start, its schedule, or its creation (SPEC §16).
+        FreezeStarted = "freeze.started",
+        /// A freeze's window closed: by its end, its schedule, or by hand.
+        FreezeEnded = "freeze.ended",
         SoakStarted = "soak.started",
         /// One soak evaluation: its verdict, values and thresholds.
         SoakEvaluated = "soak.evaluated",

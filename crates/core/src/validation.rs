@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::environment::KnownEnvironment;
 use crate::health::OverallHealth;
 use crate::model::{
     Environment, GateState, OpenIncident, SecurityMode, Severity, ThreatLevel, string_enum,
@@ -46,6 +47,9 @@ pub struct Validation {
     pub id: String,
     pub release_id: String,
     pub environment: Environment,
+    /// The service it concerns; absent for the environment as a whole (SPEC §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub created_at: Timestamp,
     pub created_by: String,
 }
@@ -82,7 +86,12 @@ pub const BUILT_IN_GATES: &[&str] = &[
     "health",
     "incidents",
     "environment-parity",
+    FREEZE_GATE,
 ];
+
+/// The built-in gate that fails while a freeze would stop `deploy.canary.start` of the
+/// release in its environment (SPEC §16).
+pub const FREEZE_GATE: &str = "freeze";
 
 /// The built-in gate that needs a passed soak of the release in staging before production
 /// (SPEC §23). It runs only where `[soak] required_before_production` is set, after
@@ -92,15 +101,19 @@ pub const SOAK_GATE: &str = "soak";
 /// What the built-in gates look at.
 #[derive(Clone, Copy, Debug)]
 pub struct ValidationInputs<'a> {
-    pub environment: Environment,
+    pub environment: KnownEnvironment,
+    /// Where the release must have passed first (the environment's `promotes_from`).
+    pub promotes_from: &'a [Environment],
     pub release_id: &'a str,
     pub state: &'a GateState,
     pub health: OverallHealth,
     pub open_incidents: &'a [OpenIncident],
-    /// Whether this release has a passed validation in staging.
+    /// Whether this release has a passed validation in one of `promotes_from`.
     pub staging_passed: bool,
-    /// Whether this release has a passed soak in staging.
+    /// Whether this release has a passed soak in one of `promotes_from`.
     pub staging_soak_passed: bool,
+    /// Why a freeze would stop the release's canary start there now, if one would.
+    pub frozen: Option<&'a str>,
 }
 
 /// A gate's verdict and why.
@@ -160,7 +173,7 @@ pub fn built_in_gate(name: &str, inputs: &ValidationInputs<'_>) -> Option<GateVe
             let critical: Vec<&str> = inputs
                 .open_incidents
                 .iter()
-                .filter(|i| i.severity == Severity::Critical && i.concerns(inputs.environment))
+                .filter(|i| i.severity == Severity::Critical && i.concerns(inputs.environment.name))
                 .map(|i| i.id.as_str())
                 .collect();
             if critical.is_empty() {
@@ -179,36 +192,90 @@ pub fn built_in_gate(name: &str, inputs: &ValidationInputs<'_>) -> Option<GateVe
                 )
             }
         }
-        "environment-parity" => match inputs.environment {
-            Environment::Staging => verdict(true, "not applicable in staging".to_owned()),
-            Environment::Production if inputs.staging_passed => verdict(
-                true,
-                format!("release {} passed validation in staging", inputs.release_id),
+        "environment-parity" if !inputs.environment.is_production() => verdict(
+            true,
+            not_applicable(inputs.environment),
+        ),
+        "environment-parity" if inputs.staging_passed => verdict(
+            true,
+            format!(
+                "release {} passed validation in {}",
+                inputs.release_id,
+                one_of(inputs.promotes_from)
             ),
-            Environment::Production => verdict(
-                false,
+        ),
+        "environment-parity" => verdict(
+            false,
+            format!(
+                "release {} has no passed validation in {}: validate it there first",
+                inputs.release_id,
+                one_of(inputs.promotes_from)
+            ),
+        ),
+        FREEZE_GATE => match inputs.frozen {
+            Some(why) => verdict(false, why.to_owned()),
+            None => verdict(
+                true,
                 format!(
-                    "release {} has no passed validation in staging: validate it there first",
-                    inputs.release_id
+                    "no freeze stops deploy.canary.start in {}",
+                    inputs.environment
                 ),
             ),
         },
-        SOAK_GATE => match inputs.environment {
-            Environment::Staging => verdict(true, "not applicable in staging".to_owned()),
-            Environment::Production if inputs.staging_soak_passed => verdict(
-                true,
-                format!("release {} passed a soak in staging", inputs.release_id),
+        SOAK_GATE if !inputs.environment.is_production() => verdict(
+            true,
+            not_applicable(inputs.environment),
+        ),
+        SOAK_GATE if inputs.staging_soak_passed => verdict(
+            true,
+            format!(
+                "release {} passed a soak in {}",
+                inputs.release_id,
+                one_of(inputs.promotes_from)
             ),
-            Environment::Production => verdict(
-                false,
-                format!(
-                    "release {} has no passed soak in staging: soak it there first (deploy-safety soak start --release {} --environment staging)",
-                    inputs.release_id, inputs.release_id
-                ),
+        ),
+        SOAK_GATE => verdict(
+            false,
+            format!(
+                "release {} has no passed soak in {}: soak it there first (deploy-safety soak start --release {} --environment {})",
+                inputs.release_id,
+                one_of(inputs.promotes_from),
+                inputs.release_id,
+                inputs
+                    .promotes_from
+                    .first()
+                    .map_or("staging", Environment::as_str)
             ),
-        },
+        ),
         _ => return None,
     })
+}
+
+/// "not applicable in staging", or "... in qa (tier staging)" for a configured one.
+fn not_applicable(environment: KnownEnvironment) -> String {
+    if environment.name.as_str() == environment.tier.as_str() {
+        format!("not applicable in {}", environment.name)
+    } else {
+        format!(
+            "not applicable in {} (tier {})",
+            environment.name, environment.tier
+        )
+    }
+}
+
+/// "staging", or "one of qa, staging-eu": where a release must have passed first.
+pub fn one_of(environments: &[Environment]) -> String {
+    match environments {
+        [] => "no environment (none is configured to promote from)".to_owned(),
+        [only] => only.to_string(),
+        many => format!(
+            "one of {}",
+            many.iter()
+                .map(Environment::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// A validation passes when every gate passed; it fails when any gate failed.
@@ -234,7 +301,11 @@ mod tests {
         environment: Environment,
     ) -> ValidationInputs<'a> {
         ValidationInputs {
-            environment,
+            environment: crate::Environments::built_in()
+                .resolve(environment)
+                .expect("a built-in environment"),
+            promotes_from: &[Environment::STAGING],
+            frozen: None,
             release_id: "v1.2.3",
             state,
             health: OverallHealth::Healthy,
@@ -251,7 +322,7 @@ mod tests {
     #[test]
     fn every_gate_passes_on_a_quiet_day_in_staging() {
         let state = GateState::default();
-        let i = inputs(&state, &[], Environment::Staging);
+        let i = inputs(&state, &[], Environment::STAGING);
         for gate in BUILT_IN_GATES {
             assert_eq!(status(gate, &i), CheckStatus::Passed, "{gate}");
         }
@@ -269,7 +340,7 @@ mod tests {
             lockdown_reason: Some("breach".into()),
             ..GateState::default()
         };
-        let i = inputs(&lockdown, &[], Environment::Staging);
+        let i = inputs(&lockdown, &[], Environment::STAGING);
         let v = built_in_gate("security-mode", &i).unwrap();
         assert_eq!(v.status, CheckStatus::Failed);
         assert!(v.message.contains("breach"));
@@ -284,7 +355,7 @@ mod tests {
                 ..GateState::default()
             };
             assert_eq!(
-                status("threat-level", &inputs(&state, &[], Environment::Staging)),
+                status("threat-level", &inputs(&state, &[], Environment::STAGING)),
                 expected
             );
         }
@@ -297,7 +368,7 @@ mod tests {
         ] {
             let i = ValidationInputs {
                 health,
-                ..inputs(&state, &[], Environment::Staging)
+                ..inputs(&state, &[], Environment::STAGING)
             };
             assert_eq!(status("health", &i), expected);
         }
@@ -311,11 +382,11 @@ mod tests {
         let cases = [
             (incident(Severity::Critical, None), CheckStatus::Failed),
             (
-                incident(Severity::Critical, Some(Environment::Staging)),
+                incident(Severity::Critical, Some(Environment::STAGING)),
                 CheckStatus::Failed,
             ),
             (
-                incident(Severity::Critical, Some(Environment::Production)),
+                incident(Severity::Critical, Some(Environment::PRODUCTION)),
                 CheckStatus::Passed,
             ),
             (incident(Severity::High, None), CheckStatus::Passed),
@@ -323,12 +394,12 @@ mod tests {
         for (open, expected) in cases {
             let list = [open];
             assert_eq!(
-                status("incidents", &inputs(&state, &list, Environment::Staging)),
+                status("incidents", &inputs(&state, &list, Environment::STAGING)),
                 expected
             );
         }
 
-        let prod = inputs(&state, &[], Environment::Production);
+        let prod = inputs(&state, &[], Environment::PRODUCTION);
         assert_eq!(status("environment-parity", &prod), CheckStatus::Failed);
         let prod = ValidationInputs {
             staging_passed: true,
@@ -337,10 +408,10 @@ mod tests {
         assert_eq!(status("environment-parity", &prod), CheckStatus::Passed);
 
         assert_eq!(
-            status(SOAK_GATE, &inputs(&state, &[], Environment::Staging)),
+            status(SOAK_GATE, &inputs(&state, &[], Environment::STAGING)),
             CheckStatus::Passed
         );
-        let prod = inputs(&state, &[], Environment::Production);
+        let prod = inputs(&state, &[], Environment::PRODUCTION);
         let refused = built_in_gate(SOAK_GATE, &prod).unwrap();
         assert_eq!(refused.status, CheckStatus::Failed);
         assert!(

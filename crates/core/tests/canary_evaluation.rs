@@ -85,6 +85,7 @@ fn worst(verdicts: &[Verdict]) -> Verdict {
 
 fn decision(allowed: bool, reason: ReasonCode, message: &str) -> Decision {
     Decision {
+        service: None,
         allowed,
         reason,
         message: message.to_owned(),
@@ -97,7 +98,7 @@ fn decision(allowed: bool, reason: ReasonCode, message: &str) -> Decision {
             SecurityMode::Enforce
         },
         action: Action::CanaryPromote,
-        environment: Environment::Staging,
+        environment: Environment::STAGING,
         release_id: Some("v2".to_owned()),
         decided_at: NOW,
     }
@@ -136,13 +137,14 @@ fn config(initial: u8, increment: u8, max: u8, failure_threshold: u32) -> Canary
 fn start(config: CanaryConfig) -> Canary {
     Canary::start(
         "cny_test".to_owned(),
-        Environment::Staging,
-        "v2".to_owned(),
+        Environment::STAGING,
+        None,
         "deploy-001".to_owned(),
+        "v2".to_owned(),
         config,
         "alice",
-        None,
         Some("v1".to_owned()),
+        None,
         NOW,
     )
 }

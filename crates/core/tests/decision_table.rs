@@ -62,6 +62,7 @@ impl Ov {
     }
     fn build(&self) -> Override {
         Override {
+            service: None,
             id: self.id.to_owned(),
             action: self.action,
             environment: self.env,
@@ -190,12 +191,14 @@ impl Row {
         let state = state(self.mode, self.threat);
         let index = OverrideIndex::new(self.overrides.iter().map(Ov::build));
         let request = GateRequest {
+            service: None,
             action: self.action,
-            environment: self.env,
+            environment: known(self.env),
             release_id: self.release,
             start_override_id: self.start_override,
         };
         let inputs = GateInputs {
+            freezes: &deploy_safety_core::FreezeIndex::default(),
             state: &state,
             overrides: &index,
             open_incidents: &self.incidents,
@@ -211,7 +214,8 @@ impl Row {
 
 fn table() -> Vec<Row> {
     use Action::{CanaryPromote as CP, CanaryStart as CS, LoadShed as LS, Rollback as RB};
-    use Environment::{Production as P, Staging as S};
+    const P: Environment = Environment::PRODUCTION;
+    const S: Environment = Environment::STAGING;
     use ReasonCode::{
         Allowed as ALLOWED, CriticalIncident as CRITICAL_INCIDENT, Lockdown as LOCKDOWN,
         OverrideRequired as OVERRIDE_REQUIRED, ThreatLevel as THREAT_LEVEL,
@@ -1171,7 +1175,7 @@ fn roles_for(action: Action, env: Environment) -> Vec<Role> {
     if matches!(action, CanaryStart | CanaryPromote | Rollback) {
         roles.push(Role::EngLead);
     }
-    if action == Rollback && env == Environment::Production {
+    if action == Rollback && env == Environment::PRODUCTION {
         roles.push(Role::OncallLead);
     }
     roles
@@ -1281,15 +1285,17 @@ fn lockdown_without_recorded_reason_still_denies() {
         lockdown_reason: None,
         ..GateState::default()
     };
-    let index = OverrideIndex::new([ov("o", Action::Rollback, Environment::Staging).build()]);
+    let index = OverrideIndex::new([ov("o", Action::Rollback, Environment::STAGING).build()]);
     let d = decide(
         &GateRequest {
+            service: None,
             action: Action::Rollback,
-            environment: Environment::Staging,
+            environment: known(Environment::STAGING),
             release_id: None,
             start_override_id: None,
         },
         &GateInputs {
+            freezes: &deploy_safety_core::FreezeIndex::default(),
             state: &state,
             overrides: &index,
             open_incidents: &[],
@@ -1305,15 +1311,17 @@ fn lockdown_without_recorded_reason_still_denies() {
 #[test]
 fn threat_level_denial_says_no_override_lifts_it() {
     let state = state(SecurityMode::Enforce, ThreatLevel::High);
-    let index = OverrideIndex::new([ov("o", Action::CanaryStart, Environment::Production).build()]);
+    let index = OverrideIndex::new([ov("o", Action::CanaryStart, Environment::PRODUCTION).build()]);
     let d = decide(
         &GateRequest {
+            service: None,
             action: Action::CanaryStart,
-            environment: Environment::Production,
+            environment: known(Environment::PRODUCTION),
             release_id: Some("v1"),
             start_override_id: None,
         },
         &GateInputs {
+            freezes: &deploy_safety_core::FreezeIndex::default(),
             state: &state,
             overrides: &index,
             open_incidents: &[],
@@ -1557,15 +1565,17 @@ fn lowering_threat_never_leaves_lockdown() {
         "sec",
         NOW.plus_minutes(10),
     );
-    let index = OverrideIndex::new([ov("o", Action::Rollback, Environment::Staging).build()]);
+    let index = OverrideIndex::new([ov("o", Action::Rollback, Environment::STAGING).build()]);
     let d = decide(
         &GateRequest {
+            service: None,
             action: Action::Rollback,
-            environment: Environment::Staging,
+            environment: known(Environment::STAGING),
             release_id: None,
             start_override_id: None,
         },
         &GateInputs {
+            freezes: &deploy_safety_core::FreezeIndex::default(),
             state: &lowered,
             overrides: &index,
             open_incidents: &[],
@@ -1580,4 +1590,12 @@ fn lowering_threat_never_leaves_lockdown() {
         "{}",
         d.message
     );
+}
+
+/// The built-in environment called `name`, with its tier.
+#[allow(dead_code)]
+fn known(name: deploy_safety_core::Environment) -> deploy_safety_core::KnownEnvironment {
+    deploy_safety_core::Environments::built_in()
+        .resolve(name)
+        .expect("a built-in environment")
 }

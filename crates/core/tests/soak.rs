@@ -22,7 +22,7 @@ fn soak() -> Soak {
     Soak::start(
         "sok_1".into(),
         "v1.2.3".into(),
-        Environment::Staging,
+        Environment::STAGING,
         None,
         "v1.2.3".into(),
         SoakConfig::default(),
@@ -184,29 +184,29 @@ fn an_incident_opened_during_the_soak_fails_it_and_is_named() {
     let good = metrics(Some(0.0), Some(100.0), Some(100.0), at(0.5));
     for (incident, fails) in [
         (
-            incident("inc_staging", Some(Environment::Staging), at(0.2)),
+            incident("inc_staging", Some(Environment::STAGING), at(0.2)),
             true,
         ),
         (incident("inc_all", None, at(0.7)), true),
         (
-            incident("inc_prod", Some(Environment::Production), at(0.5)),
+            incident("inc_prod", Some(Environment::PRODUCTION), at(0.5)),
             false,
         ),
         (
             incident(
                 "inc_before",
-                Some(Environment::Staging),
+                Some(Environment::STAGING),
                 START.plus_millis(-1),
             ),
             false,
         ),
         (
-            incident("inc_at_start", Some(Environment::Staging), START),
+            incident("inc_at_start", Some(Environment::STAGING), START),
             true,
         ),
         // Opened after the interval ended but before the (on-time) evaluation: counts now.
         (
-            incident("inc_late", Some(Environment::Staging), at(1.0)),
+            incident("inc_late", Some(Environment::STAGING), at(1.0)),
             true,
         ),
     ] {
@@ -342,7 +342,7 @@ fn after_downtime_the_missed_intervals_are_unknown_and_none_is_skipped() {
     assert!(again.recorded.is_empty());
 
     // An incident opened while the server was down still fails the interval it was opened in.
-    let opened = incident("inc_down", Some(Environment::Staging), at(5.5));
+    let opened = incident("inc_down", Some(Environment::STAGING), at(5.5));
     let step = s.evaluate_due(Some(&pulled_now), &[opened], at(8.5));
     let verdicts: Vec<SoakVerdict> = step.recorded.iter().map(|e| e.verdict).collect();
     assert_eq!(verdicts, [U, U, F]);
@@ -366,7 +366,7 @@ fn intervals_that_do_not_divide_the_duration_end_at_the_end() {
     let mut s = Soak::start(
         "s".into(),
         "v".into(),
-        Environment::Staging,
+        Environment::STAGING,
         None,
         "v".into(),
         config,
@@ -549,7 +549,7 @@ mod reference {
                 max_latency_increase_percent: f64::from(bound),
                 ..SoakConfig::default()
             };
-            let s = Soak::start("s".into(), "v".into(), Environment::Staging, None, "v".into(), config, "ci", START);
+            let s = Soak::start("s".into(), "v".into(), Environment::STAGING, None, "v".into(), config, "ci", START);
             let m = metrics(
                 error.map(|e| f64::from(e) / 100.0),
                 latency.map(f64::from),

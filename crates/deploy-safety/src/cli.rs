@@ -72,6 +72,17 @@ pub enum Command {
     Releases {
         #[arg(value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Freezes: times when chosen deployments stop (create, list, show, end).
+    #[command(subcommand)]
+    Freeze(FreezeCommand),
+    /// The environments the server knows, with their tiers.
+    Environments {
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -103,6 +114,9 @@ pub enum CanaryCommand {
         release: String,
         #[arg(long, value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long)]
         deployment: String,
         #[arg(long)]
@@ -124,6 +138,9 @@ pub enum CanaryCommand {
     Status {
         #[arg(value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -131,6 +148,9 @@ pub enum CanaryCommand {
     Promote {
         #[arg(value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -138,6 +158,9 @@ pub enum CanaryCommand {
     Metrics {
         #[arg(value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long)]
         error_rate: Option<f64>,
         #[arg(long)]
@@ -155,6 +178,9 @@ pub enum CanaryCommand {
     Watch {
         #[arg(value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -162,8 +188,76 @@ pub enum CanaryCommand {
     List {
         #[arg(long, value_parser = parse::<Environment>)]
         environment: Option<Environment>,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FreezeCommand {
+    /// Create a freeze (security-team, eng-lead): a window from --start to --end, or a
+    /// recurring one, e.g. --schedule "0 16 * * FRI" --duration 8h --time-zone Europe/Berlin.
+    Create {
+        /// A short name, e.g. holiday-2026.
+        #[arg(long)]
+        name: String,
+        /// Why nobody may deploy; shown in every decision it makes.
+        #[arg(long)]
+        reason: String,
+        /// Repeat for several; absent: every environment.
+        #[arg(long = "environment", value_parser = parse::<Environment>)]
+        environments: Vec<Environment>,
+        /// Repeat for several; absent: every request (with or without a service).
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// Repeat for several; default deploy.canary.start and deploy.canary.promote.
+        #[arg(long = "action", value_parser = parse::<Action>)]
+        actions: Vec<Action>,
+        /// RFC 3339 (default now).
+        #[arg(long)]
+        start: Option<String>,
+        /// RFC 3339 (default: until ended by hand).
+        #[arg(long)]
+        end: Option<String>,
+        /// A 5-field cron expression for the start of each window.
+        #[arg(long, requires_all = ["duration", "time_zone"])]
+        schedule: Option<String>,
+        /// How long each scheduled window lasts, e.g. 8h or 90m.
+        #[arg(long, value_parser = parse_duration, requires = "schedule")]
+        duration: Option<std::time::Duration>,
+        /// The IANA time zone the schedule is read in, e.g. Europe/Berlin.
+        #[arg(long, requires = "schedule")]
+        time_zone: Option<String>,
+        /// Nothing lifts it but its end (by default a covering override does).
+        #[arg(long)]
+        hard: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Freezes not yet over (--all: ended ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// End a freeze now (security-team, eng-lead).
+    End {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -175,6 +269,9 @@ pub enum RollbackCommand {
     Create {
         #[arg(long, value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long = "from")]
         from_version: String,
         #[arg(long = "to")]
@@ -198,6 +295,9 @@ pub enum RollbackCommand {
     List {
         #[arg(long, value_parser = parse::<Environment>)]
         environment: Option<Environment>,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
         #[command(flatten)]
@@ -211,6 +311,9 @@ pub enum LoadshedCommand {
     Set {
         #[arg(value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long, required_unless_present = "off", conflicts_with = "off")]
         percentage: Option<u8>,
         #[arg(long)]
@@ -223,6 +326,9 @@ pub enum LoadshedCommand {
     Show {
         #[arg(value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -236,6 +342,9 @@ pub enum ValidateCommand {
         release: String,
         #[arg(long, value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -257,6 +366,9 @@ pub enum ValidateCommand {
         release: Option<String>,
         #[arg(long, value_parser = parse::<Environment>)]
         environment: Option<Environment>,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
         #[command(flatten)]
@@ -475,6 +587,9 @@ pub enum OverrideCommand {
         action: Action,
         #[arg(long, value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         /// Business justification with a ticket reference.
         #[arg(long)]
         reason: String,
@@ -519,6 +634,9 @@ pub enum GateCommand {
         action: Action,
         #[arg(long, value_parser = parse::<Environment>)]
         environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
         #[arg(long)]
         release: Option<String>,
         #[command(flatten)]
@@ -762,7 +880,7 @@ mod tests {
             cli.command,
             Command::Gate(GateCommand::Check {
                 action: Action::CanaryStart,
-                environment: Environment::Production,
+                environment: Environment::PRODUCTION,
                 ..
             })
         ));

@@ -6,7 +6,9 @@ use deploy_safety_api_types::{
     AuditListEntry, AuditPage, AuditVerification, ErrorBody, GateStatus, HealthReport,
     OverrideView, ProbeView, ValidationView,
 };
-use deploy_safety_api_types::{CanaryView, ReleaseHistory};
+use deploy_safety_api_types::{
+    CanaryView, EnvironmentList, FreezeList, FreezeView, ReleaseHistory,
+};
 use deploy_safety_app::CheckpointProof;
 use deploy_safety_client::ClientError;
 use deploy_safety_core::{Canary, Event, Incident, LoadShedding, Rollback, Soak, SoakEvaluation};
@@ -103,6 +105,7 @@ pub fn overrides(list: &[OverrideView]) -> String {
                 o.record.id.clone(),
                 o.record.action.to_string(),
                 o.record.environment.to_string(),
+                or_dash(o.record.service.as_deref()),
                 or_dash(o.record.release_id.as_deref()),
                 o.record.approver.clone(),
                 o.record.expires_at.to_rfc3339(),
@@ -116,6 +119,7 @@ pub fn overrides(list: &[OverrideView]) -> String {
             "ID",
             "ACTION",
             "ENVIRONMENT",
+            "SERVICE",
             "RELEASE",
             "APPROVER",
             "EXPIRES",
@@ -720,6 +724,136 @@ pub fn soak(s: &Soak) -> String {
         let _ = writeln!(out, "  {}", soak_evaluation_line(e));
     }
     out
+}
+
+fn all_or(list: &[String]) -> String {
+    if list.is_empty() {
+        "all".to_owned()
+    } else {
+        list.join(",")
+    }
+}
+
+/// When a freeze is in force, or next will be.
+fn freeze_when(f: &FreezeView) -> String {
+    match (f.over, f.active, f.next_start) {
+        (true, _, _) => "over".to_owned(),
+        (false, true, _) => format!(
+            "active until {}",
+            time(f.active_until).replace('-', "ended by hand")
+        ),
+        (false, false, Some(start)) => format!("next {} to {}", start, time(f.next_end)),
+        (false, false, None) => "no window to come".to_owned(),
+    }
+}
+
+pub fn freeze(f: &FreezeView) -> String {
+    let x = &f.freeze;
+    let mut out = String::new();
+    let _ = writeln!(out, "Freeze {} ({})", x.name, x.id);
+    let _ = writeln!(out, "  status:       {}", freeze_when(f));
+    let _ = writeln!(
+        out,
+        "  kind:         {}",
+        if x.hard {
+            "hard (no override lifts it)"
+        } else {
+            "soft (a covering override lifts it)"
+        }
+    );
+    let _ = writeln!(out, "  reason:       {}", x.reason);
+    let envs: Vec<String> = x.environments.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "  environments: {}", all_or(&envs));
+    let _ = writeln!(out, "  services:     {}", all_or(&x.services));
+    let actions: Vec<String> = x.actions.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "  actions:      {}", actions.join(", "));
+    match &x.schedule {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "  schedule:     {} in {}, {} minutes each",
+                s.cron(),
+                s.time_zone(),
+                s.duration_minutes()
+            );
+            let _ = writeln!(out, "  between:      {} and {}", x.start, time(x.end));
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  window:       {} to {}",
+                x.start,
+                time(x.end).replace('-', "ended by hand")
+            );
+        }
+    }
+    let _ = writeln!(out, "  created:      {} by {}", x.created_at, x.created_by);
+    if let Some(at) = x.ended_at {
+        let _ = writeln!(
+            out,
+            "  ended:        {at} by {}{}",
+            or_dash(x.ended_by.as_deref()),
+            x.end_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
+pub fn freezes(list: &FreezeList) -> String {
+    if list.freezes.is_empty() {
+        return "No freezes.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .freezes
+        .iter()
+        .map(|f| {
+            let envs: Vec<String> = f
+                .freeze
+                .environments
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            vec![
+                f.freeze.id.clone(),
+                f.freeze.name.clone(),
+                if f.freeze.hard { "hard" } else { "soft" }.to_owned(),
+                all_or(&envs),
+                all_or(&f.freeze.services),
+                freeze_when(f),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["ID", "NAME", "KIND", "ENVIRONMENTS", "SERVICES", "STATUS"],
+        &rows,
+    );
+    if list.truncated {
+        out.push_str("(more freezes exist; raise --limit)\n");
+    }
+    out
+}
+
+pub fn environments(list: &EnvironmentList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .environments
+        .iter()
+        .map(|e| {
+            let from: Vec<String> = e.promotes_from.iter().map(ToString::to_string).collect();
+            vec![
+                e.name.to_string(),
+                e.tier.to_string(),
+                if from.is_empty() {
+                    "-".to_owned()
+                } else {
+                    from.join(",")
+                },
+            ]
+        })
+        .collect();
+    table(&["NAME", "TIER", "PROMOTES FROM"], &rows)
 }
 
 pub fn soaks(list: &[Soak]) -> String {

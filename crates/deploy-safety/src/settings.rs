@@ -17,7 +17,8 @@ use deploy_safety_app::{
     load_or_create_signing_key, probe_definition,
 };
 use deploy_safety_core::{
-    Band, Environment, EvaluationThresholds, EventType, Name, ProbeDefinition, StatusRange,
+    Band, Environment, EnvironmentSpec, Environments, EvaluationThresholds, EventType, Name,
+    ProbeDefinition, StatusRange, Tier,
 };
 use deploy_safety_server::HttpSettings;
 use deploy_safety_store::redact_url;
@@ -58,6 +59,22 @@ pub struct Settings {
     pub deliveries: DeliveriesSection,
     pub audit: AuditSection,
     pub soak: SoakSection,
+    /// The environments that exist (`[[environments]]`); none listed: `staging` and
+    /// `production`.
+    pub environments: Vec<EnvironmentSection>,
+}
+
+/// One `[[environments]]` entry (SPEC §15).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSection {
+    /// 1 to 63 characters of `a-z 0-9 -`, starting with a letter.
+    pub name: Environment,
+    /// `staging` or `production`: which of the runbook's rules apply.
+    pub tier: Tier,
+    /// Where a release must have passed validation first; default every staging-tier one.
+    #[serde(default)]
+    pub promotes_from: Vec<Environment>,
 }
 
 /// `[soak]`: the runbook's step 6.
@@ -300,6 +317,7 @@ impl Default for Settings {
             deliveries: DeliveriesSection::default(),
             audit: AuditSection::default(),
             soak: SoakSection::default(),
+            environments: Vec::new(),
         }
     }
 }
@@ -482,6 +500,14 @@ impl Settings {
                 bail!("two [[probes]] are named `{}`", probe.name);
             }
         }
+        let environments = self.environments()?;
+        if let Some(section) = &self.prometheus {
+            for name in section.queries.keys() {
+                if environments.parse(name).is_err() {
+                    bail!("prometheus.queries.{name}: {}", environments.unknown(name));
+                }
+            }
+        }
         self.prometheus()?;
         self.webhooks()?;
         self.executor()?;
@@ -599,6 +625,7 @@ impl Settings {
                 max_error_rate_percent: self.soak.max_error_rate_percent,
                 max_latency_increase_percent: self.soak.max_latency_increase_percent,
             },
+            environments: self.environments().unwrap_or_default(),
         }
     }
 
@@ -615,6 +642,21 @@ impl Settings {
             },
             created,
         ))
+    }
+
+    /// The configured environments, or the two built-in ones.
+    pub fn environments(&self) -> anyhow::Result<Environments> {
+        Environments::new(
+            self.environments
+                .iter()
+                .map(|e| EnvironmentSpec {
+                    name: e.name,
+                    tier: e.tier,
+                    promotes_from: e.promotes_from.clone(),
+                })
+                .collect(),
+        )
+        .map_err(|e| anyhow::anyhow!("[[environments]]: {e}"))
     }
 
     /// This replica's name.

@@ -274,6 +274,7 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
     let (a_ci, b_ci) = (client(a, ci), client(b, ci));
     let (a_lead, b_lead) = (client(a, lead), client(b, lead));
     let check = |action: Action, environment: Environment| CheckRequest {
+        service: None,
         action,
         environment,
         release_id: None,
@@ -288,7 +289,7 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
         .await
         .unwrap();
     let decided = b_ci
-        .check(&check(Action::Rollback, Environment::Staging))
+        .check(&check(Action::Rollback, Environment::STAGING))
         .await
         .unwrap();
     assert!(!decided.decision.allowed, "{decided:?}");
@@ -300,7 +301,7 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
         .await
         .unwrap();
     let decided = a_ci
-        .check(&check(Action::Rollback, Environment::Staging))
+        .check(&check(Action::Rollback, Environment::STAGING))
         .await
         .unwrap();
     assert!(decided.decision.allowed, "{decided:?}");
@@ -309,8 +310,9 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
     // on the first.
     let created = a_lead
         .create_override(&CreateOverrideRequest {
+            service: None,
             action: Action::Rollback,
-            environment: Environment::Production,
+            environment: Environment::PRODUCTION,
             reason: "CHG-9 emergency rollback".to_owned(),
             approver: None,
             ttl_minutes: Some(30),
@@ -319,21 +321,22 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
         .await
         .unwrap();
     let decided = b_ci
-        .check(&check(Action::Rollback, Environment::Production))
+        .check(&check(Action::Rollback, Environment::PRODUCTION))
         .await
         .unwrap();
     assert!(decided.decision.allowed, "{decided:?}");
     b_lead.revoke_override(&created.record.id).await.unwrap();
     let decided = a_ci
-        .check(&check(Action::Rollback, Environment::Production))
+        .check(&check(Action::Rollback, Environment::PRODUCTION))
         .await
         .unwrap();
     assert!(!decided.decision.allowed, "{decided:?}");
 
     // Four concurrent canary starts for one environment, two on each replica: one canary.
     let start = StartCanaryRequest {
+        service: None,
         release_id: "v1.2.3".to_owned(),
-        environment: Environment::Staging,
+        environment: Environment::STAGING,
         deployment_id: "stg-deploy-001".to_owned(),
         config: None,
     };
@@ -355,7 +358,8 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
     // A rollback executed from both replicas at once (twice each) is executed once.
     let rollback = a_ci
         .create_rollback(&CreateRollbackRequest {
-            environment: Environment::Staging,
+            service: None,
+            environment: Environment::STAGING,
             from_version: "v1.2.3".to_owned(),
             to_version: "v1.2.2".to_owned(),
             reason: "INC-7 error spike".to_owned(),
@@ -374,7 +378,7 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
         }
     }
     assert_eq!(executed, 1, "exactly one of the concurrent executions wins");
-    let history = b_ci.releases(Environment::Staging).await.unwrap();
+    let history = b_ci.releases(Environment::STAGING, None).await.unwrap();
     let recorded = history
         .releases
         .iter()
@@ -392,9 +396,9 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
                 _ => (b_lead.clone(), "lead"),
             };
             let (action, environment) = match i % 3 {
-                0 => (Action::Rollback, Environment::Staging),
-                1 => (Action::Rollback, Environment::Production),
-                _ => (Action::CanaryPromote, Environment::Staging),
+                0 => (Action::Rollback, Environment::STAGING),
+                1 => (Action::Rollback, Environment::PRODUCTION),
+                _ => (Action::CanaryPromote, Environment::STAGING),
             };
             (client, principal, action, environment)
         })
@@ -408,6 +412,7 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
                 let _permit = limit.acquire().await.unwrap();
                 let answer = client
                     .check(&CheckRequest {
+                        service: None,
                         action,
                         environment,
                         release_id: None,

@@ -9,6 +9,7 @@ mod canaries;
 mod checkpoints;
 mod deliveries;
 mod expiry;
+mod freezes;
 mod probes;
 mod soaks;
 
@@ -16,6 +17,7 @@ pub use canaries::CanaryRunner;
 pub use checkpoints::CheckpointWriter;
 pub use deliveries::DeliveryWorker;
 pub use expiry::ExpiryWatcher;
+pub use freezes::FreezeWatcher;
 pub use probes::ProbeRunner;
 pub use soaks::SoakRunner;
 

@@ -16,8 +16,8 @@ use deploy_safety_core::{
 };
 use deploy_safety_engine::CanaryRunner;
 
-const STAGING: Environment = Environment::Staging;
-const PRODUCTION: Environment = Environment::Production;
+const STAGING: Environment = Environment::STAGING;
+const PRODUCTION: Environment = Environment::PRODUCTION;
 
 /// Audit entries of `action`, oldest first.
 async fn audit(w: &World, action: &str) -> Vec<deploy_safety_core::AuditEntry> {
@@ -164,7 +164,11 @@ async fn a_healthy_staging_canary_steps_from_10_to_100_and_completes() {
         w.releases(STAGING).await,
         [("v1.2.3".to_owned(), ReleaseChange::CanaryCompleted)]
     );
-    let history = w.app.releases(STAGING).await.unwrap();
+    let history = w
+        .app
+        .releases(STAGING, deploy_safety_api_types::ServiceQuery::default())
+        .await
+        .unwrap();
     assert_eq!(history.current.as_deref(), Some("v1.2.3"));
     assert_eq!(history.releases[0].reference, id);
     assert_eq!(history.releases[0].at, START.plus_millis(9 * INTERVAL));
@@ -369,7 +373,12 @@ async fn an_unhealthy_canary_is_rolled_back_to_the_release_that_last_ran() {
         ]
     );
     assert_eq!(
-        w.app.releases(STAGING).await.unwrap().current.as_deref(),
+        w.app
+            .releases(STAGING, deploy_safety_api_types::ServiceQuery::default())
+            .await
+            .unwrap()
+            .current
+            .as_deref(),
         Some("v1")
     );
 
@@ -553,6 +562,7 @@ async fn in_lockdown_step_ups_pause_but_the_automatic_rollback_runs() {
         .create_rollback(
             &w.dev,
             CreateRollbackRequest {
+                service: None,
                 environment: STAGING,
                 from_version: "v1".to_owned(),
                 to_version: "v0".to_owned(),
@@ -747,7 +757,17 @@ async fn promotion_takes_a_staging_canary_to_max_at_once() {
     w.interval_with(STAGING, Some(healthy())).await;
     w.advance(1_000);
     let at = w.now();
-    let promoted = w.app.promote_canary(&w.dev, STAGING).await.unwrap();
+    let promoted = w
+        .app
+        .promote_canary(
+            &w.dev,
+            deploy_safety_api_types::PromoteCanaryRequest {
+                environment: STAGING,
+                service: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(promoted.canary.id, id);
     assert_eq!(promoted.canary.phase, CanaryPhase::Promoted);
     assert_eq!(promoted.canary.current_percentage, 100);
@@ -777,7 +797,15 @@ async fn promotion_takes_a_staging_canary_to_max_at_once() {
     w.advance(INTERVAL);
     assert!(w.tick().await.is_empty());
     assert!(matches!(
-        w.app.promote_canary(&w.dev, STAGING).await,
+        w.app
+            .promote_canary(
+                &w.dev,
+                deploy_safety_api_types::PromoteCanaryRequest {
+                    environment: STAGING,
+                    service: None
+                }
+            )
+            .await,
         Err(AppError::NotFound(_))
     ));
 }
@@ -790,7 +818,9 @@ async fn a_production_canary_needs_an_override_and_a_passed_staging_validation()
     let refused = w.start_as(&w.dev, PRODUCTION, "v9", config(1)).await;
     assert_eq!(blocked_reason(refused), ReasonCode::OverrideRequired);
     assert!(matches!(
-        w.app.canary_status(PRODUCTION).await,
+        w.app
+            .canary_status(PRODUCTION, deploy_safety_api_types::ServiceQuery::default())
+            .await,
         Err(AppError::NotFound(_))
     ));
 
@@ -802,7 +832,9 @@ async fn a_production_canary_needs_an_override_and_a_passed_staging_validation()
         Some(ReasonCode::StagingValidationRequired)
     );
     assert!(matches!(
-        w.app.canary_status(PRODUCTION).await,
+        w.app
+            .canary_status(PRODUCTION, deploy_safety_api_types::ServiceQuery::default())
+            .await,
         Err(AppError::NotFound(_))
     ));
     // A validation of another release does not count.
@@ -832,7 +864,17 @@ async fn a_production_canary_needs_an_override_and_a_passed_staging_validation()
         [(id.clone(), Some(StepAction::SteppedUp))]
     );
     // So is its promotion, while the override is active.
-    let promoted = w.app.promote_canary(&w.dev, PRODUCTION).await.unwrap();
+    let promoted = w
+        .app
+        .promote_canary(
+            &w.dev,
+            deploy_safety_api_types::PromoteCanaryRequest {
+                environment: PRODUCTION,
+                service: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(promoted.canary.phase, CanaryPhase::Promoted);
     assert_eq!(promoted.canary.current_percentage, 100);
     assert_eq!(
@@ -858,7 +900,16 @@ async fn promoting_a_production_canary_after_its_start_override_expired_needs_an
 
     // The start override expires (no tick meanwhile).
     w.advance(3 * 60_000);
-    let refused = w.app.promote_canary(&w.dev, PRODUCTION).await;
+    let refused = w
+        .app
+        .promote_canary(
+            &w.dev,
+            deploy_safety_api_types::PromoteCanaryRequest {
+                environment: PRODUCTION,
+                service: None,
+            },
+        )
+        .await;
     assert_eq!(blocked_reason(refused), ReasonCode::OverrideRequired);
     let view = w.status(PRODUCTION).await;
     assert_eq!(view.canary.id, id);
@@ -867,7 +918,17 @@ async fn promoting_a_production_canary_after_its_start_override_expired_needs_an
 
     // An override for promotion lifts it.
     let promote_override = w.override_for(Action::CanaryPromote, PRODUCTION, 30).await;
-    let promoted = w.app.promote_canary(&w.dev, PRODUCTION).await.unwrap();
+    let promoted = w
+        .app
+        .promote_canary(
+            &w.dev,
+            deploy_safety_api_types::PromoteCanaryRequest {
+                environment: PRODUCTION,
+                service: None,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(promoted.canary.phase, CanaryPhase::Promoted);
     assert_eq!(promoted.canary.current_percentage, 100);
     let used = w.app.get_override(&promote_override).await.unwrap();
@@ -906,7 +967,16 @@ async fn a_second_canary_in_the_same_environment_is_refused() {
     assert!(matches!(refused, Err(AppError::Conflict { .. })));
 
     // Once the first finishes, a new one may start.
-    w.app.promote_canary(&w.dev, STAGING).await.unwrap();
+    w.app
+        .promote_canary(
+            &w.dev,
+            deploy_safety_api_types::PromoteCanaryRequest {
+                environment: STAGING,
+                service: None,
+            },
+        )
+        .await
+        .unwrap();
     let second = w.start_staging("v2").await;
     assert_eq!(second.canary.previous_release.as_deref(), Some("v1"));
 }

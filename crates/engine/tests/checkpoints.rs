@@ -89,8 +89,9 @@ impl World {
             .check(
                 &caller,
                 CheckRequest {
+                    service: None,
                     action: Action::CanaryStart,
-                    environment: Environment::Staging,
+                    environment: Environment::STAGING,
                     release_id: None,
                 },
             )

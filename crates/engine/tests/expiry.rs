@@ -13,8 +13,9 @@ use deploy_safety_engine::ExpiryWatcher;
 
 fn request(release: String, ttl_minutes: i64) -> CreateOverrideRequest {
     CreateOverrideRequest {
+        service: None,
         action: Action::Rollback,
-        environment: Environment::Production,
+        environment: Environment::PRODUCTION,
         reason: "CHG-77 hotfix window".to_owned(),
         approver: None,
         ttl_minutes: Some(ttl_minutes),

@@ -27,7 +27,7 @@ async fn start(w: &World, release: &str) -> Soak {
             &w.dev,
             StartSoakRequest {
                 release_id: release.to_owned(),
-                environment: Environment::Staging,
+                environment: Environment::STAGING,
                 service: None,
                 deployment_id: None,
                 config: Some(SoakConfigRequest {
@@ -148,7 +148,7 @@ async fn a_soak_with_good_metrics_passes_at_its_end() {
         .unwrap();
     assert_eq!(passed.data["soakId"], soak.id);
     assert_eq!(passed.data["releaseId"], "v1.2.3");
-    assert_eq!(passed.environment, Some(Environment::Staging));
+    assert_eq!(passed.environment, Some(Environment::STAGING));
 }
 
 #[tokio::test]
@@ -207,7 +207,7 @@ async fn an_incident_opened_during_the_soak_fails_it_naming_the_incident() {
                 title: "checkout 500s".to_owned(),
                 severity: Severity::Low,
                 category: IncidentCategory::Operational,
-                environment: Some(Environment::Staging),
+                environment: Some(Environment::STAGING),
             },
         )
         .await

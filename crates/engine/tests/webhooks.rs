@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 const SECRET: &str = "whsec-test-0123456789abcdef";
 const EXECUTOR_SECRET: &str = "exsec-test-fedcba9876543210";
-const STAGING: Environment = Environment::Staging;
+const STAGING: Environment = Environment::STAGING;
 
 // ---------------------------------------------------------------------------------------------
 // An independent HMAC-SHA256 (RFC 2104), to check signatures without the product's code
@@ -133,6 +133,7 @@ async fn produce_events(w: &World) -> Vec<Event> {
         .create_override(
             &w.lead,
             CreateOverrideRequest {
+                service: None,
                 action: Action::CanaryStart,
                 environment: STAGING,
                 reason: "CHG-7: release train".to_owned(),
@@ -445,6 +446,7 @@ async fn deliveries_queued_while_the_receiver_is_down_survive_a_restart() {
         .create_override(
             &w.lead,
             CreateOverrideRequest {
+                service: None,
                 action: Action::CanaryStart,
                 environment: STAGING,
                 reason: "CHG-8".to_owned(),
@@ -644,6 +646,7 @@ async fn execute_staging_rollback(w: &World) -> Rollback {
         .create_rollback(
             &w.dev,
             CreateRollbackRequest {
+                service: None,
                 environment: STAGING,
                 from_version: "v1.2.3".to_owned(),
                 to_version: "v1.2.2".to_owned(),

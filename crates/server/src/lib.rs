@@ -51,9 +51,37 @@ impl Default for HttpSettings {
     }
 }
 
+/// The served document names the environments this server's settings define (SPEC §15), so
+/// a generated client knows them; the schema built into the binary only knows their pattern.
+fn describe_environments(doc: &mut utoipa::openapi::OpenApi, app: &App) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    let names: Vec<String> = app
+        .settings()
+        .environments
+        .names()
+        .map(|e| e.as_str().to_owned())
+        .collect();
+    if let Some(components) = doc.components.as_mut() {
+        components.schemas.insert(
+            "Environment".to_owned(),
+            RefOr::T(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(names))
+                    .description(Some(
+                        "An environment the settings define (GET /environments lists them).",
+                    ))
+                    .build(),
+            )),
+        );
+    }
+}
+
 /// The whole API with its layers, ready to serve or to test with `oneshot`.
 pub fn router(app: App, settings: &HttpSettings) -> Router {
-    let (routes, doc) = routes::api();
+    let (routes, mut doc) = routes::api();
+    describe_environments(&mut doc, &app);
     let openapi_json = doc
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the OpenAPI document: {e}\"}}"));

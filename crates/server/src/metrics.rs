@@ -49,7 +49,7 @@ pub fn record_decision(decision: &Decision) {
     metrics::counter!(
         GATE_DECISIONS,
         "action" => decision.action.as_str(),
-        "environment" => decision.environment.as_str(),
+        "environment" => decision.environment.to_string(),
         "outcome" => outcome,
         "reason" => decision.reason.as_str(),
     )

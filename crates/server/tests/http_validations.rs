@@ -782,10 +782,10 @@ async fn an_http_gate_answering_500_fails_naming_the_status() {
     let entries = h.audit("action=validation.run").await;
     assert_eq!(entries[0]["reason"], "VALIDATION_FAILED");
     assert_eq!(
-        entries[0]["details"]["gates"][5]["name"], "smoke-tests",
+        entries[0]["details"]["gates"][6]["name"], "smoke-tests",
         "the audit entry keeps each gate's result"
     );
-    assert_eq!(entries[0]["details"]["gates"][5]["status"], "failed");
+    assert_eq!(entries[0]["details"]["gates"][6]["status"], "failed");
 
     // A redirect is an answer outside 2xx, not a detour.
     target.set_status(302);

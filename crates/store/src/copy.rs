@@ -31,7 +31,12 @@ const TABLES: &[(&str, &[&str])] = &[
     ("soaks", &["id"]),
     ("rollbacks", &["id"]),
     ("releases", &["id"]),
-    ("load_shedding", &["environment"]),
+    ("load_shedding", &["environment", "service"]),
+    ("freezes", &["id"]),
+    (
+        "freeze_scopes",
+        &["action", "environment", "service", "freeze_id"],
+    ),
     ("events", &["seq"]),
     ("outbox", &["id"]),
 ];
@@ -318,7 +323,7 @@ mod tests {
             session
                 .conn
                 .execute(
-                    "INSERT INTO validations VALUES (?1, 'v1.2.3', 'staging', ?2, 'ci')",
+                    "INSERT INTO validations VALUES (?1, 'v1.2.3', 'staging', ?2, 'ci', NULL)",
                     rusqlite::params![format!("val_{v}"), v],
                 )
                 .unwrap();

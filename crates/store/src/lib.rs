@@ -29,7 +29,7 @@ pub use records::{
     AuditQuery, IncidentQuery, LeaderInfo, OutboxEntry, OutboxKind, SoakQuery, TokenRecord,
 };
 pub use session::PoolStats;
-pub use tx::Tx;
+pub use tx::{FreezeRecord, Tx};
 
 /// What went wrong in the store. Callers map every variant to "unavailable" except where noted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

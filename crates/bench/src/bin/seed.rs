@@ -80,6 +80,7 @@ fn override_request(
     ttl: i64,
 ) -> CreateOverrideRequest {
     CreateOverrideRequest {
+        service: None,
         action,
         environment,
         reason: "CHG-1234 seeded for the benchmark".to_owned(),
@@ -119,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
         Action::Rollback,
         Action::LoadShed,
     ];
-    let environments = [Environment::Staging, Environment::Production];
+    let environments = [Environment::STAGING, Environment::PRODUCTION];
     let mut in_flight = JoinSet::new();
     for i in 0..expired {
         make_room(&mut in_flight).await?;
@@ -145,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..args.active_overrides {
         let request = override_request(
             Action::Rollback,
-            Environment::Production,
+            Environment::PRODUCTION,
             format!("v9.{i}.0"),
             240,
         );
@@ -179,20 +180,20 @@ async fn main() -> anyhow::Result<()> {
         make_room(&mut in_flight).await?;
         clock.advance_millis(1);
         let (action, environment, release_id) = match i % 10 {
-            0..=5 => (Action::Rollback, Environment::Staging, None),
+            0..=5 => (Action::Rollback, Environment::STAGING, None),
             6 => (
                 Action::CanaryStart,
-                Environment::Staging,
+                Environment::STAGING,
                 Some("v1.2.3".to_owned()),
             ),
             7 | 8 => (
                 Action::CanaryStart,
-                Environment::Production,
+                Environment::PRODUCTION,
                 Some("v1.2.3".to_owned()),
             ),
             _ => (
                 Action::Rollback,
-                Environment::Production,
+                Environment::PRODUCTION,
                 Some(format!("v9.{}.0", (i / 10) % active)),
             ),
         };
@@ -201,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
             app.check(
                 &ci,
                 CheckRequest {
+                    service: None,
                     action,
                     environment,
                     release_id,

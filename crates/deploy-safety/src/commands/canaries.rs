@@ -1,7 +1,8 @@
 //! Canary deployments.
 
 use deploy_safety_api_types::{
-    CanaryConfigRequest, CanaryMetricsRequest, EnvironmentListQuery, StartCanaryRequest,
+    CanaryConfigRequest, CanaryMetricsRequest, EnvironmentListQuery, PromoteCanaryRequest,
+    StartCanaryRequest,
 };
 use deploy_safety_core::CanaryPhase;
 
@@ -14,6 +15,7 @@ pub(super) async fn canary_command(command: CanaryCommand) -> anyhow::Result<u8>
         CanaryCommand::Start {
             release,
             environment,
+            service,
             deployment,
             initial_percentage,
             increment_percentage,
@@ -34,6 +36,7 @@ pub(super) async fn canary_command(command: CanaryCommand) -> anyhow::Result<u8>
                     .start_canary(&StartCanaryRequest {
                         release_id: release,
                         environment,
+                        service,
                         deployment_id: deployment,
                         config: Some(config),
                     })
@@ -44,22 +47,32 @@ pub(super) async fn canary_command(command: CanaryCommand) -> anyhow::Result<u8>
         }
         CanaryCommand::Status {
             environment,
+            service,
             remote,
         } => show(
-            client(&remote)?.canary_status(environment).await,
+            client(&remote)?
+                .canary_status(environment, service.as_deref())
+                .await,
             &remote,
             output::canary,
         ),
         CanaryCommand::Promote {
             environment,
+            service,
             remote,
         } => show(
-            client(&remote)?.promote_canary(environment).await,
+            client(&remote)?
+                .promote_canary(&PromoteCanaryRequest {
+                    environment,
+                    service,
+                })
+                .await,
             &remote,
             output::canary,
         ),
         CanaryCommand::Metrics {
             environment,
+            service,
             error_rate,
             latency_p99,
             baseline_latency_p99,
@@ -70,6 +83,7 @@ pub(super) async fn canary_command(command: CanaryCommand) -> anyhow::Result<u8>
             client(&remote)?
                 .push_canary_metrics(
                     environment,
+                    service.as_deref(),
                     &CanaryMetricsRequest {
                         error_rate_percent: error_rate,
                         latency_p99_ms: latency_p99,
@@ -84,15 +98,21 @@ pub(super) async fn canary_command(command: CanaryCommand) -> anyhow::Result<u8>
         ),
         CanaryCommand::Watch {
             environment,
+            service,
             remote,
-        } => watch_canary(environment, &remote).await?,
+        } => watch_canary(environment, service.as_deref(), &remote).await?,
         CanaryCommand::List {
             environment,
+            service,
             limit,
             remote,
         } => show(
             client(&remote)?
-                .list_canaries(&EnvironmentListQuery { environment, limit })
+                .list_canaries(&EnvironmentListQuery {
+                    environment,
+                    service,
+                    limit,
+                })
                 .await,
             &remote,
             |list| output::canaries(&list.canaries),
@@ -103,6 +123,7 @@ pub(super) async fn canary_command(command: CanaryCommand) -> anyhow::Result<u8>
 /// Prints the canary, then one line per change as events arrive, until it finishes.
 async fn watch_canary(
     environment: deploy_safety_core::Environment,
+    service: Option<&str>,
     remote: &RemoteArgs,
 ) -> anyhow::Result<u8> {
     let client = client(remote)?;
@@ -111,7 +132,7 @@ async fn watch_canary(
         Ok(events) => events,
         Err(error) => return Ok(output::report_error(&error, remote.json)),
     };
-    let mut current = match client.canary_status(environment).await {
+    let mut current = match client.canary_status(environment, service).await {
         Ok(view) => view,
         Err(error) => return Ok(output::report_error(&error, remote.json)),
     };
@@ -138,7 +159,7 @@ async fn watch_canary(
         if remote.json {
             print_json(&event);
         }
-        current = match client.canary_status(environment).await {
+        current = match client.canary_status(environment, service).await {
             Ok(view) => view,
             Err(error) => return Ok(output::report_error(&error, remote.json)),
         };

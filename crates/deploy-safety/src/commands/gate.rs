@@ -55,6 +55,7 @@ pub(super) async fn gate_command(command: Command) -> anyhow::Result<u8> {
         Command::Gate(GateCommand::Check {
             action,
             environment,
+            service,
             release,
             remote,
         }) => {
@@ -62,6 +63,7 @@ pub(super) async fn gate_command(command: Command) -> anyhow::Result<u8> {
                 .check(&CheckRequest {
                     action,
                     environment,
+                    service,
                     release_id: release,
                 })
                 .await;
@@ -71,6 +73,7 @@ pub(super) async fn gate_command(command: Command) -> anyhow::Result<u8> {
         }
         Command::Loadshed(LoadshedCommand::Set {
             environment,
+            service,
             percentage,
             off,
             reason,
@@ -79,6 +82,7 @@ pub(super) async fn gate_command(command: Command) -> anyhow::Result<u8> {
             client(&remote)?
                 .set_load_shedding(&SetLoadSheddingRequest {
                     environment,
+                    service,
                     enabled: !off,
                     percentage: if off { None } else { percentage },
                     reason,
@@ -89,9 +93,12 @@ pub(super) async fn gate_command(command: Command) -> anyhow::Result<u8> {
         ),
         Command::Loadshed(LoadshedCommand::Show {
             environment,
+            service,
             remote,
         }) => show(
-            client(&remote)?.load_shedding(environment).await,
+            client(&remote)?
+                .load_shedding(environment, service.as_deref())
+                .await,
             &remote,
             output::load_shedding,
         ),
@@ -105,6 +112,7 @@ async fn override_command(command: OverrideCommand) -> anyhow::Result<u8> {
         OverrideCommand::Create {
             action,
             environment,
+            service,
             reason,
             ttl_minutes,
             release,
@@ -115,6 +123,7 @@ async fn override_command(command: OverrideCommand) -> anyhow::Result<u8> {
                 .create_override(&CreateOverrideRequest {
                     action,
                     environment,
+                    service,
                     reason,
                     approver,
                     ttl_minutes,

@@ -2,6 +2,7 @@
 
 mod audit;
 mod canaries;
+mod freezes;
 mod gate;
 mod incidents;
 mod local;
@@ -49,6 +50,12 @@ pub async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Canary(command) => canaries::canary_command(command).await,
         Command::Rollback(command) => rollbacks::rollback_command(command).await,
         Command::Soak(command) => soaks::soak_command(command).await,
+        Command::Freeze(command) => freezes::freeze_command(command).await,
+        Command::Environments { remote } => Ok(show(
+            client(&remote)?.environments().await,
+            &remote,
+            crate::output::environments,
+        )),
         Command::Releases { .. } => rollbacks::releases_command(command).await,
     };
     match result {

@@ -10,6 +10,7 @@ pub(super) async fn rollback_command(command: RollbackCommand) -> anyhow::Result
     Ok(match command {
         RollbackCommand::Create {
             environment,
+            service,
             from_version,
             to_version,
             reason,
@@ -18,6 +19,7 @@ pub(super) async fn rollback_command(command: RollbackCommand) -> anyhow::Result
             client(&remote)?
                 .create_rollback(&CreateRollbackRequest {
                     environment,
+                    service,
                     from_version,
                     to_version,
                     reason,
@@ -38,11 +40,16 @@ pub(super) async fn rollback_command(command: RollbackCommand) -> anyhow::Result
         ),
         RollbackCommand::List {
             environment,
+            service,
             limit,
             remote,
         } => show(
             client(&remote)?
-                .list_rollbacks(&EnvironmentListQuery { environment, limit })
+                .list_rollbacks(&EnvironmentListQuery {
+                    environment,
+                    service,
+                    limit,
+                })
                 .await,
             &remote,
             |list| output::rollbacks(&list.rollbacks),
@@ -55,9 +62,12 @@ pub(super) async fn releases_command(command: Command) -> anyhow::Result<u8> {
     Ok(match command {
         Command::Releases {
             environment,
+            service,
             remote,
         } => show(
-            client(&remote)?.releases(environment).await,
+            client(&remote)?
+                .releases(environment, service.as_deref())
+                .await,
             &remote,
             output::releases,
         ),

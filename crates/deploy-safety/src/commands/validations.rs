@@ -12,12 +12,14 @@ pub(super) async fn validate_command(command: ValidateCommand) -> anyhow::Result
         ValidateCommand::Start {
             release,
             environment,
+            service,
             remote,
         } => show(
             client(&remote)?
                 .start_validation(&StartValidationRequest {
                     release_id: release,
                     environment,
+                    service,
                 })
                 .await,
             &remote,
@@ -37,6 +39,7 @@ pub(super) async fn validate_command(command: ValidateCommand) -> anyhow::Result
         ValidateCommand::List {
             release,
             environment,
+            service,
             limit,
             remote,
         } => show(
@@ -44,6 +47,7 @@ pub(super) async fn validate_command(command: ValidateCommand) -> anyhow::Result
                 .list_validations(&ValidationListQuery {
                     release_id: release,
                     environment,
+                    service,
                     limit,
                 })
                 .await,

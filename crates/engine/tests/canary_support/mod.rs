@@ -163,6 +163,7 @@ impl World {
             .start_canary(
                 caller,
                 StartCanaryRequest {
+                    service: None,
                     release_id: release.to_owned(),
                     environment,
                     deployment_id: format!("deploy-{release}"),
@@ -175,14 +176,18 @@ impl World {
     /// Starts a staging canary of `release` (10% + 10% every minute, up to 100%) as the
     /// developer.
     pub async fn start_staging(&self, release: &str) -> CanaryView {
-        self.start_as(&self.dev, Environment::Staging, release, config(1))
+        self.start_as(&self.dev, Environment::STAGING, release, config(1))
             .await
             .unwrap()
     }
 
     pub async fn push(&self, environment: Environment, metrics: CanaryMetricsRequest) {
         self.app
-            .push_canary_metrics(environment, metrics)
+            .push_canary_metrics(
+                environment,
+                deploy_safety_api_types::ServiceQuery::default(),
+                metrics,
+            )
             .await
             .unwrap();
     }
@@ -210,7 +215,14 @@ impl World {
     /// Runs the active canary of `environment` to completion on healthy metrics.
     pub async fn run_to_completion(&self, environment: Environment) -> CanaryView {
         for _ in 0..100 {
-            let view = self.app.canary_status(environment).await.unwrap();
+            let view = self
+                .app
+                .canary_status(
+                    environment,
+                    deploy_safety_api_types::ServiceQuery::default(),
+                )
+                .await
+                .unwrap();
             if !view.canary.phase.is_active() {
                 return view;
             }
@@ -221,7 +233,13 @@ impl World {
     }
 
     pub async fn status(&self, environment: Environment) -> CanaryView {
-        self.app.canary_status(environment).await.unwrap()
+        self.app
+            .canary_status(
+                environment,
+                deploy_safety_api_types::ServiceQuery::default(),
+            )
+            .await
+            .unwrap()
     }
 
     // -- the gate -----------------------------------------------------------------------------
@@ -258,6 +276,7 @@ impl World {
             .create_override(
                 &self.lead,
                 CreateOverrideRequest {
+                    service: None,
                     action,
                     environment,
                     reason: "CHG-1001: approved by the CTO".to_owned(),
@@ -295,8 +314,9 @@ impl World {
             .start_validation(
                 &self.lead,
                 StartValidationRequest {
+                    service: None,
                     release_id: release.to_owned(),
-                    environment: Environment::Staging,
+                    environment: Environment::STAGING,
                 },
             )
             .await
@@ -322,6 +342,7 @@ impl World {
     pub async fn rollbacks(&self, environment: Environment) -> Vec<Rollback> {
         self.app
             .list_rollbacks(EnvironmentListQuery {
+                service: None,
                 environment: Some(environment),
                 limit: None,
             })
@@ -334,7 +355,10 @@ impl World {
     pub async fn releases(&self, environment: Environment) -> Vec<(String, ReleaseChange)> {
         let mut history: Vec<(String, ReleaseChange)> = self
             .app
-            .releases(environment)
+            .releases(
+                environment,
+                deploy_safety_api_types::ServiceQuery::default(),
+            )
             .await
             .unwrap()
             .releases

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use deploy_safety_api_types::{
     CanaryList, CanaryMetricsRequest, CanaryView, EnvironmentListQuery, ErrorBody,
-    PromoteCanaryRequest, StartCanaryRequest,
+    PromoteCanaryRequest, ServiceQuery, StartCanaryRequest,
 };
 use deploy_safety_app::AppError;
 use deploy_safety_core::Environment;
@@ -17,11 +17,15 @@ use crate::state::AppState;
 
 const TAG: &str = "canary";
 
-/// An environment named in a path.
-pub(crate) fn environment(text: &str) -> Result<Environment, ApiError> {
-    text.parse().map_err(|e: deploy_safety_core::UnknownValue| {
-        AppError::invalid("environment", e.to_string()).into()
-    })
+/// An environment named in a path: one the settings define (400 listing them otherwise).
+pub(crate) fn environment(state: &AppState, text: &str) -> Result<Environment, ApiError> {
+    state
+        .app
+        .settings()
+        .environments
+        .parse(text)
+        .map(|known| known.name)
+        .map_err(|e| AppError::invalid("environment", e.to_string()).into())
 }
 
 /// Counts the gate's decision behind a refusal, as the check endpoint does for its answers.
@@ -60,7 +64,7 @@ pub async fn start(
 
 /// The environment's active canary, else its most recent one.
 #[utoipa::path(get, path = "/canary/{environment}", tag = TAG, security(("bearer" = [])),
-    params(("environment" = String, Path, description = "staging or production")),
+    params(("environment" = String, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
     responses(
         (status = 200, body = CanaryView),
         (status = 400, body = ErrorBody),
@@ -72,8 +76,10 @@ pub async fn status(
     State(state): State<AppState>,
     _caller: Authenticated,
     Path(env): Path<String>,
+    ApiQuery(query): ApiQuery<ServiceQuery>,
 ) -> Result<Json<CanaryView>, ApiError> {
-    Ok(Json(state.app.canary_status(environment(&env)?).await?))
+    let environment = environment(&state, &env)?;
+    Ok(Json(state.app.canary_status(environment, query).await?))
 }
 
 /// Takes the active canary to its maximum at once: gated `deploy.canary.promote`.
@@ -94,7 +100,7 @@ pub async fn promote(
 ) -> Result<Json<CanaryView>, ApiError> {
     let promoted = state
         .app
-        .promote_canary(&caller, request.environment)
+        .promote_canary(&caller, request)
         .await
         .map_err(|e| count_blocked(e.into()))?;
     Ok(Json(promoted))
@@ -102,7 +108,7 @@ pub async fn promote(
 
 /// Pushes the active canary's current metrics (any token).
 #[utoipa::path(post, path = "/canary/{environment}/metrics", tag = TAG, security(("bearer" = [])),
-    params(("environment" = String, Path, description = "staging or production")),
+    params(("environment" = String, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
     request_body = CanaryMetricsRequest,
     responses(
         (status = 200, body = CanaryView),
@@ -115,11 +121,15 @@ pub async fn metrics(
     State(state): State<AppState>,
     _caller: Authenticated,
     Path(env): Path<String>,
+    ApiQuery(query): ApiQuery<ServiceQuery>,
     ApiJson(request): ApiJson<CanaryMetricsRequest>,
 ) -> Result<Json<CanaryView>, ApiError> {
-    let environment = environment(&env)?;
+    let environment = environment(&state, &env)?;
     Ok(Json(
-        state.app.push_canary_metrics(environment, request).await?,
+        state
+            .app
+            .push_canary_metrics(environment, query, request)
+            .await?,
     ))
 }
 

@@ -43,6 +43,9 @@ pub async fn stream(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let environment = state
+        .app
+        .environment_filter("environment", query.environment)?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -54,7 +57,7 @@ pub async fn stream(
     let cursor = Cursor {
         app: state.app.clone(),
         after,
-        environment: query.environment,
+        environment,
         pending: VecDeque::new(),
     };
     let events = futures_util::stream::unfold(cursor, |mut cursor| async move {

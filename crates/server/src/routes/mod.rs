@@ -4,6 +4,7 @@
 mod audit;
 mod canary;
 mod events;
+mod freezes;
 mod gate;
 mod incidents;
 mod probes;
@@ -37,6 +38,7 @@ use crate::state::AppState;
         (name = "rollback", description = "Rollbacks and release history"),
         (name = "soak", description = "Soaks: a release watched against its thresholds before promotion"),
         (name = "load-shedding", description = "Load shedding"),
+        (name = "freezes", description = "Freezes: times when chosen deployments stop"),
         (name = "events", description = "The event stream"),
         (name = "health", description = "Service health"),
         (name = "auth", description = "Identity"),
@@ -82,6 +84,8 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(soaks::show))
         .routes(routes!(soaks::metrics))
         .routes(routes!(soaks::abort))
+        .routes(routes!(freezes::create, freezes::list))
+        .routes(routes!(freezes::show, freezes::end))
         .routes(routes!(events::stream))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
@@ -89,6 +93,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(audit::latest_checkpoint))
         .routes(routes!(system::health))
         .routes(routes!(system::whoami))
+        .routes(routes!(system::environments))
         .routes(routes!(system::openapi_json));
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(API_PREFIX, api)

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use deploy_safety_api_types::{
     CreateRollbackRequest, EnvironmentListQuery, ErrorBody, LoadSheddingView, ReleaseHistory,
-    RollbackList, SetLoadSheddingRequest,
+    RollbackList, ServiceQuery, SetLoadSheddingRequest,
 };
 use deploy_safety_core::Rollback;
 
@@ -96,7 +96,7 @@ pub async fn list(
 
 /// What ran in an environment (completed or promoted canaries, rollbacks), newest first.
 #[utoipa::path(get, path = "/releases/{environment}", tag = TAG, security(("bearer" = [])),
-    params(("environment" = String, Path, description = "staging or production")),
+    params(("environment" = String, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
     responses(
         (status = 200, body = ReleaseHistory),
         (status = 400, body = ErrorBody),
@@ -107,8 +107,10 @@ pub async fn releases(
     State(state): State<AppState>,
     _caller: Authenticated,
     Path(env): Path<String>,
+    ApiQuery(query): ApiQuery<ServiceQuery>,
 ) -> Result<Json<ReleaseHistory>, ApiError> {
-    Ok(Json(state.app.releases(environment(&env)?).await?))
+    let environment = environment(&state, &env)?;
+    Ok(Json(state.app.releases(environment, query).await?))
 }
 
 /// Sets an environment's load shedding: gated `ops.loadshed` (blocked in lockdown).
@@ -137,7 +139,7 @@ pub async fn set_load_shedding(
 
 /// An environment's load shedding setting.
 #[utoipa::path(get, path = "/load-shedding/{environment}", tag = "load-shedding", security(("bearer" = [])),
-    params(("environment" = String, Path, description = "staging or production")),
+    params(("environment" = String, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
     responses(
         (status = 200, body = LoadSheddingView),
         (status = 400, body = ErrorBody),
@@ -148,6 +150,8 @@ pub async fn load_shedding(
     State(state): State<AppState>,
     _caller: Authenticated,
     Path(env): Path<String>,
+    ApiQuery(query): ApiQuery<ServiceQuery>,
 ) -> Result<Json<LoadSheddingView>, ApiError> {
-    Ok(Json(state.app.load_shedding(environment(&env)?).await?))
+    let environment = environment(&state, &env)?;
+    Ok(Json(state.app.load_shedding(environment, query).await?))
 }

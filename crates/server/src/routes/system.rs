@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use deploy_safety_api_types::{ErrorBody, HealthReport, OverallHealth, WhoAmI};
+use deploy_safety_api_types::{EnvironmentList, ErrorBody, HealthReport, OverallHealth, WhoAmI};
 
 use crate::extract::{Authenticated, MaybeAuthenticated};
 use crate::state::AppState;
@@ -58,6 +58,22 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// The environments the settings define, each with its tier and where releases promote from
+/// (SPEC §15). Any valid token.
+#[utoipa::path(get, path = "/environments", tag = "meta", security(("bearer" = [])),
+    responses(
+        (status = 200, body = EnvironmentList),
+        (status = 401, body = ErrorBody),
+    ))]
+pub async fn environments(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+) -> Json<EnvironmentList> {
+    Json(EnvironmentList {
+        environments: state.app.settings().environments.specs().to_vec(),
+    })
 }
 
 /// The service's metrics in Prometheus text format. Any valid token.

@@ -565,12 +565,13 @@ pub fn gate<'a>(view: &'a Value, name: &str) -> &'a Value {
 }
 
 /// The built-in release gates, in the order they run and are shown.
-pub const BUILT_IN_GATES: [&str; 5] = [
+pub const BUILT_IN_GATES: [&str; 6] = [
     "security-mode",
     "threat-level",
     "health",
     "incidents",
     "environment-parity",
+    "freeze",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -33,4 +33,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "soaks",
         sql: include_str!("../../migrations/postgres/0006_soaks.sql"),
     },
+    Migration {
+        version: 7,
+        name: "services_freezes",
+        sql: include_str!("../../migrations/postgres/0007_services_freezes.sql"),
+    },
 ];

@@ -97,7 +97,7 @@ impl AuditTx for SqlTx<'_> {
                 entry.principal,
                 entry.role.map(|r| r.as_str()),
                 entry.action,
-                entry.environment.map(|e| e.as_str()),
+                entry.environment.as_ref().map(Environment::as_str),
                 entry.decision.as_str(),
                 entry.reason,
                 entry.details.get(),

@@ -5,11 +5,12 @@ use super::tx::*;
 impl CanaryTx for SqlTx<'_> {
     fn insert_canary(&mut self, c: &Canary) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO canaries (id, environment, release_id, phase, started_at, next_step_at, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO canaries (id, environment, service, release_id, phase, started_at, next_step_at, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             vals![
                 c.id,
                 c.environment.as_str(),
+                c.service.as_deref(),
                 c.release_id,
                 c.phase.as_str(),
                 c.started_at.unix_millis(),
@@ -18,10 +19,13 @@ impl CanaryTx for SqlTx<'_> {
             ],
         )
         .map_err(|e| match e {
-            StoreError::Conflict(_) => StoreError::Conflict(format!(
-                "{} already has an active canary",
-                c.environment
-            )),
+            StoreError::Conflict(_) => StoreError::Conflict(match &c.service {
+                None => format!("{} already has an active canary", c.environment),
+                Some(service) => format!(
+                    "{service} already has an active canary in {}",
+                    c.environment
+                ),
+            }),
             other => other,
         })?;
         Ok(())
@@ -46,11 +50,16 @@ impl CanaryTx for SqlTx<'_> {
         })
     }
 
-    fn active_canary(&mut self, environment: Environment) -> Result<Option<Canary>, StoreError> {
+    fn active_canary(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<Option<Canary>, StoreError> {
         self.one(
             "SELECT body FROM canaries
-             WHERE environment = $1 AND phase IN ('progressing', 'paused')",
-            [environment.as_str()],
+             WHERE environment = $1 AND COALESCE(service, '') = COALESCE(CAST($2 AS TEXT), '')
+               AND phase IN ('progressing', 'paused')",
+            vals![environment.as_str(), service],
             |row| json_column(row, 0),
         )
     }
@@ -58,12 +67,18 @@ impl CanaryTx for SqlTx<'_> {
     fn list_canaries(
         &mut self,
         environment: Option<Environment>,
+        service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Canary>, StoreError> {
         self.collect(
             "SELECT body FROM canaries WHERE (CAST($1 AS TEXT) IS NULL OR environment = $1)
-             ORDER BY started_at DESC, id DESC LIMIT $2",
-            vals![environment.map(Environment::as_str), limit],
+               AND (CAST($2 AS TEXT) IS NULL OR service = $2)
+             ORDER BY started_at DESC, id DESC LIMIT $3",
+            vals![
+                environment.as_ref().map(Environment::as_str),
+                service,
+                limit
+            ],
             |row| json_column(row, 0),
         )
     }

@@ -7,7 +7,7 @@ fn event_from_row(row: &Row) -> Result<Event, StoreError> {
         seq: unsigned(row, 0)?,
         event_type: text_enum(row, 1)?,
         at: timestamp(row, 2)?,
-        environment: optional_enum(row, 3)?,
+        environment: optional_environment(row, 3)?,
         data: json_column(row, 4)?,
     })
 }
@@ -59,7 +59,7 @@ impl EventTx for SqlTx<'_> {
                 seq,
                 event_type.as_str(),
                 at.unix_millis(),
-                environment.map(Environment::as_str),
+                environment.as_ref().map(Environment::as_str),
                 data.to_string(),
             ],
         )?;

@@ -3,14 +3,15 @@
 use super::tx::*;
 
 const OVERRIDE_COLUMNS: &str = "id, action, environment, release_id, reason, approver, approver_role, \
-     created_at, expires_at, revoked_at, revoked_by, use_count, last_used_at";
+     created_at, expires_at, revoked_at, revoked_by, use_count, last_used_at, service";
 
 fn override_from_row(row: &Row) -> Result<Override, StoreError> {
     Ok(Override {
         id: row.get(0)?,
         action: text_enum(row, 1)?,
-        environment: text_enum(row, 2)?,
+        environment: environment(row, 2)?,
         release_id: row.get(3)?,
+        service: row.get(13)?,
         reason: row.get(4)?,
         approver: row.get(5)?,
         approver_role: text_enum(row, 6)?,
@@ -76,7 +77,7 @@ impl GateTx for SqlTx<'_> {
         self.execute(
             &format!(
                 "INSERT INTO overrides ({OVERRIDE_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             ),
             vals![
                 o.id,
@@ -92,6 +93,7 @@ impl GateTx for SqlTx<'_> {
                 o.revoked_by,
                 signed(o.use_count),
                 o.last_used_at.map(Timestamp::unix_millis),
+                o.service.as_deref(),
             ],
         )?;
         Ok(())

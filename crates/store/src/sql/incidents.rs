@@ -11,7 +11,7 @@ fn incident_from_row(row: &Row) -> Result<Incident, StoreError> {
         title: row.get(1)?,
         severity: text_enum(row, 2)?,
         category: text_enum(row, 3)?,
-        environment: optional_enum(row, 4)?,
+        environment: optional_environment(row, 4)?,
         status: text_enum(row, 5)?,
         opened_at: timestamp(row, 6)?,
         opened_by: row.get(7)?,
@@ -34,7 +34,7 @@ impl IncidentTx for SqlTx<'_> {
                 i.title,
                 i.severity.as_str(),
                 i.category.as_str(),
-                i.environment.map(Environment::as_str),
+                i.environment.as_ref().map(Environment::as_str),
                 i.status.as_str(),
                 i.opened_at.unix_millis(),
                 i.opened_by,
@@ -85,7 +85,7 @@ impl IncidentTx for SqlTx<'_> {
             vals![
                 q.status.map(|s| s.as_str()),
                 q.severity.map(|s| s.as_str()),
-                q.environment.map(Environment::as_str),
+                q.environment.as_ref().map(Environment::as_str),
                 q.limit,
             ],
             incident_from_row,
@@ -113,7 +113,7 @@ impl IncidentTx for SqlTx<'_> {
                     id: row.get(0)?,
                     title: row.get(1)?,
                     severity: text_enum(row, 2)?,
-                    environment: optional_enum(row, 3)?,
+                    environment: optional_environment(row, 3)?,
                 })
             },
         )

@@ -9,6 +9,7 @@
 mod audit;
 mod canaries;
 mod events;
+mod freezes;
 mod gate;
 mod incidents;
 mod probes;

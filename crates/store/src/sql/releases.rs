@@ -1,26 +1,29 @@
 //! Rollbacks, release history and load shedding in SQL.
 
+use super::tx::environment as environment_column;
 use super::tx::*;
 
 fn release_from_row(row: &Row) -> Result<ReleaseRecord, StoreError> {
     Ok(ReleaseRecord {
-        environment: text_enum(row, 0)?,
+        environment: environment_column(row, 0)?,
         release_id: row.get(1)?,
         at: timestamp(row, 2)?,
         change: text_enum(row, 3)?,
         reference: row.get(4)?,
         by: row.get(5)?,
+        service: row.get(6)?,
     })
 }
 
 impl ReleaseTx for SqlTx<'_> {
     fn insert_rollback(&mut self, r: &Rollback) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO rollbacks (id, environment, status, created_at, body)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO rollbacks (id, environment, service, status, created_at, body)
+             VALUES ($1, $2, $3, $4, $5, $6)",
             vals![
                 r.id,
                 r.environment.as_str(),
+                r.service.as_deref(),
                 r.status.as_str(),
                 r.created_at.unix_millis(),
                 to_json(r)?,
@@ -46,20 +49,26 @@ impl ReleaseTx for SqlTx<'_> {
     fn list_rollbacks(
         &mut self,
         environment: Option<Environment>,
+        service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Rollback>, StoreError> {
         self.collect(
             "SELECT body FROM rollbacks WHERE (CAST($1 AS TEXT) IS NULL OR environment = $1)
-             ORDER BY created_at DESC, id DESC LIMIT $2",
-            vals![environment.map(Environment::as_str), limit],
+               AND (CAST($2 AS TEXT) IS NULL OR service = $2)
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+            vals![
+                environment.as_ref().map(Environment::as_str),
+                service,
+                limit
+            ],
             |row| json_column(row, 0),
         )
     }
 
     fn insert_release(&mut self, r: &ReleaseRecord) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO releases (environment, release_id, at, change, reference, changed_by)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO releases (environment, release_id, at, change, reference, changed_by, service)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             vals![
                 r.environment.as_str(),
                 r.release_id,
@@ -67,6 +76,7 @@ impl ReleaseTx for SqlTx<'_> {
                 r.change.as_str(),
                 r.reference,
                 r.by,
+                r.service.as_deref(),
             ],
         )?;
         Ok(())
@@ -75,12 +85,15 @@ impl ReleaseTx for SqlTx<'_> {
     fn releases(
         &mut self,
         environment: Environment,
+        service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ReleaseRecord>, StoreError> {
         self.collect(
-            "SELECT environment, release_id, at, change, reference, changed_by FROM releases
-             WHERE environment = $1 ORDER BY id DESC LIMIT $2",
-            vals![environment.as_str(), limit],
+            "SELECT environment, release_id, at, change, reference, changed_by, service
+             FROM releases
+             WHERE environment = $1 AND COALESCE(service, '') = COALESCE(CAST($2 AS TEXT), '')
+             ORDER BY id DESC LIMIT $3",
+            vals![environment.as_str(), service, limit],
             release_from_row,
         )
     }
@@ -88,24 +101,31 @@ impl ReleaseTx for SqlTx<'_> {
     fn release_ran(
         &mut self,
         environment: Environment,
+        service: Option<&str>,
         release_id: &str,
     ) -> Result<bool, StoreError> {
         Ok(self.count(
-            "SELECT count(*) FROM releases WHERE environment = $1 AND release_id = $2",
-            vals![environment.as_str(), release_id],
+            "SELECT count(*) FROM releases WHERE environment = $1 AND release_id = $2
+               AND COALESCE(service, '') = COALESCE(CAST($3 AS TEXT), '')",
+            vals![environment.as_str(), release_id, service],
         )? > 0)
     }
 
-    fn load_shedding(&mut self, environment: Environment) -> Result<LoadShedding, StoreError> {
+    fn load_shedding(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<LoadShedding, StoreError> {
         Ok(self
             .one(
                 "SELECT environment, enabled, percentage, reason, updated_at, updated_by
-                 FROM load_shedding WHERE environment = $1",
-                [environment.as_str()],
+                 FROM load_shedding WHERE environment = $1 AND service = $2",
+                vals![environment.as_str(), service.unwrap_or_default()],
                 |row| {
                     let percentage: i64 = row.get(2)?;
                     Ok(LoadShedding {
-                        environment: text_enum(row, 0)?,
+                        environment: environment_column(row, 0)?,
+                        service: service.map(str::to_owned),
                         enabled: row.get(1)?,
                         percentage: u8::try_from(percentage).unwrap_or(100),
                         reason: row.get(3)?,
@@ -114,15 +134,15 @@ impl ReleaseTx for SqlTx<'_> {
                     })
                 },
             )?
-            .unwrap_or_else(|| LoadShedding::off(environment)))
+            .unwrap_or_else(|| LoadShedding::off(environment, service.map(str::to_owned))))
     }
 
     fn put_load_shedding(&mut self, l: &LoadShedding) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO load_shedding (environment, enabled, percentage, reason, updated_at, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (environment) DO UPDATE SET enabled = $2, percentage = $3, reason = $4,
-                 updated_at = $5, updated_by = $6",
+            "INSERT INTO load_shedding (environment, enabled, percentage, reason, updated_at, updated_by, service)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (environment, service) DO UPDATE SET enabled = $2, percentage = $3,
+                 reason = $4, updated_at = $5, updated_by = $6",
             vals![
                 l.environment.as_str(),
                 l.enabled,
@@ -130,6 +150,7 @@ impl ReleaseTx for SqlTx<'_> {
                 l.reason,
                 l.updated_at.map(Timestamp::unix_millis),
                 l.updated_by,
+                l.service.as_deref().unwrap_or_default(),
             ],
         )?;
         Ok(())

@@ -61,7 +61,7 @@ impl SoakTx for SqlTx<'_> {
              ORDER BY started_at DESC, id DESC LIMIT $5",
             vals![
                 q.release_id.as_deref(),
-                q.environment.map(Environment::as_str),
+                q.environment.as_ref().map(Environment::as_str),
                 q.service.as_deref(),
                 q.status.map(|s| s.as_str()),
                 q.limit,
@@ -104,7 +104,7 @@ impl SoakTx for SqlTx<'_> {
         self.count(
             "SELECT count(*) FROM soaks
              WHERE release_id = $1 AND environment = $2 AND status = 'passed'
-               AND COALESCE(service, '') = COALESCE(CAST($3 AS TEXT), '')",
+               AND (service IS NULL OR service = CAST($3 AS TEXT))",
             vals![release_id, environment.as_str(), service],
         )
         .map(|n| n > 0)

@@ -51,12 +51,19 @@ pub(super) fn text_enum<T: FromStr<Err = UnknownValue>>(
     text.parse().map_err(|e| corrupt(idx, e))
 }
 
-pub(super) fn optional_enum<T: FromStr<Err = UnknownValue>>(
+/// An environment name stored in a column.
+pub(super) fn environment(row: &Row, idx: usize) -> Result<Environment, StoreError> {
+    let text: String = row.get(idx)?;
+    Environment::parse(&text).map_err(|e| corrupt(idx, e))
+}
+
+/// An environment name stored in a nullable column.
+pub(super) fn optional_environment(
     row: &Row,
     idx: usize,
-) -> Result<Option<T>, StoreError> {
+) -> Result<Option<Environment>, StoreError> {
     let text: Option<String> = row.get(idx)?;
-    text.map(|t| t.parse().map_err(|e| corrupt(idx, e)))
+    text.map(|t| Environment::parse(&t).map_err(|e| corrupt(idx, e)))
         .transpose()
 }
 
@@ -186,7 +193,7 @@ mod tests {
             let mut tx = SqlTx::new(&mut session, &mut tail);
             let found = tx.get_token(&format!("t{i}")).unwrap();
             assert_eq!(found.is_some(), i == 1);
-            tx.release_passed_validation(&format!("v{i}"), Environment::Staging)
+            tx.release_passed_validation(&format!("v{i}"), Environment::STAGING, None)
                 .unwrap();
         }
         for sql in [

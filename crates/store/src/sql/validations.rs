@@ -2,15 +2,16 @@
 
 use super::tx::*;
 
-const VALIDATION_COLUMNS: &str = "id, release_id, environment, created_at, created_by";
+const VALIDATION_COLUMNS: &str = "id, release_id, environment, created_at, created_by, service";
 
 fn validation_from_row(row: &Row) -> Result<Validation, StoreError> {
     Ok(Validation {
         id: row.get(0)?,
         release_id: row.get(1)?,
-        environment: text_enum(row, 2)?,
+        environment: environment(row, 2)?,
         created_at: timestamp(row, 3)?,
         created_by: row.get(4)?,
+        service: row.get(5)?,
     })
 }
 
@@ -28,13 +29,16 @@ fn run_from_row(row: &Row) -> Result<ValidationRun, StoreError> {
 impl ValidationTx for SqlTx<'_> {
     fn insert_validation(&mut self, v: &Validation) -> Result<(), StoreError> {
         self.execute(
-            &format!("INSERT INTO validations ({VALIDATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+            &format!(
+                "INSERT INTO validations ({VALIDATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
             vals![
                 v.id,
                 v.release_id,
                 v.environment.as_str(),
                 v.created_at.unix_millis(),
                 v.created_by,
+                v.service.as_deref(),
             ],
         )?;
         Ok(())
@@ -52,15 +56,17 @@ impl ValidationTx for SqlTx<'_> {
         &mut self,
         release_id: Option<&str>,
         environment: Option<Environment>,
+        service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Validation>, StoreError> {
         self.collect(
             &format!(
                 "SELECT {VALIDATION_COLUMNS} FROM validations
                  WHERE (CAST($1 AS TEXT) IS NULL OR release_id = $1) AND (CAST($2 AS TEXT) IS NULL OR environment = $2)
-                 ORDER BY created_at DESC, id DESC LIMIT $3"
+                   AND (CAST($3 AS TEXT) IS NULL OR service = $3)
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
             ),
-            vals![release_id, environment.map(Environment::as_str), limit],
+            vals![release_id, environment.as_ref().map(Environment::as_str), service, limit],
             validation_from_row,
         )
     }
@@ -134,12 +140,14 @@ impl ValidationTx for SqlTx<'_> {
         &mut self,
         release_id: &str,
         environment: Environment,
+        service: Option<&str>,
     ) -> Result<bool, StoreError> {
         let found = self.count(
             "SELECT count(*) FROM validation_runs
              WHERE status = 'passed' AND validation_id IN
-                 (SELECT id FROM validations WHERE release_id = $1 AND environment = $2)",
-            vals![release_id, environment.as_str()],
+                 (SELECT id FROM validations WHERE release_id = $1 AND environment = $2
+                    AND (service IS NULL OR service = CAST($3 AS TEXT)))",
+            vals![release_id, environment.as_str(), service],
         )?;
         Ok(found > 0)
     }

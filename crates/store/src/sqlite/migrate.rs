@@ -28,4 +28,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "soaks",
         sql: include_str!("../../migrations/sqlite/0005_soaks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "services_freezes",
+        sql: include_str!("../../migrations/sqlite/0006_services_freezes.sql"),
+    },
 ];

@@ -6,16 +6,23 @@ use crate::StoreError;
 
 /// Canary deployments.
 pub trait CanaryTx {
-    /// Fails with [`StoreError::Conflict`] when the environment already has an active canary.
+    /// Fails with [`StoreError::Conflict`] when (environment, service) already has an active
+    /// canary.
     fn insert_canary(&mut self, canary: &Canary) -> Result<(), StoreError>;
     fn update_canary(&mut self, canary: &Canary) -> Result<(), StoreError>;
     fn get_canary(&mut self, id: &str) -> Result<Option<Canary>, StoreError>;
-    /// The environment's progressing or paused canary.
-    fn active_canary(&mut self, environment: Environment) -> Result<Option<Canary>, StoreError>;
-    /// Newest first.
+    /// The progressing or paused canary of (environment, service); `None` is the canary that
+    /// names no service.
+    fn active_canary(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<Option<Canary>, StoreError>;
+    /// Newest first; `service` filters when given.
     fn list_canaries(
         &mut self,
         environment: Option<Environment>,
+        service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Canary>, StoreError>;
     /// Active canaries whose next evaluation is due at `now`.

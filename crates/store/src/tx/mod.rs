@@ -5,6 +5,7 @@
 mod audit;
 mod canaries;
 mod events;
+mod freezes;
 mod gate;
 mod incidents;
 mod probes;
@@ -16,6 +17,7 @@ mod validations;
 pub use audit::AuditTx;
 pub use canaries::CanaryTx;
 pub use events::EventTx;
+pub use freezes::{FreezeRecord, FreezeTx};
 pub use gate::GateTx;
 pub use incidents::IncidentTx;
 pub use probes::ProbeTx;
@@ -35,6 +37,7 @@ pub trait Tx:
     + CanaryTx
     + ReleaseTx
     + SoakTx
+    + FreezeTx
     + EventTx
     + AuditTx
 {
@@ -50,6 +53,7 @@ impl<
         + CanaryTx
         + ReleaseTx
         + SoakTx
+        + FreezeTx
         + EventTx
         + AuditTx,
 > Tx for T

@@ -13,23 +13,31 @@ pub trait ReleaseTx {
     fn list_rollbacks(
         &mut self,
         environment: Option<Environment>,
+        service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Rollback>, StoreError>;
     fn insert_release(&mut self, record: &ReleaseRecord) -> Result<(), StoreError>;
-    /// Newest first.
+    /// Newest first: the history of (environment, service); `None` is the environment as a
+    /// whole.
     fn releases(
         &mut self,
         environment: Environment,
+        service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ReleaseRecord>, StoreError>;
-    /// Whether `release_id` ever ran in `environment`.
+    /// Whether `release_id` ever ran in (environment, service).
     fn release_ran(
         &mut self,
         environment: Environment,
+        service: Option<&str>,
         release_id: &str,
     ) -> Result<bool, StoreError>;
 
-    /// The environment's setting (off if never set).
-    fn load_shedding(&mut self, environment: Environment) -> Result<LoadShedding, StoreError>;
+    /// The setting of (environment, service) (off if never set).
+    fn load_shedding(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<LoadShedding, StoreError>;
     fn put_load_shedding(&mut self, setting: &LoadShedding) -> Result<(), StoreError>;
 }

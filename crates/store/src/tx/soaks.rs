@@ -22,7 +22,8 @@ pub trait SoakTx {
     ) -> Result<Option<Soak>, StoreError>;
     /// Running soaks whose next evaluation is due at `now`.
     fn due_soaks(&mut self, now: Timestamp) -> Result<Vec<Soak>, StoreError>;
-    /// Whether a soak of `release_id` in `environment` (for `service`, or for none) passed.
+    /// Whether a soak of `release_id` in `environment` passed, for `service` or for the
+    /// environment as a whole (which covers every service).
     fn release_passed_soak(
         &mut self,
         release_id: &str,

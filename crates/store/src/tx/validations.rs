@@ -15,6 +15,7 @@ pub trait ValidationTx {
         &mut self,
         release_id: Option<&str>,
         environment: Option<Environment>,
+        service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Validation>, StoreError>;
     /// The validation's runs, oldest first.
@@ -41,10 +42,12 @@ pub trait ValidationTx {
         validation_id: &str,
         number: u32,
     ) -> Result<bool, StoreError>;
-    /// Whether any run of any validation of `release_id` in `environment` passed.
+    /// Whether any run of any validation of `release_id` in `environment` passed, for
+    /// `service` or for the environment as a whole (which covers every service).
     fn release_passed_validation(
         &mut self,
         release_id: &str,
         environment: Environment,
+        service: Option<&str>,
     ) -> Result<bool, StoreError>;
 }

@@ -20,6 +20,7 @@ fn at(minutes: i64) -> Timestamp {
 
 fn an_override(id: &str, action: Action, environment: Environment, expires_min: i64) -> Override {
     Override {
+        service: None,
         id: id.to_owned(),
         action,
         environment,
@@ -126,30 +127,30 @@ pub async fn overrides_are_found_by_scope_and_time(db: &impl TestDatabase) {
         tx.insert_override(&an_override(
             "a",
             Action::CanaryStart,
-            Environment::Production,
+            Environment::PRODUCTION,
             60,
         ))?;
         tx.insert_override(&an_override(
             "b",
             Action::CanaryStart,
-            Environment::Staging,
+            Environment::STAGING,
             60,
         ))?;
         tx.insert_override(&an_override(
             "c",
             Action::Rollback,
-            Environment::Production,
+            Environment::PRODUCTION,
             60,
         ))?;
         tx.insert_override(&an_override(
             "d",
             Action::CanaryStart,
-            Environment::Production,
+            Environment::PRODUCTION,
             10,
         ))?;
         let bound = Override {
             release_id: Some("v1".into()),
-            ..an_override("e", Action::CanaryStart, Environment::Production, 60)
+            ..an_override("e", Action::CanaryStart, Environment::PRODUCTION, 60)
         };
         tx.insert_override(&bound)
     })
@@ -161,12 +162,12 @@ pub async fn overrides_are_found_by_scope_and_time(db: &impl TestDatabase) {
         ids
     };
     let found = read(&store, |tx| {
-        tx.unexpired_overrides(Action::CanaryStart, Environment::Production, at(5))
+        tx.unexpired_overrides(Action::CanaryStart, Environment::PRODUCTION, at(5))
     })
     .await;
     assert_eq!(ids(found), ["a", "d", "e"]);
     let found = read(&store, |tx| {
-        tx.unexpired_overrides(Action::CanaryStart, Environment::Production, at(10))
+        tx.unexpired_overrides(Action::CanaryStart, Environment::PRODUCTION, at(10))
     })
     .await;
     assert_eq!(
@@ -203,7 +204,7 @@ pub async fn override_revocation_and_use(db: &impl TestDatabase) {
         tx.insert_override(&an_override(
             "a",
             Action::Rollback,
-            Environment::Production,
+            Environment::PRODUCTION,
             60,
         ))
     })
@@ -221,7 +222,7 @@ pub async fn override_revocation_and_use(db: &impl TestDatabase) {
     assert_eq!(revoked.revoked_at, Some(at(3)));
     assert_eq!(revoked.revoked_by.as_deref(), Some("sec"));
     let found = read(&store, |tx| {
-        tx.unexpired_overrides(Action::Rollback, Environment::Production, at(5))
+        tx.unexpired_overrides(Action::Rollback, Environment::PRODUCTION, at(5))
     })
     .await;
     assert!(found.is_empty(), "revoked overrides are never candidates");
@@ -289,7 +290,7 @@ pub async fn audit_chain_is_sealed_in_order(db: &impl TestDatabase) {
     assert_eq!(first.seq, 1);
     assert_eq!(first.prev_hash, deploy_safety_core::GENESIS_HASH);
     let (second, third) = write(&store, |tx| {
-        let a = tx.append_audit(draft(2, "bob", "y", Some(Environment::Staging)), at(2))?;
+        let a = tx.append_audit(draft(2, "bob", "y", Some(Environment::STAGING)), at(2))?;
         let b = tx.append_audit(draft(3, "bob", "y", None), at(3))?;
         Ok((a, b))
     })
@@ -307,7 +308,7 @@ pub async fn audit_chain_is_sealed_in_order(db: &impl TestDatabase) {
     let parsed = stored[0].parse().unwrap();
     assert_eq!(parsed.hash, second.hash);
     assert_eq!(parsed.details.get(), r#"{"n":2}"#);
-    assert_eq!(parsed.environment, Some(Environment::Staging));
+    assert_eq!(parsed.environment, Some(Environment::STAGING));
     assert_eq!(
         read(&store, |tx| tx.audit_recorded_head()).await,
         Some((3, third.hash.clone()))
@@ -321,7 +322,7 @@ pub async fn audit_pages_filter_and_page(db: &impl TestDatabase) {
         for n in 1..=30u64 {
             let principal = if n % 2 == 0 { "even" } else { "odd" };
             let action = if n % 5 == 0 { "five" } else { "other" };
-            let environment = (n % 4 == 0).then_some(Environment::Production);
+            let environment = (n % 4 == 0).then_some(Environment::PRODUCTION);
             tx.append_audit(draft(n, principal, action, environment), at(n as i64))?;
         }
         Ok(())
@@ -361,7 +362,7 @@ pub async fn audit_pages_filter_and_page(db: &impl TestDatabase) {
     assert_eq!(
         page(AuditQuery {
             principal: Some("even".into()),
-            environment: Some(Environment::Production),
+            environment: Some(Environment::PRODUCTION),
             ..q(100)
         })
         .await,
@@ -409,7 +410,7 @@ pub async fn everything_survives_reopening(db: &impl TestDatabase) {
             tx.insert_override(&an_override(
                 "o",
                 Action::LoadShed,
-                Environment::Staging,
+                Environment::STAGING,
                 60,
             ))?;
             tx.append_audit(draft(1, "alice", "x", None), at(1))
@@ -443,7 +444,7 @@ pub async fn a_failing_write_changes_nothing(db: &impl TestDatabase) {
             tx.insert_override(&an_override(
                 "o",
                 Action::LoadShed,
-                Environment::Staging,
+                Environment::STAGING,
                 60,
             ))?;
             tx.append_audit(draft(1, "alice", "x", None), at(1))?;
@@ -643,13 +644,13 @@ pub async fn incidents_round_trip_and_filter(db: &impl TestDatabase) {
         tx.insert_incident(&an_incident(
             "i2",
             Severity::Low,
-            Some(Environment::Staging),
+            Some(Environment::STAGING),
             2,
         ))?;
         tx.insert_incident(&an_incident(
             "i3",
             Severity::Critical,
-            Some(Environment::Production),
+            Some(Environment::PRODUCTION),
             3,
         ))
     })
@@ -657,7 +658,7 @@ pub async fn incidents_round_trip_and_filter(db: &impl TestDatabase) {
     let stored = read(&store, |tx| tx.get_incident("i2")).await.unwrap();
     assert_eq!(
         stored,
-        an_incident("i2", Severity::Low, Some(Environment::Staging), 2)
+        an_incident("i2", Severity::Low, Some(Environment::STAGING), 2)
     );
 
     let escalated = stored
@@ -713,7 +714,7 @@ pub async fn incidents_round_trip_and_filter(db: &impl TestDatabase) {
     );
     assert_eq!(
         ids(IncidentQuery {
-            environment: Some(Environment::Staging),
+            environment: Some(Environment::STAGING),
             ..all.clone()
         })
         .await,
@@ -727,12 +728,13 @@ pub async fn incidents_round_trip_and_filter(db: &impl TestDatabase) {
         open.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
         ["i1", "i3"]
     );
-    assert_eq!(open[1].environment, Some(Environment::Production));
+    assert_eq!(open[1].environment, Some(Environment::PRODUCTION));
     assert_eq!(open[1].severity, Severity::Critical);
 }
 
 fn a_validation(id: &str, release: &str, environment: Environment, created: i64) -> Validation {
     Validation {
+        service: None,
         id: id.to_owned(),
         release_id: release.to_owned(),
         environment,
@@ -761,15 +763,18 @@ fn a_run(number: u32, status: ValidationStatus) -> ValidationRun {
 pub async fn validation_runs_are_records(db: &impl TestDatabase) {
     let store = db.open();
     write(&store, |tx| {
-        tx.insert_validation(&a_validation("v1", "1.0", Environment::Staging, 1))?;
-        tx.insert_validation(&a_validation("v2", "1.0", Environment::Production, 2))?;
-        tx.insert_validation(&a_validation("v3", "2.0", Environment::Staging, 3))?;
+        tx.insert_validation(&a_validation("v1", "1.0", Environment::STAGING, 1))?;
+        tx.insert_validation(&a_validation("v2", "1.0", Environment::PRODUCTION, 2))?;
+        tx.insert_validation(&a_validation("v3", "2.0", Environment::STAGING, 3))?;
         tx.insert_validation_run("v1", &a_run(1, ValidationStatus::Running))
     })
     .await;
     assert!(
-        !read(&store, |tx| tx
-            .release_passed_validation("1.0", Environment::Staging))
+        !read(&store, |tx| tx.release_passed_validation(
+            "1.0",
+            Environment::STAGING,
+            None
+        ))
         .await
     );
 
@@ -801,18 +806,27 @@ pub async fn validation_runs_are_records(db: &impl TestDatabase) {
     assert_eq!(runs[0].finished_at, Some(at(9)));
     assert_eq!(runs[0].gates, gates);
     assert!(
-        read(&store, |tx| tx
-            .release_passed_validation("1.0", Environment::Staging))
+        read(&store, |tx| tx.release_passed_validation(
+            "1.0",
+            Environment::STAGING,
+            None
+        ))
         .await
     );
     assert!(
-        !read(&store, |tx| tx
-            .release_passed_validation("1.0", Environment::Production))
+        !read(&store, |tx| tx.release_passed_validation(
+            "1.0",
+            Environment::PRODUCTION,
+            None
+        ))
         .await
     );
     assert!(
-        !read(&store, |tx| tx
-            .release_passed_validation("2.0", Environment::Staging))
+        !read(&store, |tx| tx.release_passed_validation(
+            "2.0",
+            Environment::STAGING,
+            None
+        ))
         .await
     );
 
@@ -835,7 +849,7 @@ pub async fn validation_runs_are_records(db: &impl TestDatabase) {
         let store = store.clone();
         async move {
             read(&store, move |tx| {
-                tx.list_validations(release, environment, 10)
+                tx.list_validations(release, environment, None, 10)
             })
             .await
             .into_iter()
@@ -845,10 +859,10 @@ pub async fn validation_runs_are_records(db: &impl TestDatabase) {
     };
     assert_eq!(ids(None, None).await, ["v3", "v2", "v1"]);
     assert_eq!(ids(Some("1.0"), None).await, ["v2", "v1"]);
-    assert_eq!(ids(Some("1.0"), Some(Environment::Staging)).await, ["v1"]);
+    assert_eq!(ids(Some("1.0"), Some(Environment::STAGING)).await, ["v1"]);
     assert_eq!(
         read(&store, |tx| tx.get_validation("v2")).await,
-        Some(a_validation("v2", "1.0", Environment::Production, 2))
+        Some(a_validation("v2", "1.0", Environment::PRODUCTION, 2))
     );
     assert_eq!(read(&store, |tx| tx.get_validation("nope")).await, None);
 }
@@ -1002,7 +1016,7 @@ fn a_soak(
     deploy_safety_core::Soak::start(
         id.to_owned(),
         release.to_owned(),
-        Environment::Staging,
+        Environment::STAGING,
         service.map(str::to_owned),
         release.to_owned(),
         deploy_safety_core::SoakConfig::default(),
@@ -1036,19 +1050,19 @@ pub async fn soaks_round_trip_filter_and_schedule(db: &impl TestDatabase) {
         "{refused:?}"
     );
     let found = read(&store, |tx| {
-        tx.running_soak("v1", Environment::Staging, None)
+        tx.running_soak("v1", Environment::STAGING, None)
     })
     .await;
     assert_eq!(found.map(|s| s.id), Some("sok_1".to_owned()));
     let found = read(&store, |tx| {
-        tx.running_soak("v1", Environment::Staging, Some("payments/api"))
+        tx.running_soak("v1", Environment::STAGING, Some("payments/api"))
     })
     .await;
     assert_eq!(found.map(|s| s.id), Some("sok_2".to_owned()));
     assert_eq!(
         read(&store, |tx| tx.running_soak(
             "v1",
-            Environment::Production,
+            Environment::PRODUCTION,
             None
         ))
         .await,
@@ -1081,15 +1095,16 @@ pub async fn soaks_round_trip_filter_and_schedule(db: &impl TestDatabase) {
     assert!(
         read(&store, |tx| tx.release_passed_soak(
             "v1",
-            Environment::Staging,
+            Environment::STAGING,
             None
         ))
         .await
     );
+    // A soak of the environment as a whole covers every service (SPEC §15).
     assert!(
-        !read(&store, |tx| tx.release_passed_soak(
+        read(&store, |tx| tx.release_passed_soak(
             "v1",
-            Environment::Staging,
+            Environment::STAGING,
             Some("payments/api")
         ))
         .await
@@ -1097,7 +1112,7 @@ pub async fn soaks_round_trip_filter_and_schedule(db: &impl TestDatabase) {
     assert!(
         !read(&store, |tx| tx.release_passed_soak(
             "v1",
-            Environment::Production,
+            Environment::PRODUCTION,
             None
         ))
         .await
@@ -1105,7 +1120,7 @@ pub async fn soaks_round_trip_filter_and_schedule(db: &impl TestDatabase) {
     assert!(
         !read(&store, |tx| tx.release_passed_soak(
             "v2",
-            Environment::Staging,
+            Environment::STAGING,
             None
         ))
         .await
@@ -1152,7 +1167,7 @@ pub async fn soaks_round_trip_filter_and_schedule(db: &impl TestDatabase) {
     );
     assert_eq!(
         list(SoakQuery {
-            environment: Some(Environment::Production),
+            environment: Some(Environment::PRODUCTION),
             ..all.clone()
         })
         .await,
@@ -1167,7 +1182,7 @@ pub async fn stored_entries_heads_and_checkpoints(db: &impl TestDatabase) {
         (1..=3u64)
             .map(|n| {
                 tx.append_audit(
-                    draft(n, "alice", "x", Some(Environment::Production)),
+                    draft(n, "alice", "x", Some(Environment::PRODUCTION)),
                     at(n as i64),
                 )
             })
