@@ -116,18 +116,28 @@ fn announce(
         )
         .map(|_| ())
     };
-    if let Some(start) = record.announced_window_start
-        && window.is_none_or(|w| w.start != start)
-    {
+    // Back-to-back windows (one ends as the next starts) are one stretch in force: announced
+    // once, not ended and started again at every boundary. The engine looks at every
+    // boundary, so comparing with the window just before this one is enough.
+    let continues = match (record.announced_window_start, window) {
+        (Some(announced), Some(w)) => {
+            announced == w.start
+                || (announced < w.start && freeze.window_at(w.start.plus_millis(-1)).is_some())
+        }
+        _ => false,
+    };
+    if continues {
+        record.next_check_at = next_check(&freeze, now);
+        return Ok(0);
+    }
+    if let Some(start) = record.announced_window_start {
         let details = freeze_event(&freeze, start, Some(now));
         system(tx, "freeze.ended", details.clone())?;
         emitter.emit(tx, EventType::FreezeEnded, now, environment, details)?;
         record.announced_window_start = None;
         announced += 1;
     }
-    if let Some(w) = window
-        && record.announced_window_start != Some(w.start)
-    {
+    if let Some(w) = window {
         let details = freeze_event(&freeze, w.start, w.until);
         system(tx, "freeze.started", details.clone())?;
         emitter.emit(tx, EventType::FreezeStarted, now, environment, details)?;

@@ -1,11 +1,16 @@
-//! Table-driven tests of the gate decision (SPEC §3, §4) and of the gate's state changes (SPEC §5).
+//! Table-driven tests of the gate decision (SPEC §3, §4, §15, §16) and of the gate's state
+//! changes (SPEC §5).
 //!
 //! Every row names the SPEC step it exercises; a failing row is reported by its description.
 
+use std::sync::Arc;
+
 use deploy_safety_core::{
-    Action, Decision, Environment, GateInputs, GateRequest, GateState, LockdownTrigger,
-    ModeChangeError, OpenIncident, Override, OverrideIndex, Reason, ReasonCode, Role, SecurityMode,
-    Severity, ThreatLevel, Timestamp, change_mode, change_threat_level, decide, trigger_lockdown,
+    Action, DEFAULT_ACTIONS, Decision, Environment, EnvironmentSpec, Environments, Freeze,
+    FreezeIndex, GateInputs, GateRequest, GateState, KnownEnvironment, LockdownTrigger,
+    ModeChangeError, OpenIncident, Override, OverrideIndex, Reason, ReasonCode, Role, Schedule,
+    SecurityMode, Severity, ThreatLevel, Tier, Timestamp, change_mode, change_threat_level, decide,
+    trigger_lockdown,
 };
 
 const NOW: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -23,6 +28,7 @@ struct Ov {
     action: Action,
     env: Environment,
     release: Option<&'static str>,
+    service: Option<&'static str>,
     created: i64,
     expires: i64,
     revoked: bool,
@@ -35,6 +41,7 @@ fn ov(id: &'static str, action: Action, env: Environment) -> Ov {
         action,
         env,
         release: None,
+        service: None,
         created: -10 * MINUTE,
         expires: 50 * MINUTE,
         revoked: false,
@@ -45,6 +52,13 @@ impl Ov {
     fn bound(self, release: &'static str) -> Self {
         Ov {
             release: Some(release),
+            ..self
+        }
+    }
+    /// Bound to a service (SPEC §15): covers only requests naming it.
+    fn svc(self, service: &'static str) -> Self {
+        Ov {
+            service: Some(service),
             ..self
         }
     }
@@ -62,7 +76,7 @@ impl Ov {
     }
     fn build(&self) -> Override {
         Override {
-            service: None,
+            service: self.service.map(str::to_owned),
             id: self.id.to_owned(),
             action: self.action,
             environment: self.env,
@@ -78,6 +92,135 @@ impl Ov {
             last_used_at: None,
         }
     }
+}
+
+/// A freeze as the table describes it (SPEC §16): times are milliseconds relative to `NOW`.
+#[derive(Clone, Debug)]
+struct Fz {
+    id: &'static str,
+    hard: bool,
+    envs: Vec<Environment>,
+    services: Vec<&'static str>,
+    actions: Vec<Action>,
+    start: i64,
+    end: Option<i64>,
+    ended: Option<i64>,
+    schedule: Option<(&'static str, i64, &'static str)>,
+}
+
+/// A soft one-off freeze of every environment and service, for the default actions (canary
+/// start and promote), in force from ten minutes ago until fifty minutes from now.
+fn fz(id: &'static str) -> Fz {
+    Fz {
+        id,
+        hard: false,
+        envs: Vec::new(),
+        services: Vec::new(),
+        actions: DEFAULT_ACTIONS.to_vec(),
+        start: -10 * MINUTE,
+        end: Some(50 * MINUTE),
+        ended: None,
+        schedule: None,
+    }
+}
+
+/// The reason a freeze of the table gives; a FREEZE message must quote it.
+fn freeze_reason(id: &str) -> String {
+    format!("{id}: year-end change freeze")
+}
+
+impl Fz {
+    fn hard(self) -> Self {
+        Fz { hard: true, ..self }
+    }
+    fn envs(self, envs: impl IntoIterator<Item = Environment>) -> Self {
+        Fz {
+            envs: envs.into_iter().collect(),
+            ..self
+        }
+    }
+    fn svcs(self, services: impl IntoIterator<Item = &'static str>) -> Self {
+        Fz {
+            services: services.into_iter().collect(),
+            ..self
+        }
+    }
+    fn acts(self, actions: impl IntoIterator<Item = Action>) -> Self {
+        Fz {
+            actions: actions.into_iter().collect(),
+            ..self
+        }
+    }
+    /// A one-off window `[start, end)`, relative to `NOW`; `end: None` lasts until ended by hand.
+    fn window(self, start: i64, end: Option<i64>) -> Self {
+        Fz { start, end, ..self }
+    }
+    fn ended(self, at: i64) -> Self {
+        Fz {
+            ended: Some(at),
+            ..self
+        }
+    }
+    /// Recurring: windows opening at each `cron` occurrence in `zone`, lasting `minutes`; the
+    /// freeze itself starts thirty days ago and has no end.
+    fn every(self, cron: &'static str, minutes: i64, zone: &'static str) -> Self {
+        Fz {
+            schedule: Some((cron, minutes, zone)),
+            start: -30 * 24 * 60 * MINUTE,
+            end: None,
+            ..self
+        }
+    }
+    fn build(&self) -> Freeze {
+        Freeze {
+            id: self.id.to_owned(),
+            name: format!("freeze {}", self.id),
+            reason: freeze_reason(self.id),
+            environments: self.envs.clone(),
+            services: self.services.iter().map(|s| (*s).to_owned()).collect(),
+            actions: self.actions.clone(),
+            start: NOW.plus_millis(self.start),
+            end: self.end.map(|e| NOW.plus_millis(e)),
+            schedule: self.schedule.map(|(cron, minutes, zone)| {
+                Schedule::parse(cron, minutes, zone).expect("valid schedule")
+            }),
+            hard: self.hard,
+            created_by: "alice".to_owned(),
+            created_at: NOW.plus_millis(self.start),
+            ended_at: self.ended.map(|e| NOW.plus_millis(e)),
+            ended_by: self.ended.map(|_| "alice".to_owned()),
+            end_reason: self.ended.map(|_| "done".to_owned()),
+        }
+    }
+}
+
+fn env_named(name: &str) -> Environment {
+    Environment::parse(name).expect("valid environment name")
+}
+
+/// A settings file listing, beside the built-in names, `production-eu` (tier production) and
+/// `qa` (tier staging) (SPEC §15).
+fn configured() -> Environments {
+    let spec = |name: &str, tier| EnvironmentSpec {
+        name: env_named(name),
+        tier,
+        promotes_from: Vec::new(),
+    };
+    Environments::new(vec![
+        spec("staging", Tier::Staging),
+        spec("qa", Tier::Staging),
+        spec("production", Tier::Production),
+        spec("production-eu", Tier::Production),
+    ])
+    .expect("valid environments")
+}
+
+/// `name` with its tier: a built-in environment, else one of [`configured`].
+fn resolve(name: Environment) -> KnownEnvironment {
+    Environments::built_in()
+        .resolve(name)
+        .or_else(|| configured().resolve(name))
+        .expect("a known environment")
 }
 
 fn inc(id: &'static str, severity: Severity, env: Option<Environment>) -> OpenIncident {
@@ -109,12 +252,16 @@ struct Row {
     action: Action,
     release: Option<&'static str>,
     start_override: Option<&'static str>,
+    service: Option<&'static str>,
     overrides: Vec<Ov>,
     incidents: Vec<OpenIncident>,
+    freezes: Vec<Fz>,
     allowed: bool,
     reason: ReasonCode,
     would_block: bool,
     override_id: Option<&'static str>,
+    /// For a FREEZE row: the freeze the message must name.
+    names: Option<&'static str>,
 }
 
 fn row(
@@ -132,12 +279,15 @@ fn row(
         action,
         release: None,
         start_override: None,
+        service: None,
         overrides: Vec::new(),
         incidents: Vec::new(),
+        freezes: Vec::new(),
         allowed: false,
         reason: ReasonCode::Allowed,
         would_block: false,
         override_id: None,
+        names: None,
     }
 }
 
@@ -151,6 +301,31 @@ impl Row {
     fn incs(self, incidents: impl IntoIterator<Item = OpenIncident>) -> Self {
         Row {
             incidents: incidents.into_iter().collect(),
+            ..self
+        }
+    }
+    fn frz(self, freezes: impl IntoIterator<Item = Fz>) -> Self {
+        Row {
+            freezes: freezes.into_iter().collect(),
+            ..self
+        }
+    }
+    /// The request names this service (SPEC §15).
+    fn svc(self, service: &'static str) -> Self {
+        Row {
+            service: Some(service),
+            ..self
+        }
+    }
+    /// Expected: denied (or, in monitor mode, would-block) by a freeze whose message names `id`.
+    fn frozen_by(self, id: &'static str) -> Self {
+        let monitor = self.mode == SecurityMode::Monitor;
+        Row {
+            allowed: monitor,
+            reason: ReasonCode::Freeze,
+            would_block: monitor,
+            override_id: None,
+            names: Some(id),
             ..self
         }
     }
@@ -190,15 +365,16 @@ impl Row {
     fn decide(&self) -> Decision {
         let state = state(self.mode, self.threat);
         let index = OverrideIndex::new(self.overrides.iter().map(Ov::build));
+        let freezes = FreezeIndex::active_at(self.freezes.iter().map(|f| Arc::new(f.build())), NOW);
         let request = GateRequest {
-            service: None,
+            service: self.service,
             action: self.action,
-            environment: known(self.env),
+            environment: resolve(self.env),
             release_id: self.release,
             start_override_id: self.start_override,
         };
         let inputs = GateInputs {
-            freezes: &deploy_safety_core::FreezeIndex::default(),
+            freezes: &freezes,
             state: &state,
             overrides: &index,
             open_incidents: &self.incidents,
@@ -1169,13 +1345,13 @@ fn table() -> Vec<Row> {
 }
 
 fn roles_for(action: Action, env: Environment) -> Vec<Role> {
-    // SPEC §4's table, written out here independently of the implementation.
+    // SPEC §4's table, written out here independently of the implementation, read by tier (§15).
     use Action::*;
     let mut roles = vec![Role::SecurityTeam];
     if matches!(action, CanaryStart | CanaryPromote | Rollback) {
         roles.push(Role::EngLead);
     }
-    if action == Rollback && env == Environment::PRODUCTION {
+    if action == Rollback && resolve(env).tier == Tier::Production {
         roles.push(Role::OncallLead);
     }
     roles
@@ -1202,7 +1378,13 @@ fn decision_table() {
         assert_eq!(d.action, r.action, "action echo, {ctx}");
         assert_eq!(d.environment, r.env, "environment echo, {ctx}");
         assert_eq!(d.release_id.as_deref(), r.release, "release echo, {ctx}");
+        assert_eq!(d.service.as_deref(), r.service, "service echo, {ctx}");
         assert_eq!(d.mode, r.mode, "mode echo, {ctx}");
+        assert_eq!(
+            r.names.is_some(),
+            d.reason == ReasonCode::Freeze,
+            "a FREEZE row names its freeze, {ctx}"
+        );
         assert_eq!(d.decided_at, NOW, "decidedAt, {ctx}");
         assert!(!d.message.is_empty(), "message, {ctx}");
 
@@ -1273,7 +1455,62 @@ fn decision_table() {
                     );
                 }
             }
+            ReasonCode::Freeze => check_freeze_message(r, &d, &ctx),
             _ => {}
+        }
+    }
+}
+
+/// SPEC §16: "The message names the freeze, its reason and when it ends; hints say who may
+/// override it (soft) or end it."
+fn check_freeze_message(r: &Row, d: &Decision, ctx: &str) {
+    let id = r.names.expect("FREEZE row names its freeze");
+    let named = r
+        .freezes
+        .iter()
+        .find(|f| f.id == id)
+        .expect("the named freeze is in the row")
+        .build();
+    assert!(d.message.contains(&format!("({id})")), "names {id}, {ctx}");
+    for other in r.freezes.iter().filter(|f| f.id != id) {
+        assert!(
+            !d.message.contains(&format!("({})", other.id)),
+            "names only {id}, not {}, {ctx}",
+            other.id
+        );
+    }
+    assert!(
+        d.message.contains(&freeze_reason(id)),
+        "quotes the freeze's reason, {ctx}"
+    );
+    // When it ends: the end of the window in force now (the schedule's job, not the gate's).
+    let window = named.window_at(NOW).expect("the named freeze is in force");
+    match window.until {
+        Some(until) => assert!(
+            d.message.contains(&until.to_rfc3339()),
+            "says it ends at {until}, {ctx}"
+        ),
+        None => assert!(
+            d.message.contains("by hand"),
+            "says it lasts until ended by hand, {ctx}"
+        ),
+    }
+    let hints = d.hints.join("\n");
+    assert!(
+        hints.contains(&format!("freeze end {id}")),
+        "hints say how to end it, {ctx}"
+    );
+    if named.hard {
+        assert!(
+            hints.to_lowercase().contains("no override"),
+            "a hard freeze's hints say no override lifts it, {ctx}"
+        );
+    } else {
+        for role in roles_for(r.action, r.env) {
+            assert!(
+                hints.contains(role.as_str()),
+                "a soft freeze's hints name {role}, who may override, {ctx}"
+            );
         }
     }
 }
