@@ -18,6 +18,9 @@ use crate::gate::{decide_in, gate_action, new_id, record_gated, refuse_precondit
 use crate::rollback::{execute, list_limit};
 use crate::{App, AppError, AppSettings, Caller, TxResult, parse_service};
 
+/// Whether a release passed (a validation, a soak) in an environment, for a service.
+type PassedIn = fn(&mut dyn Tx, &str, Environment, Option<&str>) -> Result<bool, StoreError>;
+
 /// "production" or "payments/api in production", for messages.
 pub(crate) fn where_(environment: Environment, service: Option<&str>) -> String {
     match service {
@@ -162,7 +165,7 @@ impl App {
                     Err(blocked) => return Ok(Err(blocked)),
                 };
                 let svc = service.as_deref();
-                let passed_first = |tx: &mut dyn Tx, passed: fn(&mut dyn Tx, &str, Environment, Option<&str>) -> Result<bool, StoreError>| -> Result<bool, StoreError> {
+                let passed_first = |tx: &mut dyn Tx, passed: PassedIn| -> Result<bool, StoreError> {
                     for from in &promotes_from {
                         if passed(tx, release.as_str(), *from, svc)? {
                             return Ok(true);

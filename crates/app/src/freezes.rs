@@ -195,8 +195,12 @@ impl App {
                 services.push(service);
             }
         }
-        let mut actions = request.actions.unwrap_or_default();
-        actions.dedup();
+        let mut actions = Vec::new();
+        for action in request.actions.unwrap_or_default() {
+            if !actions.contains(&action) {
+                actions.push(action);
+            }
+        }
         if actions.is_empty() {
             actions = DEFAULT_ACTIONS.to_vec();
         }

@@ -166,10 +166,7 @@ pub enum EnvironmentsError {
     #[error("environment `{0}` is listed twice")]
     Duplicate(Environment),
     #[error("environment `{environment}` promotes from `{from}`, which is not listed")]
-    UnknownPromotesFrom {
-        environment: Environment,
-        from: Environment,
-    },
+    UnknownPromotesFrom { environment: String, from: String },
     #[error("environment `{0}` promotes from itself")]
     PromotesFromItself(Environment),
 }
@@ -229,8 +226,8 @@ impl Environments {
                 }
                 if !listed.iter().any(|s| s.name == *from) {
                     return Err(EnvironmentsError::UnknownPromotesFrom {
-                        environment: spec.name,
-                        from: *from,
+                        environment: spec.name.to_string(),
+                        from: from.to_string(),
                     });
                 }
             }

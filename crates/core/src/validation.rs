@@ -192,10 +192,9 @@ pub fn built_in_gate(name: &str, inputs: &ValidationInputs<'_>) -> Option<GateVe
                 )
             }
         }
-        "environment-parity" if !inputs.environment.is_production() => verdict(
-            true,
-            not_applicable(inputs.environment),
-        ),
+        "environment-parity" if !inputs.environment.is_production() => {
+            verdict(true, not_applicable(inputs.environment))
+        }
         "environment-parity" if inputs.staging_passed => verdict(
             true,
             format!(
@@ -222,10 +221,9 @@ pub fn built_in_gate(name: &str, inputs: &ValidationInputs<'_>) -> Option<GateVe
                 ),
             ),
         },
-        SOAK_GATE if !inputs.environment.is_production() => verdict(
-            true,
-            not_applicable(inputs.environment),
-        ),
+        SOAK_GATE if !inputs.environment.is_production() => {
+            verdict(true, not_applicable(inputs.environment))
+        }
         SOAK_GATE if inputs.staging_soak_passed => verdict(
             true,
             format!(

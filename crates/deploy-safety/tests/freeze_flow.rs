@@ -87,7 +87,14 @@ fn a_recurring_freeze_pauses_one_services_canary_while_the_other_progresses() {
     // The built-in `staging` is gone: refused, the known ones listed.
     let unknown = server.cli(
         &ci,
-        &["gate", "check", "--action", "deploy.canary.start", "--environment", "staging"],
+        &[
+            "gate",
+            "check",
+            "--action",
+            "deploy.canary.start",
+            "--environment",
+            "staging",
+        ],
     );
     assert_ne!(code(&unknown), 0);
     assert!(
@@ -143,7 +150,13 @@ fn a_recurring_freeze_pauses_one_services_canary_while_the_other_progresses() {
     let freeze_id = freeze["id"].as_str().unwrap().to_owned();
     // Only security-team and eng-lead manage freezes.
     let refused = server.cli(&ci, &["freeze", "end", &freeze_id]);
-    assert_eq!(code(&refused), 4, "{}{}", stdout(&refused), stderr(&refused));
+    assert_eq!(
+        code(&refused),
+        4,
+        "{}{}",
+        stdout(&refused),
+        stderr(&refused)
+    );
 
     for service in ["payments/api", "checkout"] {
         let (started, canary) = server.cli_json(
@@ -174,16 +187,29 @@ fn a_recurring_freeze_pauses_one_services_canary_while_the_other_progresses() {
     let second = server.cli(
         &ci,
         &[
-            "canary", "start", "--release", "v2.0.1", "--environment", "qa", "--service",
-            "checkout", "--deployment", "qa-002",
+            "canary",
+            "start",
+            "--release",
+            "v2.0.1",
+            "--environment",
+            "qa",
+            "--service",
+            "checkout",
+            "--deployment",
+            "qa-002",
         ],
     );
     assert_eq!(code(&second), 1, "{}", stderr(&second));
-    assert!(stderr(&second).contains("CANARY_ALREADY_ACTIVE"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("CANARY_ALREADY_ACTIVE"),
+        "{}",
+        stderr(&second)
+    );
 
-    let (payments, checkout) = push_until(&server, &ci, "checkout done, payments paused", |p, c| {
-        c["phase"] == "completed" && p["phase"] == "paused"
-    });
+    let (payments, checkout) =
+        push_until(&server, &ci, "checkout done, payments paused", |p, c| {
+            c["phase"] == "completed" && p["phase"] == "paused"
+        });
     assert_eq!(payments["currentPercentage"], 10, "{payments}");
     let why = payments["pausedReason"].as_str().unwrap();
     assert!(why.starts_with("FREEZE"), "{why}");
