@@ -1,16 +1,18 @@
-//! The pure core's hot paths: the gate decision as the number of active overrides grows, a
-//! canary evaluation, and the audit hash.
+//! The pure core's hot paths: the gate decision as the number of active overrides grows, and
+//! with 1,000 freezes beside 10,000 overrides (SPEC §22), a canary evaluation, and the audit hash.
 //!
 //! `cargo bench -p deploy-safety-core --bench core` measures; `cargo test --benches` (CI) runs
 //! each once as a test. Method and latest figures: BENCHMARKS.md.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use deploy_safety_core::{
-    Action, AuditDecision, AuditDraft, AuditEntry, CanaryMetrics, Environment,
-    EvaluationThresholds, GENESIS_HASH, GateInputs, GateRequest, GateState, MetricsSource,
-    Override, OverrideIndex, Role, Timestamp, decide, evaluate,
+    Action, AuditDecision, AuditDraft, AuditEntry, CanaryMetrics, DEFAULT_ACTIONS, Environment,
+    EvaluationThresholds, Freeze, FreezeIndex, GENESIS_HASH, GateInputs, GateRequest, GateState,
+    MetricsSource, Override, OverrideIndex, ReasonCode, Role, Schedule, Timestamp, decide,
+    evaluate,
 };
 
 const NOW: Timestamp = Timestamp::from_unix_millis(1_767_225_600_000);
@@ -72,6 +74,109 @@ fn overrides(count: usize) -> OverrideIndex {
     OverrideIndex::new(all)
 }
 
+/// The service the freeze benchmarks' request names.
+const SERVICE: &str = "payments/api";
+
+/// A one-off freeze of the default actions in every environment and service, in force from ten
+/// minutes ago for an hour.
+fn freeze(id: usize, hard: bool) -> Freeze {
+    Freeze {
+        id: format!("frz_{id:08}"),
+        name: format!("freeze {id}"),
+        reason: "year-end change freeze".to_owned(),
+        environments: Vec::new(),
+        services: Vec::new(),
+        actions: DEFAULT_ACTIONS.to_vec(),
+        start: NOW.plus_minutes(-10),
+        end: Some(NOW.plus_minutes(50)),
+        schedule: None,
+        hard,
+        created_by: "eng-lead".to_owned(),
+        created_at: NOW.plus_minutes(-10),
+        ended_at: None,
+        ended_by: None,
+        end_reason: None,
+    }
+}
+
+/// 1,000 freezes of varied scopes, almost all of which do not stop a production canary start of
+/// `SERVICE`: other environments, other services, other actions, windows not in force now
+/// (past, future, ended by hand, a recurring one between windows); many of them hard. Exactly
+/// five soft ones stop it (every scope, production, the service, production and the service,
+/// and a recurring one in its window), so a covering override lifts them all; with
+/// `hard_matching`, one of those five is hard instead and the request is denied.
+fn freezes(hard_matching: bool) -> Vec<Arc<Freeze>> {
+    let nightly = Schedule::parse("0 22 * * *", 60, "Europe/Berlin").expect("schedule");
+    // NOW is 2026-01-01T00:00:00Z, 01:00 in Berlin: 22:00 Berlin for four hours covers it.
+    let night = Schedule::parse("0 22 * * *", 240, "Europe/Berlin").expect("schedule");
+    let mut all = Vec::with_capacity(1_000);
+    for id in 5..1_000 {
+        let base = freeze(id, id % 3 == 0);
+        let varied = match id % 8 {
+            0 => Freeze {
+                environments: vec![Environment::STAGING],
+                ..base
+            },
+            1 => Freeze {
+                services: vec![format!("svc-{id}"), format!("svc-{}", id + 1)],
+                ..base
+            },
+            2 => Freeze {
+                environments: vec![Environment::PRODUCTION],
+                services: vec![format!("svc-{id}")],
+                ..base
+            },
+            3 => Freeze {
+                actions: vec![Action::Rollback, Action::LoadShed],
+                ..base
+            },
+            4 => Freeze {
+                start: NOW.plus_minutes(-120),
+                end: Some(NOW.plus_minutes(-60)),
+                ..base
+            },
+            5 => Freeze {
+                start: NOW.plus_minutes(60),
+                end: None,
+                ..base
+            },
+            6 => Freeze {
+                ended_at: Some(NOW.plus_minutes(-1)),
+                ..base
+            },
+            _ => Freeze {
+                start: NOW.plus_minutes(-30 * 24 * 60),
+                end: None,
+                schedule: Some(nightly.clone()),
+                ..base
+            },
+        };
+        all.push(varied);
+    }
+    all.push(freeze(0, hard_matching));
+    all.push(Freeze {
+        environments: vec![Environment::STAGING, Environment::PRODUCTION],
+        ..freeze(1, false)
+    });
+    all.push(Freeze {
+        services: vec!["web".to_owned(), SERVICE.to_owned()],
+        ..freeze(2, false)
+    });
+    all.push(Freeze {
+        environments: vec![Environment::PRODUCTION],
+        services: vec![SERVICE.to_owned()],
+        actions: vec![Action::CanaryStart],
+        ..freeze(3, false)
+    });
+    all.push(Freeze {
+        start: NOW.plus_minutes(-30 * 24 * 60),
+        end: None,
+        schedule: Some(night),
+        ..freeze(4, false)
+    });
+    all.into_iter().map(Arc::new).collect()
+}
+
 fn gate_decision(c: &mut Criterion) {
     let state = GateState::default();
     let request = GateRequest {
@@ -101,7 +206,67 @@ fn gate_decision(c: &mut Criterion) {
             },
         );
     }
+
+    // SPEC §22: the same decision with 1,000 freezes and 10,000 overrides, for a request naming
+    // a service; compare with `active_overrides/10000`.
+    let request = GateRequest {
+        service: Some(SERVICE),
+        ..request
+    };
+    let index = overrides(10_000);
+    // The same request without freezes, to tell the service's cost from the freezes'.
+    let none = FreezeIndex::default();
+    let inputs = GateInputs {
+        freezes: &none,
+        state: &state,
+        overrides: &index,
+        open_incidents: &[],
+        now: NOW,
+    };
+    assert_eq!(decide(&request, &inputs).reason, ReasonCode::Override);
+    group.bench_with_input(
+        BenchmarkId::new("service_no_freezes", "10000_overrides"),
+        &inputs,
+        |b, inputs| {
+            b.iter(|| decide(black_box(&request), black_box(inputs)));
+        },
+    );
+    for (name, hard_matching, reason) in [
+        ("freezes_1000_soft_lifted", false, ReasonCode::Override),
+        ("freezes_1000_hard_denied", true, ReasonCode::Freeze),
+    ] {
+        let freezes = FreezeIndex::active_at(freezes(hard_matching), NOW);
+        assert_eq!(
+            freezes
+                .stopping(request.action, request.environment.name, request.service)
+                .len(),
+            5,
+            "five freezes stop the request"
+        );
+        let inputs = GateInputs {
+            freezes: &freezes,
+            state: &state,
+            overrides: &index,
+            open_incidents: &[],
+            now: NOW,
+        };
+        assert_eq!(decide(&request, &inputs).reason, reason);
+        group.bench_with_input(
+            BenchmarkId::new(name, "10000_overrides"),
+            &inputs,
+            |b, inputs| {
+                b.iter(|| decide(black_box(&request), black_box(inputs)));
+            },
+        );
+    }
     group.finish();
+
+    // Building the index of freezes in force (windows of the recurring ones included), which
+    // the decision above takes ready-made.
+    let all = freezes(false);
+    c.bench_function("freeze_index_active_at/1000", |b| {
+        b.iter(|| FreezeIndex::active_at(black_box(&all).iter().cloned(), NOW));
+    });
 }
 
 fn canary_evaluation(c: &mut Criterion) {

@@ -291,14 +291,49 @@ impl FreezeIndex {
         service: Option<&str>,
         hard_only: bool,
     ) -> Option<&ActiveFreeze> {
-        self.stopping(action, environment, service)
-            .into_iter()
-            .filter(|entry| !hard_only || entry.freeze.hard)
-            .max_by(|a, b| {
-                let ends = |entry: &ActiveFreeze| (entry.until.is_none(), entry.until);
-                ends(a)
-                    .cmp(&ends(b))
-                    .then_with(|| b.freeze.id.cmp(&a.freeze.id))
-            })
+        let (hard, any) = self.last_ending_both(action, environment, service);
+        if hard_only { hard } else { any }
+    }
+
+    /// In one pass, without allocating: the hard freeze and the freeze of any kind that stop
+    /// the request and end last (as [`FreezeIndex::last_ending`]). A freeze is entered once per
+    /// key and a request meets each freeze under at most one key, so nothing is seen twice.
+    pub fn last_ending_both(
+        &self,
+        action: Action,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> (Option<&ActiveFreeze>, Option<&ActiveFreeze>) {
+        fn later<'a>(best: Option<&'a ActiveFreeze>, entry: &'a ActiveFreeze) -> &'a ActiveFreeze {
+            let ends = |e: &ActiveFreeze| (e.until.is_none(), e.until);
+            match best {
+                Some(b)
+                    if ends(b)
+                        .cmp(&ends(entry))
+                        .then_with(|| entry.freeze.id.cmp(&b.freeze.id))
+                        .is_ge() =>
+                {
+                    b
+                }
+                _ => entry,
+            }
+        }
+        let (mut hard, mut any): (Option<&ActiveFreeze>, Option<&ActiveFreeze>) = (None, None);
+        for key in [(action, Some(environment)), (action, None)] {
+            let Some(bucket) = self.buckets.get(&key) else {
+                continue;
+            };
+            let listed = service
+                .and_then(|name| bucket.by_service.get(name))
+                .map_or(&[][..], Vec::as_slice);
+            for &at in bucket.any_service.iter().chain(listed) {
+                let entry = &self.active[at];
+                any = Some(later(any, entry));
+                if entry.freeze.hard {
+                    hard = Some(later(hard, entry));
+                }
+            }
+        }
+        (hard, any)
     }
 }

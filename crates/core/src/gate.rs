@@ -110,37 +110,36 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
     let covering = covering_override(request, inputs);
     // SPEC §16, right after the threat level: a hard freeze denies whatever the overrides; a
     // soft one needs a covering override, which then also answers the steps below.
-    let stopping = stopping_freeze(request, inputs, covering);
-    if let Some(hard) = stopping.filter(|f| f.freeze.hard) {
-        return verdict
-            .deny(ReasonCode::Freeze, freeze_message(hard))
-            .hint(&format!(
-                "A hard freeze lifts only when it ends; no override lifts it. The security team or an eng-lead can end it now: deploy-safety freeze end {} --reason \"...\" (DELETE /api/deploy-safety/freezes/{}).",
-                hard.freeze.id, hard.freeze.id
-            ))
-            .build(request, inputs);
-    }
-    let lifted = covering.filter(|_| {
+    let (hard, any) =
         inputs
             .freezes
-            .last_ending(
-                request.action,
-                request.environment.name,
-                request.service,
-                false,
-            )
-            .is_some()
-    });
-    if let Some(soft) = stopping {
-        return verdict
-            .deny(ReasonCode::Freeze, freeze_message(soft))
-            .override_hints(request)
-            .hint(&format!(
-                "Or end the freeze (security team or eng-lead): deploy-safety freeze end {} --reason \"...\".",
-                soft.freeze.id
-            ))
-            .build(request, inputs);
+            .last_ending_both(request.action, request.environment.name, request.service);
+    // Without a covering override every freeze in force stops the request; with one, only the
+    // hard ones do. Either way the decision names the one that ends last.
+    match (hard, any, covering) {
+        (Some(_), Some(last), None) | (Some(last), _, Some(_)) => {
+            return verdict
+                .deny(ReasonCode::Freeze, freeze_message(last))
+                .hint(&format!(
+                    "A hard freeze lifts only when it ends; no override lifts it. The security team or an eng-lead can end it now: deploy-safety freeze end {} --reason \"...\" (DELETE /api/deploy-safety/freezes/{}).",
+                    hard.map_or(&last.freeze.id, |h| &h.freeze.id),
+                    hard.map_or(&last.freeze.id, |h| &h.freeze.id)
+                ))
+                .build(request, inputs);
+        }
+        (None, Some(soft), None) => {
+            return verdict
+                .deny(ReasonCode::Freeze, freeze_message(soft))
+                .override_hints(request)
+                .hint(&format!(
+                    "Or end the freeze (security team or eng-lead): deploy-safety freeze end {} --reason \"...\".",
+                    soft.freeze.id
+                ))
+                .build(request, inputs);
+        }
+        _ => {}
     }
+    let lifted = covering.filter(|_| any.is_some());
     if request.environment.is_production() {
         return match covering {
             Some(o) => verdict.allow_by(o).build(request, inputs),
@@ -182,28 +181,18 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
     }
 }
 
-/// The freeze that stops the request (SPEC §16), if one does: a hard one in force (the one
-/// that ends last), else a soft one in force when no override covers the request.
+/// The freeze that stops the request (SPEC §16), if one does: without a covering override
+/// every freeze in force does, with one only the hard ones; of those, the one that ends last.
 pub fn stopping_freeze<'i>(
     request: &GateRequest<'_>,
     inputs: &GateInputs<'i>,
     covering: Option<&Override>,
 ) -> Option<&'i ActiveFreeze> {
-    let (action, environment, service) =
-        (request.action, request.environment.name, request.service);
-    inputs
-        .freezes
-        .last_ending(action, environment, service, true)
-        .or_else(|| {
-            covering
-                .is_none()
-                .then(|| {
-                    inputs
-                        .freezes
-                        .last_ending(action, environment, service, false)
-                })
-                .flatten()
-        })
+    let (hard, any) =
+        inputs
+            .freezes
+            .last_ending_both(request.action, request.environment.name, request.service);
+    if covering.is_some() { hard } else { any }
 }
 
 /// What would stop `request` because of a freeze: the message, or `None`.

@@ -1341,6 +1341,1025 @@ fn table() -> Vec<Row> {
         .start("o-start")
         .ovs([ov("o-start", CS, P)])
         .by("o-start"),
+        // ---- §16 hard freeze: denies whatever the overrides; lockdown and threat come first. ----
+        row("16 hard: staging canary start denied", E, TNone, S, CS)
+            .frz([fz("f-hard").hard()])
+            .frozen_by("f-hard"),
+        row(
+            "16 hard: staging canary start, covering override does not lift",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-hard").hard()])
+        .ovs([ov("o-cs", CS, S)])
+        .frozen_by("f-hard"),
+        row(
+            "16 hard: production canary start, covering override does not lift",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-hard").hard()])
+        .ovs([ov("o-cs", CS, P)])
+        .frozen_by("f-hard"),
+        row(
+            "16 hard: production promote, start override fallback does not lift",
+            E,
+            TNone,
+            P,
+            CP,
+        )
+        .frz([fz("f-hard").hard()])
+        .start("o-start")
+        .ovs([ov("o-start", CS, P), ov("o-cp", CP, P)])
+        .frozen_by("f-hard"),
+        row(
+            "16 hard: production rollback listed in its actions, override does not lift",
+            E,
+            TNone,
+            P,
+            RB,
+        )
+        .frz([fz("f-hard").hard().acts([RB])])
+        .ovs([ov("o-rb", RB, P)])
+        .frozen_by("f-hard"),
+        row(
+            "16 hard: rollback not in the default actions, production override applies",
+            E,
+            TNone,
+            P,
+            RB,
+        )
+        .frz([fz("f-hard").hard()])
+        .ovs([ov("o-rb", RB, P)])
+        .by("o-rb"),
+        row(
+            "16 hard: rollback not in the default actions, staging allowed",
+            E,
+            TNone,
+            S,
+            RB,
+        )
+        .frz([fz("f-hard").hard()])
+        .expect(true, ALLOWED, false),
+        row("16 hard: staging loadshed listed", E, TNone, S, LS)
+            .frz([fz("f-hard").hard().acts([LS, RB])])
+            .frozen_by("f-hard"),
+        row("16 hard: monitor records would-block", M, TNone, S, CS)
+            .frz([fz("f-hard").hard()])
+            .frozen_by("f-hard"),
+        row(
+            "16 hard: monitor with covering override still would-block",
+            M,
+            TNone,
+            P,
+            CP,
+        )
+        .frz([fz("f-hard").hard()])
+        .ovs([ov("o-cp", CP, P)])
+        .frozen_by("f-hard"),
+        row("16 hard: lockdown precedes the freeze", L, TNone, S, CS)
+            .frz([fz("f-hard").hard()])
+            .expect(false, LOCKDOWN, false),
+        row(
+            "16 hard: lockdown precedes the freeze, override not honored",
+            L,
+            TNone,
+            P,
+            RB,
+        )
+        .frz([fz("f-hard").hard().acts([RB])])
+        .ovs([ov("o-rb", RB, P)])
+        .expect(false, LOCKDOWN, false),
+        row("16 hard: high threat precedes the freeze", E, THigh, S, CS)
+            .frz([fz("f-hard").hard()])
+            .expect(false, THREAT_LEVEL, false),
+        row(
+            "16 hard: monitor, critical threat precedes the freeze",
+            M,
+            TCrit,
+            P,
+            CP,
+        )
+        .frz([fz("f-hard").hard()])
+        .expect(true, THREAT_LEVEL, true),
+        row(
+            "16 hard: high threat does not stop rollback, the freeze listing it does",
+            E,
+            THigh,
+            S,
+            RB,
+        )
+        .frz([fz("f-hard").hard().acts([RB])])
+        .frozen_by("f-hard"),
+        row(
+            "16 hard: freeze precedes the production override requirement",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-hard").hard()])
+        .frozen_by("f-hard"),
+        row(
+            "16 hard: freeze precedes a critical incident",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-hard").hard()])
+        .ovs([ov("o-cs", CS, S)])
+        .incs([inc("i1", Crit, Some(S))])
+        .frozen_by("f-hard"),
+        // ---- §16 soft freeze: a covering override lifts it (then reason OVERRIDE, also in staging). ----
+        row(
+            "16 soft: staging canary start without override denied",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: staging canary start, covering override lifts -> OVERRIDE",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cs", CS, S)])
+        .by("o-cs"),
+        row(
+            "16 soft: production canary start, covering override lifts",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cs", CS, P)])
+        .by("o-cs"),
+        row(
+            "16 soft: production without override -> FREEZE, not OVERRIDE_REQUIRED",
+            E,
+            TNone,
+            P,
+            CP,
+        )
+        .frz([fz("f-soft")])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: staging rollback listed, covering override lifts",
+            E,
+            TNone,
+            S,
+            RB,
+        )
+        .frz([fz("f-soft").acts([RB])])
+        .ovs([ov("o-rb", RB, S)])
+        .by("o-rb"),
+        row(
+            "16 soft: override for another action does not lift",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cp", CP, S), ov("o-rb", RB, S)])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: override for another environment does not lift",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cs", CS, P)])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: override expiring exactly now does not lift",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cs", CS, S).expires(0)])
+        .frozen_by("f-soft"),
+        row("16 soft: revoked override does not lift", E, TNone, P, CS)
+            .frz([fz("f-soft")])
+            .ovs([ov("o-cs", CS, P).revoked()])
+            .frozen_by("f-soft"),
+        row(
+            "16 soft: override created one ms after now does not lift",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cs", CS, S).created(1)])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: release-bound override lifts for its release",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .rel("v1")
+        .frz([fz("f-soft")])
+        .ovs([ov("o-v1", CS, S).bound("v1")])
+        .by("o-v1"),
+        row(
+            "16 soft: release-bound override does not lift another release",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .rel("v2")
+        .frz([fz("f-soft")])
+        .ovs([ov("o-v1", CS, S).bound("v1")])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: release-bound override does not lift a request naming no release",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-v1", CS, S).bound("v1")])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: start override fallback lifts the promote",
+            E,
+            TNone,
+            S,
+            CP,
+        )
+        .frz([fz("f-soft")])
+        .start("o-start")
+        .ovs([ov("o-start", CS, S)])
+        .by("o-start"),
+        row(
+            "16 soft: without the start id the start override does not lift the promote",
+            E,
+            TNone,
+            S,
+            CP,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-start", CS, S)])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: lifted, and the same override answers a critical incident",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cs", CS, S)])
+        .incs([inc("i1", Crit, Some(S))])
+        .by("o-cs"),
+        row(
+            "16 soft: without override, the freeze is named before the critical incident",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .incs([inc("i1", Crit, None)])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: monitor without override would-block",
+            M,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .frozen_by("f-soft"),
+        row(
+            "16 soft: monitor with covering override -> OVERRIDE",
+            M,
+            TNone,
+            S,
+            CP,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cp", CP, S)])
+        .by("o-cp"),
+        row(
+            "16 soft: monitor production with covering override -> OVERRIDE",
+            M,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cs", CS, P)])
+        .by("o-cs"),
+        row(
+            "16 soft: lockdown precedes, override not honored",
+            L,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cs", CS, S)])
+        .expect(false, LOCKDOWN, false),
+        row(
+            "16 soft: critical threat precedes, override does not help",
+            E,
+            TCrit,
+            S,
+            CP,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-cp", CP, S)])
+        .expect(false, THREAT_LEVEL, false),
+        row("16 soft: medium threat, the freeze applies", E, TMed, S, CS)
+            .frz([fz("f-soft")])
+            .frozen_by("f-soft"),
+        // ---- §16 scope: environments, services, actions all have to match. ----
+        row(
+            "16 scope: freeze of production does not stop staging",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-prod").hard().envs([P])])
+        .expect(true, ALLOWED, false),
+        row(
+            "16 scope: freeze of production stops production",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-prod").hard().envs([P])])
+        .ovs([ov("o-cs", CS, P)])
+        .frozen_by("f-prod"),
+        row(
+            "16 scope: freeze of staging does not stop production",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-stg").hard().envs([S])])
+        .ovs([ov("o-cs", CS, P)])
+        .by("o-cs"),
+        row(
+            "16 scope: freeze of staging and qa stops qa",
+            E,
+            TNone,
+            env_named("qa"),
+            CS,
+        )
+        .frz([fz("f-stg").envs([S, env_named("qa")])])
+        .frozen_by("f-stg"),
+        row(
+            "16 scope: freeze of production does not stop production-eu",
+            E,
+            TNone,
+            env_named("production-eu"),
+            CS,
+        )
+        .frz([fz("f-prod").hard().envs([P])])
+        .ovs([ov("o-eu", CS, env_named("production-eu"))])
+        .by("o-eu"),
+        row(
+            "16 scope: freeze of services does not stop a request naming no service",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-api").hard().svcs(["api"])])
+        .expect(true, ALLOWED, false),
+        row(
+            "16 scope: freeze of services stops a listed service",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .svc("web")
+        .frz([fz("f-api").hard().svcs(["api", "web"])])
+        .frozen_by("f-api"),
+        row(
+            "16 scope: freeze of services does not stop another service",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .svc("db")
+        .frz([fz("f-api").hard().svcs(["api", "web"])])
+        .expect(true, ALLOWED, false),
+        row(
+            "16 scope: service names are matched exactly",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .svc("payments/api")
+        .frz([fz("f-api").hard().svcs(["api", "payments"])])
+        .expect(true, ALLOWED, false),
+        row(
+            "16 scope: freeze without services stops a service request",
+            E,
+            TNone,
+            S,
+            CP,
+        )
+        .svc("payments/api")
+        .frz([fz("f-all")])
+        .frozen_by("f-all"),
+        row(
+            "16 scope: action not listed is not stopped",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-rb").hard().acts([RB, LS])])
+        .expect(true, ALLOWED, false),
+        row(
+            "16 scope: env, service and action all match -> stopped",
+            E,
+            TNone,
+            P,
+            CP,
+        )
+        .svc("api")
+        .frz([fz("f-narrow").hard().envs([P]).svcs(["api"]).acts([CP])])
+        .ovs([ov("o-cp", CP, P)])
+        .frozen_by("f-narrow"),
+        row(
+            "16 scope: env and service match, action does not",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .svc("api")
+        .frz([fz("f-narrow").hard().envs([P]).svcs(["api"]).acts([CP])])
+        .ovs([ov("o-cs", CS, P)])
+        .by("o-cs"),
+        row(
+            "16 scope: env and action match, service does not",
+            E,
+            TNone,
+            P,
+            CP,
+        )
+        .svc("web")
+        .frz([fz("f-narrow").hard().envs([P]).svcs(["api"]).acts([CP])])
+        .ovs([ov("o-cp", CP, P)])
+        .by("o-cp"),
+        row(
+            "16 scope: service and action match, env does not",
+            E,
+            TNone,
+            S,
+            CP,
+        )
+        .svc("api")
+        .frz([fz("f-narrow").hard().envs([P]).svcs(["api"]).acts([CP])])
+        .expect(true, ALLOWED, false),
+        // ---- §16 time: one-off windows are [start, end); recurring ones follow the schedule. ----
+        row(
+            "16 time: freeze starting in one ms is not in force",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-later").hard().window(1, Some(60 * MINUTE))])
+        .expect(true, ALLOWED, false),
+        row(
+            "16 time: freeze starting exactly now is in force",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-now").hard().window(0, Some(60 * MINUTE))])
+        .frozen_by("f-now"),
+        row(
+            "16 time: freeze ending exactly now is not in force",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-over").hard().window(-60 * MINUTE, Some(0))])
+        .expect(true, ALLOWED, false),
+        row(
+            "16 time: freeze ending in one ms is in force",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-ending").hard().window(-60 * MINUTE, Some(1))])
+        .frozen_by("f-ending"),
+        row(
+            "16 time: open-ended freeze is in force until ended by hand",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-open").window(-60 * MINUTE, None)])
+        .frozen_by("f-open"),
+        row(
+            "16 time: freeze ended by hand a minute ago is not in force",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-ended").hard().window(-60 * MINUTE, None).ended(-MINUTE)])
+        .expect(true, ALLOWED, false),
+        row(
+            "16 time: freeze ended by hand in the future is in force until then",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-cut").hard().ended(5 * MINUTE)])
+        .frozen_by("f-cut"),
+        // NOW is 2023-11-14T22:13:20Z, 23:13:20 in Berlin (CET).
+        row(
+            "16 time: recurring freeze in its window (23:00 Berlin for 30 min)",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-nightly").hard().every("0 23 * * *", 30, "Europe/Berlin")])
+        .ovs([ov("o-cs", CS, P)])
+        .frozen_by("f-nightly"),
+        row(
+            "16 time: recurring freeze outside its window (23:00 Berlin for 10 min)",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-nightly").hard().every("0 23 * * *", 10, "Europe/Berlin")])
+        .ovs([ov("o-cs", CS, P)])
+        .by("o-cs"),
+        row(
+            "16 time: recurring soft freeze in its window, lifted by an override",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-nightly").every("0 22 * * *", 30, "UTC")])
+        .ovs([ov("o-cs", CS, S)])
+        .by("o-cs"),
+        row(
+            "16 time: recurring soft freeze in its window, no override",
+            M,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-nightly").every("0 22 * * *", 30, "UTC")])
+        .frozen_by("f-nightly"),
+        // ---- §16 several freezes: the decision names the one that ends last. ----
+        row(
+            "16 several: names the soft freeze ending last",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([
+            fz("f-early").window(-MINUTE, Some(20 * MINUTE)),
+            fz("f-late").window(-2 * MINUTE, Some(90 * MINUTE)),
+            fz("f-mid").window(-3 * MINUTE, Some(40 * MINUTE)),
+        ])
+        .frozen_by("f-late"),
+        row(
+            "16 several: an open-ended freeze ends after any dated one",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([
+            fz("f-dated").hard().window(-MINUTE, Some(9_999 * MINUTE)),
+            fz("f-open").hard().window(-MINUTE, None),
+        ])
+        .frozen_by("f-open"),
+        row(
+            "16 several: same end -> the smallest id is named",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([fz("f-b").hard(), fz("f-a").hard(), fz("f-c").hard()])
+        .frozen_by("f-a"),
+        row(
+            "16 several: a freeze not in force is not named although it ends later",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([
+            fz("f-future").hard().window(MINUTE, Some(500 * MINUTE)),
+            fz("f-now").hard(),
+            fz("f-other-env").hard().envs([P]).window(-MINUTE, None),
+        ])
+        .frozen_by("f-now"),
+        row(
+            "16 several: hard ending after soft, no override -> the hard one is named",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .frz([
+            fz("f-soft").window(-MINUTE, Some(20 * MINUTE)),
+            fz("f-hard").hard().window(-MINUTE, Some(90 * MINUTE)),
+        ])
+        .frozen_by("f-hard"),
+        row(
+            "16 several: override lifts the soft one ending last, the hard one is named",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([
+            fz("f-soft").window(-MINUTE, Some(90 * MINUTE)),
+            fz("f-hard").hard().window(-MINUTE, Some(20 * MINUTE)),
+        ])
+        .ovs([ov("o-cs", CS, P)])
+        .frozen_by("f-hard"),
+        row(
+            "16 several: override lifts every soft freeze",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .svc("api")
+        .frz([
+            fz("f-soft-1"),
+            fz("f-soft-2").svcs(["api"]),
+            fz("f-hard-web").hard().svcs(["web"]),
+        ])
+        .ovs([ov("o-cs", CS, S)])
+        .by("o-cs"),
+        // ---- §15 tiers: production rules apply to every production-tier environment. ----
+        row(
+            "15 tier: production-eu without override -> OVERRIDE_REQUIRED",
+            E,
+            TNone,
+            env_named("production-eu"),
+            CS,
+        )
+        .expect(false, OVERRIDE_REQUIRED, false),
+        row(
+            "15 tier: production-eu rollback without override -> OVERRIDE_REQUIRED",
+            E,
+            TNone,
+            env_named("production-eu"),
+            RB,
+        )
+        .expect(false, OVERRIDE_REQUIRED, false),
+        row(
+            "15 tier: production-eu with its override",
+            E,
+            TNone,
+            env_named("production-eu"),
+            LS,
+        )
+        .ovs([ov("o-eu", LS, env_named("production-eu"))])
+        .by("o-eu"),
+        row(
+            "15 tier: production-eu, an override for production does not cover",
+            E,
+            TNone,
+            env_named("production-eu"),
+            CS,
+        )
+        .ovs([ov("o-cs", CS, P)])
+        .expect(false, OVERRIDE_REQUIRED, false),
+        row(
+            "15 tier: monitor production-eu without override would block",
+            M,
+            TNone,
+            env_named("production-eu"),
+            CP,
+        )
+        .expect(true, OVERRIDE_REQUIRED, true),
+        row(
+            "15 tier: lockdown production-eu",
+            L,
+            TNone,
+            env_named("production-eu"),
+            RB,
+        )
+        .ovs([ov("o-eu", RB, env_named("production-eu"))])
+        .expect(false, LOCKDOWN, false),
+        row(
+            "15 tier: production-eu soft freeze, no override -> FREEZE",
+            E,
+            TNone,
+            env_named("production-eu"),
+            RB,
+        )
+        .frz([fz("f-soft").acts([RB])])
+        .frozen_by("f-soft"),
+        row(
+            "15 tier: production-eu soft freeze, override lifts",
+            E,
+            TNone,
+            env_named("production-eu"),
+            CS,
+        )
+        .frz([fz("f-soft").envs([env_named("production-eu")])])
+        .ovs([ov("o-eu", CS, env_named("production-eu"))])
+        .by("o-eu"),
+        row(
+            "15 tier: production-eu hard freeze, override does not lift",
+            M,
+            TNone,
+            env_named("production-eu"),
+            CS,
+        )
+        .frz([fz("f-hard").hard().envs([env_named("production-eu")])])
+        .ovs([ov("o-eu", CS, env_named("production-eu"))])
+        .frozen_by("f-hard"),
+        row(
+            "15 tier: qa (staging tier) allowed without override",
+            E,
+            TNone,
+            env_named("qa"),
+            CS,
+        )
+        .expect(true, ALLOWED, false),
+        row(
+            "15 tier: qa rollback allowed without override",
+            E,
+            TNone,
+            env_named("qa"),
+            RB,
+        )
+        .expect(true, ALLOWED, false),
+        row(
+            "15 tier: qa critical incident needs an override",
+            E,
+            TNone,
+            env_named("qa"),
+            CS,
+        )
+        .incs([inc("i1", Crit, Some(env_named("qa")))])
+        .expect(false, CRITICAL_INCIDENT, false),
+        row(
+            "15 tier: qa, critical incident of staging does not concern it",
+            E,
+            TNone,
+            env_named("qa"),
+            CS,
+        )
+        .incs([inc("i1", Crit, Some(S))])
+        .expect(true, ALLOWED, false),
+        row(
+            "15 tier: qa soft freeze lifted by its override -> OVERRIDE",
+            E,
+            TNone,
+            env_named("qa"),
+            CP,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-qa", CP, env_named("qa"))])
+        .by("o-qa"),
+        row(
+            "15 tier: qa soft freeze, staging override does not lift",
+            E,
+            TNone,
+            env_named("qa"),
+            CP,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-stg", CP, S)])
+        .frozen_by("f-soft"),
+        // ---- §15 services: a service-bound override covers only its service. ----
+        row(
+            "15 service: service-bound override covers its service",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .svc("api")
+        .ovs([ov("o-api", CS, P).svc("api")])
+        .by("o-api"),
+        row(
+            "15 service: service-bound override does not cover another service",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .svc("web")
+        .ovs([ov("o-api", CS, P).svc("api")])
+        .expect(false, OVERRIDE_REQUIRED, false),
+        row(
+            "15 service: service-bound override does not cover a request naming no service",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .ovs([ov("o-api", CS, P).svc("api")])
+        .expect(false, OVERRIDE_REQUIRED, false),
+        row(
+            "15 service: unbound override covers a service request",
+            E,
+            TNone,
+            P,
+            RB,
+        )
+        .svc("payments/api")
+        .ovs([ov("o-any", RB, P)])
+        .by("o-any"),
+        row(
+            "15 service: bound to the service beats an older unbound one",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .svc("api")
+        .ovs([
+            ov("o-any", CS, P).created(-30 * MINUTE),
+            ov("o-api", CS, P).svc("api").created(-MINUTE),
+            ov("o-web", CS, P).svc("web").created(-40 * MINUTE),
+        ])
+        .by("o-api"),
+        row(
+            "15 service: another service's override ignored, unbound used",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .svc("api")
+        .ovs([
+            ov("o-web", CS, P).svc("web").created(-40 * MINUTE),
+            ov("o-any", CS, P).created(-MINUTE),
+        ])
+        .by("o-any"),
+        row(
+            "15 service: release and service bindings combine, both match",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .rel("v1")
+        .svc("api")
+        .ovs([ov("o-both", CS, P).bound("v1").svc("api")])
+        .by("o-both"),
+        row(
+            "15 service: release matches, service does not",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .rel("v1")
+        .svc("web")
+        .ovs([ov("o-both", CS, P).bound("v1").svc("api")])
+        .expect(false, OVERRIDE_REQUIRED, false),
+        row(
+            "15 service: service matches, release does not",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .rel("v2")
+        .svc("api")
+        .ovs([ov("o-both", CS, P).bound("v1").svc("api")])
+        .expect(false, OVERRIDE_REQUIRED, false),
+        row(
+            "15 service: expired service-bound falls back to active unbound",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .svc("api")
+        .ovs([
+            ov("o-api", CS, P).svc("api").expires(0),
+            ov("o-any", CS, P),
+        ])
+        .by("o-any"),
+        row(
+            "15 service: staging critical incident, service-bound override covers its service",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .svc("api")
+        .incs([inc("i1", Crit, None)])
+        .ovs([ov("o-api", CS, S).svc("api")])
+        .by("o-api"),
+        row(
+            "15 service: staging critical incident, other service's override does not cover",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .svc("api")
+        .incs([inc("i1", Crit, None)])
+        .ovs([ov("o-web", CS, S).svc("web")])
+        .expect(false, CRITICAL_INCIDENT, false),
+        row(
+            "15 service: soft freeze lifted by an override bound to the request's service",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .svc("api")
+        .frz([fz("f-soft")])
+        .ovs([ov("o-api", CS, S).svc("api")])
+        .by("o-api"),
+        row(
+            "15 service: soft freeze not lifted by an override bound to another service",
+            E,
+            TNone,
+            S,
+            CS,
+        )
+        .svc("api")
+        .frz([fz("f-soft")])
+        .ovs([ov("o-web", CS, S).svc("web")])
+        .frozen_by("f-soft"),
+        row(
+            "15 service: soft freeze of the whole env not lifted by a service-bound override for a request naming no service",
+            E,
+            TNone,
+            P,
+            CS,
+        )
+        .frz([fz("f-soft")])
+        .ovs([ov("o-api", CS, P).svc("api")])
+        .frozen_by("f-soft"),
+        row(
+            "15 service: start override bound to the service covers its promote",
+            E,
+            TNone,
+            P,
+            CP,
+        )
+        .svc("api")
+        .start("o-start")
+        .ovs([ov("o-start", CS, P).svc("api")])
+        .by("o-start"),
+        row(
+            "15 service: start override bound to another service does not cover the promote",
+            E,
+            TNone,
+            P,
+            CP,
+        )
+        .svc("web")
+        .start("o-start")
+        .ovs([ov("o-start", CS, P).svc("api")])
+        .expect(false, OVERRIDE_REQUIRED, false),
     ]
 }
 
@@ -1513,6 +2532,33 @@ fn check_freeze_message(r: &Row, d: &Decision, ctx: &str) {
             );
         }
     }
+}
+
+/// SPEC §16: "When several match, the decision names the one that ends last." With no override,
+/// a hard freeze ending in 20 minutes and a soft one ending in 90 both stop the request, so it
+/// cannot proceed before the soft one ends: that is the one to name, with its end.
+#[test]
+fn hard_and_later_soft_freeze_without_override_names_the_one_ending_last() {
+    let r = row(
+        "16 several: hard ending before soft, no override -> the one ending last is named",
+        SecurityMode::Enforce,
+        ThreatLevel::None,
+        Environment::STAGING,
+        Action::CanaryStart,
+    )
+    .frz([
+        fz("f-soft").window(-MINUTE, Some(90 * MINUTE)),
+        fz("f-hard").hard().window(-MINUTE, Some(20 * MINUTE)),
+    ])
+    .frozen_by("f-soft");
+    let d = r.decide();
+    assert!(!d.allowed);
+    assert_eq!(d.reason, ReasonCode::Freeze);
+    assert!(
+        d.message.contains("(f-soft)") && d.message.contains(&NOW.plus_minutes(90).to_rfc3339()),
+        "the request is stopped until the soft freeze ends, 90 minutes from now: {}",
+        d.message
+    );
 }
 
 #[test]
