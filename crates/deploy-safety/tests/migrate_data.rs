@@ -33,7 +33,9 @@ const TABLES: &[(&str, &str)] = &[
     ("soaks", "id"),
     ("rollbacks", "id"),
     ("releases", "id"),
-    ("load_shedding", "environment"),
+    ("load_shedding", "environment, service"),
+    ("freezes", "id"),
+    ("freeze_scopes", "action, environment, service, freeze_id"),
     ("events", "seq"),
     ("outbox", "id"),
 ];
@@ -159,6 +161,23 @@ fn use_everything(install: &Installation, webhook: &StaticHttp) -> (String, Stri
             "20",
             "--reason",
             "INC-2 load",
+        ],
+    ));
+    ok(&server.cli(
+        &admin,
+        &[
+            "freeze",
+            "create",
+            "--name",
+            "payments-stop",
+            "--reason",
+            "INC-3 review",
+            "--environment",
+            "staging",
+            "--service",
+            "payments/api",
+            "--service",
+            "search",
         ],
     ));
     // The webhook has had every event delivered (so the outbox holds finished entries, whose

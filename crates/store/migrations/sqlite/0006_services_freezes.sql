@@ -19,18 +19,19 @@ CREATE INDEX releases_by_service ON releases (environment, COALESCE(service, '')
 
 -- Load shedding per (environment, service); '' is the environment as a whole, so the pair can
 -- be the key.
+-- (`service` last, as PostgreSQL's ALTER TABLE puts it, so both have one column order.)
 CREATE TABLE load_shedding_by_service (
     environment TEXT    NOT NULL,
-    service     TEXT    NOT NULL,
     enabled     INTEGER NOT NULL,
     percentage  INTEGER NOT NULL,
     reason      TEXT,
     updated_at  INTEGER,
     updated_by  TEXT,
+    service     TEXT    NOT NULL,
     PRIMARY KEY (environment, service)
 ) STRICT;
 INSERT INTO load_shedding_by_service
-    SELECT environment, '', enabled, percentage, reason, updated_at, updated_by FROM load_shedding;
+    SELECT environment, enabled, percentage, reason, updated_at, updated_by, '' FROM load_shedding;
 DROP TABLE load_shedding;
 ALTER TABLE load_shedding_by_service RENAME TO load_shedding;
 
