@@ -344,7 +344,7 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn parse_time(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, AppError> {
+pub(crate) fn parse_time(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, AppError> {
     text.map(|t| Timestamp::parse_rfc3339(t).map_err(|e| AppError::invalid(field, e.to_string())))
         .transpose()
 }

@@ -14,7 +14,7 @@ use deploy_safety_core::{
 use deploy_safety_store::{FreezeRecord, StoreError, Tx};
 use serde_json::json;
 
-use crate::audit::{Refusal, entry, refuse};
+use crate::audit::{Refusal, entry, parse_time, refuse};
 use crate::events::Emitter;
 use crate::gate::new_id;
 use crate::{App, AppError, Caller, TxResult};
@@ -81,9 +81,11 @@ fn freeze_event(
     })
 }
 
-/// The environment an event or audit entry of `freeze` is filed under: its only one, or none.
-fn single_environment(freeze: &Freeze) -> Option<deploy_safety_core::Environment> {
-    match freeze.environments.as_slice() {
+/// The environment an event or audit entry of a freeze is filed under: its only one, or none.
+fn single_environment(
+    environments: &[deploy_safety_core::Environment],
+) -> Option<deploy_safety_core::Environment> {
+    match environments {
         [only] => Some(*only),
         _ => None,
     }
@@ -99,7 +101,7 @@ fn announce(
 ) -> Result<usize, StoreError> {
     let freeze = record.freeze.clone();
     let window = freeze.window_at(now);
-    let environment = single_environment(&freeze);
+    let environment = single_environment(&freeze.environments);
     let mut announced = 0;
     let system = |tx: &mut dyn Tx, action: &str, details: serde_json::Value| {
         tx.append_audit(
@@ -157,11 +159,6 @@ fn may_manage_freezes(caller: &Caller, what: &str) -> Option<Refusal> {
         ),
         hints: vec!["Ask the security team or an eng-lead.".to_owned()],
     })
-}
-
-fn parse_time(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, AppError> {
-    text.map(|t| Timestamp::parse_rfc3339(t).map_err(|e| AppError::invalid(field, e.to_string())))
-        .transpose()
 }
 
 impl App {
@@ -225,10 +222,7 @@ impl App {
         let clock = self.clock.clone();
         self.write_emitting(move |tx, emitter| -> TxResult<FreezeView> {
             let now = clock.now();
-            let env = match environments.as_slice() {
-                [only] => Some(*only),
-                _ => None,
-            };
+            let env = single_environment(&environments);
             if let Some(refusal) = may_manage_freezes(&caller, "create freezes") {
                 return refuse(tx, &caller, ACTION, env, refusal, now);
             }
@@ -339,7 +333,7 @@ impl App {
             record.freeze.ended_at = Some(now);
             record.freeze.ended_by = Some(caller.name.clone());
             record.freeze.end_reason = reason.map(Reason::into_string);
-            let env = single_environment(&record.freeze);
+            let env = single_environment(&record.freeze.environments);
             tx.append_audit(
                 entry(
                     &caller,
