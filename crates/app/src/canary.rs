@@ -255,10 +255,7 @@ impl App {
             .read(
                 move |tx| match tx.active_canary(environment, svc.as_deref())? {
                     Some(active) => Ok(Some(active)),
-                    None => Ok(tx
-                        .list_canaries(Some(environment), svc.as_deref(), 200)?
-                        .into_iter()
-                        .find(|c| c.service == svc)),
+                    None => tx.latest_canary(environment, svc.as_deref()),
                 },
             )
             .await?;

@@ -117,13 +117,12 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
     // Without a covering override every freeze in force stops the request; with one, only the
     // hard ones do. Either way the decision names the one that ends last.
     match (hard, any, covering) {
-        (Some(_), Some(last), None) | (Some(last), _, Some(_)) => {
+        (Some(hard), Some(last), None) | (Some(hard @ last), _, Some(_)) => {
+            let id = &hard.freeze.id;
             return verdict
                 .deny(ReasonCode::Freeze, freeze_message(last))
                 .hint(&format!(
-                    "A hard freeze lifts only when it ends; no override lifts it. The security team or an eng-lead can end it now: deploy-safety freeze end {} --reason \"...\" (DELETE /api/deploy-safety/freezes/{}).",
-                    hard.map_or(&last.freeze.id, |h| &h.freeze.id),
-                    hard.map_or(&last.freeze.id, |h| &h.freeze.id)
+                    "A hard freeze lifts only when it ends; no override lifts it. The security team or an eng-lead can end it now: deploy-safety freeze end {id} --reason \"...\" (DELETE /api/deploy-safety/freezes/{id})."
                 ))
                 .build(request, inputs);
         }

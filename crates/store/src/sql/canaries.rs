@@ -64,6 +64,20 @@ impl CanaryTx for SqlTx<'_> {
         )
     }
 
+    fn latest_canary(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<Option<Canary>, StoreError> {
+        self.one(
+            "SELECT body FROM canaries
+             WHERE environment = $1 AND COALESCE(service, '') = COALESCE(CAST($2 AS TEXT), '')
+             ORDER BY started_at DESC, id DESC LIMIT 1",
+            vals![environment.as_str(), service],
+            |row| json_column(row, 0),
+        )
+    }
+
     fn list_canaries(
         &mut self,
         environment: Option<Environment>,

@@ -18,6 +18,13 @@ pub trait CanaryTx {
         environment: Environment,
         service: Option<&str>,
     ) -> Result<Option<Canary>, StoreError>;
+    /// The most recently started canary of (environment, service), active or not; `None` is
+    /// the environment as a whole.
+    fn latest_canary(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<Option<Canary>, StoreError>;
     /// Newest first; `service` filters when given.
     fn list_canaries(
         &mut self,
