@@ -17,6 +17,12 @@ use deploy_safety_core::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+mod integrations;
+pub use integrations::{
+    DecisionAnswer, DecisionRequest, FlaggerPayload, GithubDeployment, GithubInstallation,
+    GithubPendingList, GithubProtectionRuleEvent, GithubReceipt, GithubRepository, GithubUser,
+};
+
 /// Every path of the API lives under this prefix.
 pub const API_PREFIX: &str = "/api/deploy-safety";
 

@@ -117,7 +117,7 @@ impl<'s> Emitter<'s> {
 
 /// The outcome of one delivery attempt.
 #[derive(Debug)]
-enum Attempt {
+pub(crate) enum Attempt {
     Delivered(String),
     /// The receiver answered, and will not change its mind (the executor's verdict).
     Refused(String),
@@ -184,6 +184,8 @@ impl App {
             .iter()
             .map(|w| w.timeout)
             .chain(self.settings.executor.iter().map(|e| e.timeout))
+            // A GitHub callback makes two calls: the installation token, then the callback.
+            .chain(self.settings.github.iter().map(|g| g.timeout * 2))
             .max()
             .unwrap_or_default();
         let lease_until = now
@@ -213,6 +215,7 @@ impl App {
         let attempt = match entry.kind {
             OutboxKind::Webhook => self.deliver_event(&entry).await?,
             OutboxKind::Executor => self.deliver_rollback(&entry).await?,
+            OutboxKind::GithubCallback => self.deliver_github_callback(&entry).await?,
         };
         let max_attempts = self.settings.delivery_attempts.max(1);
         let clock = self.clock.clone();

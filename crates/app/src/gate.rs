@@ -81,6 +81,30 @@ pub(crate) fn decide_in(
     with_gate_inputs(tx, request, now, |inputs| decide(request, inputs))
 }
 
+/// Like [`decide_in`], and when what blocks the request ends, where that is known: the end of
+/// the freeze that stops it.
+pub(crate) fn decide_with_end_in(
+    tx: &mut dyn Tx,
+    request: &GateRequest<'_>,
+    now: Timestamp,
+) -> Result<(Decision, Option<Timestamp>), StoreError> {
+    with_gate_inputs(tx, request, now, |inputs| {
+        let decision = decide(request, inputs);
+        let ends = (!decision.allowed && decision.reason == ReasonCode::Freeze)
+            .then(|| {
+                let covering = decision.override_id.as_deref().and_then(|id| {
+                    inputs
+                        .overrides
+                        .by_id(request.action, request.environment.name, id)
+                });
+                deploy_safety_core::stopping_freeze(request, inputs, covering)
+                    .and_then(|active| active.until)
+            })
+            .flatten();
+        (decision, ends)
+    })
+}
+
 /// Why a freeze would stop `request` now, if one would (the `freeze` validation gate).
 pub(crate) fn freeze_stop_in(
     tx: &mut dyn Tx,

@@ -18,7 +18,9 @@ mod error;
 mod events;
 mod freezes;
 mod gate;
+mod github;
 mod incidents;
+mod integrations;
 mod probes;
 mod prometheus;
 mod rollback;
@@ -39,6 +41,8 @@ pub use audit_key::{KeyFileError, load_or_create_signing_key, load_signing_key};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AppError;
 pub use events::{Executor, Webhook, retry_delay_ms};
+pub use github::{GithubAppKey, GithubSettings};
+pub use integrations::{FlaggerAnswer, FlaggerSettings};
 pub use probes::{DATABASE_PROBE, PROBE_HISTORY, check_url, probe_definition};
 pub use prometheus::{PrometheusQueries, PrometheusSettings};
 pub use soaks::SoakSettings;
@@ -77,6 +81,10 @@ pub struct AppSettings {
     pub soak: SoakSettings,
     /// The environments that exist (SPEC §15): the settings file's, or the built-in two.
     pub environments: deploy_safety_core::Environments,
+    /// Flagger's webhooks (SPEC §17).
+    pub flagger: FlaggerSettings,
+    /// GitHub deployment protection rules (SPEC §17); off without `[integrations.github]`.
+    pub github: Option<GithubSettings>,
 }
 
 impl Default for AppSettings {
@@ -94,6 +102,8 @@ impl Default for AppSettings {
             checkpoints: None,
             soak: SoakSettings::default(),
             environments: deploy_safety_core::Environments::built_in(),
+            flagger: FlaggerSettings::default(),
+            github: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod freeze;
 pub mod gate;
 pub mod health;
 pub mod incident;
+pub mod integration;
 pub mod model;
 pub mod overrides;
 pub mod reason;
@@ -49,6 +50,10 @@ pub use health::{
 };
 pub use incident::{
     Incident, IncidentCategory, IncidentChange, IncidentChangeError, IncidentEvent, IncidentStatus,
+};
+pub use integration::{
+    FlaggerHook, GithubRequest, GithubRequestState, PollAnswer, PollDecision, ReleaseVerdict,
+    answer,
 };
 pub use model::{
     Action, Environment, GateState, OpenIncident, Principal, Role, SecurityMode, Severity,

@@ -71,6 +71,20 @@ string_enum! {
         SoakFailed = "SOAK_FAILED",
         /// A soak ended with evaluations that had no data.
         SoakInconclusive = "SOAK_INCONCLUSIVE",
+        /// The release's canary in this environment was rolled back as unhealthy (SPEC §17).
+        CanaryRolledBack = "CANARY_ROLLED_BACK",
+        /// A rollback away from this release was executed in this environment (SPEC §17).
+        ReleaseRolledBack = "RELEASE_ROLLED_BACK",
+        /// Flagger asked whether to roll back, and nothing asks for it (SPEC §17).
+        NoRollbackRequested = "NO_ROLLBACK_REQUESTED",
+        /// Flagger may roll back: a rollback was requested, or a critical incident is open.
+        RollbackRequested = "ROLLBACK_REQUESTED",
+        /// An integration's request maps to no configured environment.
+        UnmappedEnvironment = "UNMAPPED_ENVIRONMENT",
+        /// A webhook's signature is missing or wrong.
+        BadSignature = "BAD_SIGNATURE",
+        /// A request that could not be read (an integration's malformed payload).
+        InvalidRequest = "INVALID_REQUEST",
         /// A stored checkpoint of the audit log cannot be read: the checkpoints were altered.
         CheckpointCorrupt = "CHECKPOINT_CORRUPT",
     }

@@ -57,6 +57,8 @@ string_enum! {
         CanaryCompleted = "canary_completed",
         CanaryPromoted = "canary_promoted",
         Rollback = "rollback",
+        /// Flagger reported a successful rollout (`post-rollout`, phase `Succeeded`).
+        FlaggerRollout = "flagger_rollout",
     }
 }
 

@@ -22,9 +22,47 @@ pub fn signature_header(secret: &str, body: &[u8]) -> String {
     )
 }
 
+/// Whether `header` (`sha256=<hex>`, as GitHub's `X-Hub-Signature-256` and our own
+/// signature headers carry it) is the HMAC-SHA256 of `body` under `secret`. The comparison is
+/// constant-time (`Mac::verify_slice`): how much of a forged signature matches leaks nothing.
+pub fn verify_signature_header(secret: &str, body: &[u8], header: &str) -> bool {
+    let Some(presented) = header
+        .trim()
+        .strip_prefix("sha256=")
+        .and_then(|hex_text| hex::decode(hex_text).ok())
+    else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
+        unreachable!("HMAC accepts keys of every length")
+    };
+    mac.update(body);
+    mac.verify_slice(&presented).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verifies_only_the_right_signature() {
+        let body = br#"{"action":"requested"}"#;
+        let good = signature_header("s3cret", body);
+        assert!(verify_signature_header("s3cret", body, &good));
+        let cases = [
+            good.replace("sha256=", "sha1="),
+            good.trim_start_matches("sha256=").to_owned(),
+            format!("{}0", &good[..good.len() - 1]),
+            good[..good.len() - 2].to_owned(),
+            "sha256=zz".to_owned(),
+            String::new(),
+            signature_header("other", body),
+        ];
+        for bad in cases {
+            assert!(!verify_signature_header("s3cret", body, &bad), "{bad}");
+        }
+        assert!(!verify_signature_header("s3cret", b"{}", &good));
+    }
 
     /// RFC 4231 test cases 1, 2, 6 and 7 (short key, text key, long key, long key and data).
     #[test]

@@ -12,13 +12,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use deploy_safety_api_types::CreateProbeRequest;
 use deploy_safety_app::{
-    AppError, AppSettings, CheckpointSettings, Executor, HttpGate, PrometheusQueries,
-    PrometheusSettings, SoakSettings, Webhook, check_http_gate, check_url,
-    load_or_create_signing_key, probe_definition,
+    AppError, AppSettings, CheckpointSettings, Executor, FlaggerSettings, GithubAppKey,
+    GithubSettings, HttpGate, PrometheusQueries, PrometheusSettings, SoakSettings, Webhook,
+    check_http_gate, check_url, load_or_create_signing_key, probe_definition,
 };
 use deploy_safety_core::{
-    Band, Environment, EnvironmentSpec, Environments, EvaluationThresholds, EventType, Name,
-    ProbeDefinition, StatusRange, Tier,
+    Action, Band, Environment, EnvironmentSpec, Environments, EvaluationThresholds, EventType,
+    Name, ProbeDefinition, StatusRange, Tier,
 };
 use deploy_safety_server::HttpSettings;
 use deploy_safety_store::redact_url;
@@ -62,6 +62,67 @@ pub struct Settings {
     /// The environments that exist (`[[environments]]`); none listed: `staging` and
     /// `production`.
     pub environments: Vec<EnvironmentSection>,
+    /// Deploy engines that call the gate (`[integrations.*]`, SPEC §17).
+    pub integrations: IntegrationsSection,
+}
+
+/// `[integrations]`.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrationsSection {
+    pub flagger: FlaggerSection,
+    pub github: Option<GithubSection>,
+}
+
+/// `[integrations.flagger]`.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlaggerSection {
+    /// Answer the `rollback` hook with "yes" while a critical incident is open.
+    pub rollback_on_critical_incident: bool,
+    /// `[integrations.flagger.namespaces]`: Kubernetes namespace → environment.
+    pub namespaces: std::collections::BTreeMap<String, String>,
+}
+
+/// `[integrations.github]`: a GitHub App's custom deployment protection rule.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSection {
+    /// The GitHub App's id (a number, as GitHub shows it; its "client id" also works).
+    pub app_id: String,
+    /// The app's private key (PEM), as downloaded from GitHub.
+    pub private_key_file: String,
+    /// `https://api.github.com`; GitHub Enterprise: `https://HOST/api/v3`.
+    #[serde(default = "default_github_api")]
+    pub api_url: String,
+    /// The app's webhook secret: GitHub signs every delivery with it.
+    pub webhook_secret: String,
+    /// The gated action a deployment asks for (default `deploy.canary.start`).
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `[integrations.github.environments]`: GitHub environment → deploy-safety environment;
+    /// one not listed maps to the environment of the same name.
+    #[serde(default)]
+    pub environments: std::collections::BTreeMap<String, String>,
+}
+
+fn default_github_api() -> String {
+    "https://api.github.com".to_owned()
+}
+
+impl fmt::Debug for GithubSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GithubSection")
+            .field("app_id", &self.app_id)
+            .field("private_key_file", &self.private_key_file)
+            .field("api_url", &self.api_url)
+            .field("webhook_secret", &"<redacted>")
+            .field("action", &self.action)
+            .field("environments", &self.environments)
+            .finish()
+    }
 }
 
 /// One `[[environments]]` entry (SPEC §15).
@@ -318,6 +379,7 @@ impl Default for Settings {
             audit: AuditSection::default(),
             soak: SoakSection::default(),
             environments: Vec::new(),
+            integrations: IntegrationsSection::default(),
         }
     }
 }
@@ -360,6 +422,8 @@ impl fmt::Debug for Settings {
             .field("deliveries", &self.deliveries)
             .field("audit", &self.audit)
             .field("soak", &self.soak)
+            .field("environments", &self.environments)
+            .field("integrations", &self.integrations)
             .finish()
     }
 }
@@ -511,6 +575,8 @@ impl Settings {
         self.prometheus()?;
         self.webhooks()?;
         self.executor()?;
+        self.flagger()?;
+        self.github()?;
         if self.deliveries.max_attempts == 0 {
             bail!("deliveries.max_attempts must be at least 1");
         }
@@ -626,7 +692,85 @@ impl Settings {
                 max_latency_increase_percent: self.soak.max_latency_increase_percent,
             },
             environments: self.environments().unwrap_or_default(),
+            flagger: self.flagger().unwrap_or_default(),
+            github: self.github().ok().flatten(),
         }
+    }
+
+    /// `[integrations.flagger]`, its namespaces mapped to configured environments.
+    fn flagger(&self) -> anyhow::Result<FlaggerSettings> {
+        let environments = self.environments()?;
+        let section = &self.integrations.flagger;
+        let namespaces = section
+            .namespaces
+            .iter()
+            .map(|(namespace, name)| {
+                environments
+                    .parse(name)
+                    .map(|known| (namespace.clone(), known.name))
+                    .map_err(|e| {
+                        anyhow::anyhow!("integrations.flagger.namespaces.{namespace}: {e}")
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(FlaggerSettings {
+            namespaces,
+            rollback_on_critical_incident: section.rollback_on_critical_incident,
+        })
+    }
+
+    /// `[integrations.github]`, with the app's key read from its file.
+    fn github(&self) -> anyhow::Result<Option<GithubSettings>> {
+        let Some(section) = &self.integrations.github else {
+            return Ok(None);
+        };
+        let at = "integrations.github";
+        if section.app_id.trim().is_empty() {
+            bail!("{at}.app_id: must name the GitHub App");
+        }
+        if section.webhook_secret.len() < 16 {
+            bail!("{at}.webhook_secret: must be at least 16 characters");
+        }
+        check_url("api_url", &section.api_url).map_err(|e| setting_error(at, &e))?;
+        let pem = std::fs::read(&section.private_key_file).with_context(|| {
+            format!(
+                "{at}.private_key_file: cannot read `{}`",
+                section.private_key_file
+            )
+        })?;
+        let private_key = GithubAppKey::from_pem(&pem).map_err(|e| {
+            anyhow::anyhow!("{at}.private_key_file `{}`: {e}", section.private_key_file)
+        })?;
+        let action = match &section.action {
+            None => Action::CanaryStart,
+            Some(name) => name
+                .parse::<Action>()
+                .map_err(|e| anyhow::anyhow!("{at}.action: {e}"))?,
+        };
+        let known = self.environments()?;
+        let environments = section
+            .environments
+            .iter()
+            .map(|(github_name, name)| {
+                known
+                    .parse(name)
+                    .map(|k| (github_name.clone(), k.name))
+                    .map_err(|e| anyhow::anyhow!("{at}.environments.{github_name}: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(GithubSettings {
+            app_id: section.app_id.trim().to_owned(),
+            private_key,
+            api_url: section.api_url.trim_end_matches('/').to_owned(),
+            webhook_secret: section.webhook_secret.clone(),
+            action,
+            environments,
+            timeout: Duration::from_millis(timeout(
+                &format!("{at}.timeout_ms"),
+                section.timeout_ms,
+                10_000,
+            )?),
+        }))
     }
 
     /// The checkpoint settings, with the signing key read from its file (created if absent);
@@ -774,6 +918,9 @@ impl Settings {
         shown.database_url = redact_url(&shown.database_url);
         for webhook in &mut shown.webhooks {
             webhook.secret = "<redacted>".to_owned();
+        }
+        if let Some(github) = &mut shown.integrations.github {
+            github.webhook_secret = "<redacted>".to_owned();
         }
         if shown.rollback.executor_secret.is_some() {
             shown.rollback.executor_secret = Some("<redacted>".to_owned());

@@ -10,6 +10,7 @@ mod checkpoints;
 mod deliveries;
 mod expiry;
 mod freezes;
+mod github;
 mod probes;
 mod soaks;
 
@@ -18,6 +19,7 @@ pub use checkpoints::CheckpointWriter;
 pub use deliveries::DeliveryWorker;
 pub use expiry::ExpiryWatcher;
 pub use freezes::FreezeWatcher;
+pub use github::GithubWatcher;
 pub use probes::ProbeRunner;
 pub use soaks::SoakRunner;
 

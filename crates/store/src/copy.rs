@@ -37,6 +37,7 @@ const TABLES: &[(&str, &[&str])] = &[
         "freeze_scopes",
         &["action", "environment", "service", "freeze_id"],
     ),
+    ("github_requests", &["id"]),
     ("events", &["seq"]),
     ("outbox", &["id"]),
 ];

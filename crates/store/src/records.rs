@@ -62,6 +62,9 @@ pub enum OutboxKind {
     Webhook,
     /// A rollback to the executor webhook.
     Executor,
+    /// A GitHub deployment protection rule's callback (`target` says which: a status
+    /// comment, or the final answer).
+    GithubCallback,
 }
 
 impl OutboxKind {
@@ -69,6 +72,7 @@ impl OutboxKind {
         match self {
             OutboxKind::Webhook => "webhook",
             OutboxKind::Executor => "executor",
+            OutboxKind::GithubCallback => "github-callback",
         }
     }
 
@@ -76,6 +80,7 @@ impl OutboxKind {
         match text {
             "webhook" => Some(OutboxKind::Webhook),
             "executor" => Some(OutboxKind::Executor),
+            "github-callback" => Some(OutboxKind::GithubCallback),
             _ => None,
         }
     }
@@ -89,6 +94,8 @@ pub struct OutboxEntry {
     pub target: String,
     pub event_seq: Option<u64>,
     pub rollback_id: Option<String>,
+    /// The GitHub request a callback answers.
+    pub github_request_id: Option<String>,
     pub attempts: u32,
     /// When to try (again); none once done or failed.
     pub next_attempt_at: Option<Timestamp>,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use deploy_safety_app::{App, SystemClock};
 use deploy_safety_engine::{
-    CanaryRunner, CheckpointWriter, DeliveryWorker, ExpiryWatcher, FreezeWatcher, ProbeRunner,
-    SoakRunner,
+    CanaryRunner, CheckpointWriter, DeliveryWorker, ExpiryWatcher, FreezeWatcher, GithubWatcher,
+    ProbeRunner, SoakRunner,
 };
 use deploy_safety_server::Server;
 use deploy_safety_store::{Store, redact_url};
@@ -106,6 +106,7 @@ pub(super) async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         tokio::spawn(DeliveryWorker::new(app.clone(), DELIVERY_CONCURRENCY).run(stopped.clone())),
         tokio::spawn(ExpiryWatcher::new(app.clone()).run(stopped.clone())),
         tokio::spawn(FreezeWatcher::new(app.clone()).run(stopped.clone())),
+        tokio::spawn(GithubWatcher::new(app.clone()).run(stopped.clone())),
         tokio::spawn(CheckpointWriter::new(app.clone()).run(stopped)),
     ];
     let address = server.local_addr()?;

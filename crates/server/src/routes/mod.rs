@@ -7,6 +7,7 @@ mod events;
 mod freezes;
 mod gate;
 mod incidents;
+mod integrations;
 mod probes;
 mod rollbacks;
 mod soaks;
@@ -39,6 +40,7 @@ use crate::state::AppState;
         (name = "soak", description = "Soaks: a release watched against its thresholds before promotion"),
         (name = "load-shedding", description = "Load shedding"),
         (name = "freezes", description = "Freezes: times when chosen deployments stop"),
+        (name = "integrations", description = "Deploy engines ask the gate in their own protocols: pollers (Argo Rollouts, Kargo), Flagger's webhooks, GitHub deployment protection rules"),
         (name = "events", description = "The event stream"),
         (name = "health", description = "Service health"),
         (name = "auth", description = "Identity"),
@@ -86,6 +88,13 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(soaks::abort))
         .routes(routes!(freezes::create, freezes::list))
         .routes(routes!(freezes::show, freezes::end))
+        .routes(routes!(
+            integrations::decision_get,
+            integrations::decision_post
+        ))
+        .routes(routes!(integrations::flagger))
+        .routes(routes!(integrations::github_webhook))
+        .routes(routes!(integrations::github_pending))
         .routes(routes!(events::stream))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))

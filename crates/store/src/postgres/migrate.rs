@@ -38,4 +38,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "services_freezes",
         sql: include_str!("../../migrations/postgres/0007_services_freezes.sql"),
     },
+    Migration {
+        version: 8,
+        name: "github_requests",
+        sql: include_str!("../../migrations/postgres/0008_github_requests.sql"),
+    },
 ];

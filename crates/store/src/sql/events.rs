@@ -13,7 +13,7 @@ fn event_from_row(row: &Row) -> Result<Event, StoreError> {
 }
 
 const OUTBOX_COLUMNS: &str = "id, kind, target, event_seq, rollback_id, attempts, \
-     next_attempt_at, done_at, failed_at, last_error";
+     next_attempt_at, done_at, failed_at, last_error, github_request_id";
 
 fn outbox_from_row(row: &Row) -> Result<OutboxEntry, StoreError> {
     let kind: String = row.get(1)?;
@@ -32,6 +32,7 @@ fn outbox_from_row(row: &Row) -> Result<OutboxEntry, StoreError> {
         done_at: optional_timestamp(row, 7)?,
         failed_at: optional_timestamp(row, 8)?,
         last_error: row.get(9)?,
+        github_request_id: row.get(10)?,
     })
 }
 
@@ -110,6 +111,28 @@ impl EventTx for SqlTx<'_> {
                     target,
                     event_seq.map(signed),
                     rollback_id,
+                    at.unix_millis(),
+                ],
+                |row| row.get(0),
+            )?
+            .unwrap_or_default();
+        Ok(u64::try_from(id).unwrap_or_default())
+    }
+
+    fn enqueue_github_callback(
+        &mut self,
+        target: &str,
+        request_id: &str,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let id: i64 = self
+            .one(
+                "INSERT INTO outbox (kind, target, github_request_id, next_attempt_at)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+                vals![
+                    OutboxKind::GithubCallback.as_str(),
+                    target,
+                    request_id,
                     at.unix_millis(),
                 ],
                 |row| row.get(0),

@@ -11,6 +11,7 @@ mod canaries;
 mod events;
 mod freezes;
 mod gate;
+mod github;
 mod incidents;
 mod probes;
 mod releases;

@@ -6,9 +6,9 @@ pub(super) use std::str::FromStr;
 
 pub(super) use deploy_safety_core::{
     Action, AuditDraft, AuditEntry, Canary, Environment, Event, EventType, GENESIS_HASH,
-    GateResult, GateState, Incident, LoadShedding, OpenIncident, Override, Probe, ProbeDefinition,
-    ProbeResult, ProbeState, ReleaseRecord, Role, Rollback, StatusRange, Timestamp, UnknownValue,
-    Validation, ValidationRun, ValidationStatus,
+    GateResult, GateState, GithubRequest, Incident, LoadShedding, OpenIncident, Override, Probe,
+    ProbeDefinition, ProbeResult, ProbeState, ReleaseRecord, Role, Rollback, StatusRange,
+    Timestamp, UnknownValue, Validation, ValidationRun, ValidationStatus,
 };
 
 pub(super) use super::value::vals;

@@ -33,4 +33,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "services_freezes",
         sql: include_str!("../../migrations/sqlite/0006_services_freezes.sql"),
     },
+    Migration {
+        version: 7,
+        name: "github_requests",
+        sql: include_str!("../../migrations/sqlite/0007_github_requests.sql"),
+    },
 ];

@@ -28,6 +28,13 @@ pub trait EventTx {
         rollback_id: Option<&str>,
         at: Timestamp,
     ) -> Result<u64, StoreError>;
+    /// Queues a callback answering the GitHub request `request_id`, first tried at `at`.
+    fn enqueue_github_callback(
+        &mut self,
+        target: &str,
+        request_id: &str,
+        at: Timestamp,
+    ) -> Result<u64, StoreError>;
     /// Claims entries not done or failed whose next attempt is due at `now`, oldest first: their
     /// next attempt moves to `lease_until`, so no one else takes them meanwhile (on PostgreSQL
     /// rows another replica is claiming are skipped, `FOR UPDATE SKIP LOCKED`). If the claimer

@@ -7,6 +7,7 @@ mod canaries;
 mod events;
 mod freezes;
 mod gate;
+mod github;
 mod incidents;
 mod probes;
 mod releases;
@@ -19,6 +20,7 @@ pub use canaries::CanaryTx;
 pub use events::EventTx;
 pub use freezes::{FreezeRecord, FreezeTx};
 pub use gate::GateTx;
+pub use github::GithubTx;
 pub use incidents::IncidentTx;
 pub use probes::ProbeTx;
 pub use releases::ReleaseTx;
@@ -38,6 +40,7 @@ pub trait Tx:
     + ReleaseTx
     + SoakTx
     + FreezeTx
+    + GithubTx
     + EventTx
     + AuditTx
 {
@@ -54,6 +57,7 @@ impl<
         + ReleaseTx
         + SoakTx
         + FreezeTx
+        + GithubTx
         + EventTx
         + AuditTx,
 > Tx for T
