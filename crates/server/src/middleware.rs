@@ -19,6 +19,11 @@ use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 /// Error bodies larger than this are not re-read: ours are small.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// Marks a response whose error body is the endpoint's own protocol (Flagger's one line of
+/// text), which [`json_errors`] leaves as it is.
+#[derive(Clone, Copy, Debug)]
+pub struct OwnProtocol;
+
 /// Makes every error response JSON in the API's format, with the request id, whoever produced
 /// it: our handlers, axum (unknown route, wrong method), or a layer (timeout, panic, body limit).
 pub async fn json_errors(request: Request, next: Next) -> Response {
@@ -31,7 +36,9 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<OwnProtocol>().is_some()
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();

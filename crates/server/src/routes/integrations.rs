@@ -14,6 +14,7 @@ use deploy_safety_app::{AppError, Caller};
 use deploy_safety_core::{FlaggerHook, ReasonCode};
 
 use crate::error::ApiError;
+use crate::middleware::OwnProtocol;
 use crate::extract::{ApiJson, ApiQuery, Authenticated, parse_json};
 use crate::state::AppState;
 
@@ -60,12 +61,14 @@ pub async fn decision_post(
 /// body in the canary's Kubernetes events.
 fn flagger_line(status: StatusCode, code: &str, message: &str) -> Response {
     let line = format!("{code}: {}\n", message.replace(['\n', '\r'], " "));
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         line,
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(OwnProtocol);
+    response
 }
 
 /// An error, in Flagger's terms: its status, and one line naming the reason.

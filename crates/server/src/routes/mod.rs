@@ -25,6 +25,8 @@ use crate::state::AppState;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
+    // Referenced by a path parameter, which utoipa does not collect on its own.
+    components(schemas(deploy_safety_core::FlaggerHook)),
     info(
         title = "deploy-safety",
         description = "Deployment safety control plane: the Security Gate, overrides, incidents, release validations, health probes, canaries, soaks, rollbacks, load shedding, events and the audit log."
