@@ -66,9 +66,13 @@ struct AppClaims<'a> {
 impl GithubAppKey {
     /// Reads an RSA private key in PEM (GitHub's download is PKCS#1; PKCS#8 works too).
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
-        jsonwebtoken::EncodingKey::from_rsa_pem(pem)
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem)
             .map(|key| GithubAppKey(Arc::new(key)))
-            .map_err(|e| format!("not an RSA private key in PEM: {e}"))
+            .map_err(|e| format!("not an RSA private key in PEM: {e}"))?;
+        // `from_rsa_pem` only unwraps the PEM (a public key passes); signing once tells.
+        key.app_jwt("0", Timestamp::from_unix_millis(0))
+            .map_err(|e| format!("not an RSA private key in PEM: {e}"))?;
+        Ok(key)
     }
 
     /// The app's JWT at `now`, as GitHub asks: issued a minute in the past (clock drift),
@@ -173,6 +177,7 @@ fn decide_request_in(
             "GitHub environment `{}` maps to no deploy-safety environment: add `\"{}\" = \"<environment>\"` under [integrations.github.environments], or an [[environments]] entry named `{}`, in the settings file",
             request.github_environment, request.github_environment, request.github_environment
         );
+        request.environment = None;
         request.state = GithubRequestState::Rejected;
         request.reason = ReasonCode::UnmappedEnvironment;
         request.message = message.clone();

@@ -117,6 +117,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/deploy-safety/soaks/{id}/metrics"),
     ("post", "/api/deploy-safety/soaks/{id}/abort"),
     ("get", "/api/deploy-safety/events"),
+    ("get", "/api/deploy-safety/integrations/decision"),
+    ("post", "/api/deploy-safety/integrations/decision"),
+    ("post", "/api/deploy-safety/integrations/flagger/{hook}"),
+    (
+        "post",
+        "/api/deploy-safety/integrations/github/deployment-protection-rule",
+    ),
+    ("get", "/api/deploy-safety/integrations/github/pending"),
     ("get", "/metrics"),
 ];
 
@@ -166,7 +174,10 @@ async fn openapi_document_needs_no_token_and_lists_every_route() {
         let secured = operation["security"]
             .as_array()
             .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
-        let open = path.ends_with("/health") || path.ends_with("/openapi.json");
+        // GitHub proves itself with the signed body, not a token.
+        let open = path.ends_with("/health")
+            || path.ends_with("/openapi.json")
+            || path.ends_with("/deployment-protection-rule");
         assert_eq!(secured, !open, "{method} {path}: security");
     }
 }
@@ -184,7 +195,8 @@ async fn every_documented_route_is_served() {
         let method: Method = method.to_uppercase().parse().unwrap();
         let path = path
             .replace("{id}", "ovr_missing")
-            .replace("{environment}", "staging");
+            .replace("{environment}", "staging")
+            .replace("{hook}", "confirm-rollout");
         let body = (method == Method::POST).then_some("{}");
         let reply = h
             .raw(method.clone(), &path, Some(&authorization), body)
@@ -206,7 +218,12 @@ async fn every_documented_route_is_served() {
         // Metrics bodies are all optional: `{}` is valid, and the soak or canary is missing.
         let no_canary = path.contains("/canary/staging")
             || (method == Method::POST && path.ends_with("/metrics"));
+        // The decision's query is required; the GitHub integration is not configured here.
+        let needs_query = path.ends_with("/integrations/decision");
+        let unconfigured = path.ends_with("/deployment-protection-rule");
         let expected = match (method.as_str(), path.contains("ovr_missing") || no_canary) {
+            _ if unconfigured => StatusCode::NOT_FOUND,
+            ("GET", _) if needs_query => StatusCode::BAD_REQUEST,
             ("POST", true) if takes_no_body || no_canary => StatusCode::NOT_FOUND,
             ("POST", _) => StatusCode::BAD_REQUEST,
             (_, true) => StatusCode::NOT_FOUND,

@@ -98,6 +98,7 @@ conformance!(
         probes_keep_state_and_a_bounded_history,
         soaks_round_trip_filter_and_schedule,
         stored_entries_heads_and_checkpoints,
+        github_requests_round_trip_dedupe_and_come_due,
     ]
 );
 
@@ -205,5 +206,6 @@ conformance!(
         probes_keep_state_and_a_bounded_history,
         soaks_round_trip_filter_and_schedule,
         stored_entries_heads_and_checkpoints,
+        github_requests_round_trip_dedupe_and_come_due,
     ]
 );

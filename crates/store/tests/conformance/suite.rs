@@ -7,6 +7,7 @@ use deploy_safety_core::{
     SecurityMode, Severity, StatusRange, ThreatLevel, Timestamp, Validation, ValidationRun,
     ValidationStatus,
 };
+use deploy_safety_core::GithubRequest;
 use deploy_safety_store::{AuditQuery, IncidentQuery, Store, StoreError, TokenRecord, Tx};
 use serde_json::json;
 
@@ -1235,4 +1236,101 @@ pub async fn stored_entries_heads_and_checkpoints(db: &impl TestDatabase) {
         Some(3)
     );
     assert_eq!(verify(&store).await, 3);
+}
+
+fn a_github_request(id: &str, run: u32, received: Timestamp) -> deploy_safety_core::GithubRequest {
+    use deploy_safety_core::{GithubRequest, GithubRequestState, ReasonCode};
+    GithubRequest {
+        id: id.to_owned(),
+        received_at: received,
+        github_environment: "production".to_owned(),
+        environment: Some(Environment::PRODUCTION),
+        service: "acme/payments".to_owned(),
+        release_id: "0123abc".to_owned(),
+        action: Action::CanaryStart,
+        installation_id: 7,
+        callback_url: format!(
+            "https://api.github.com/repos/acme/payments/actions/runs/{run}/deployment_protection_rule"
+        ),
+        sender: Some("octocat".to_owned()),
+        state: GithubRequestState::Pending,
+        reason: ReasonCode::OverrideRequired,
+        message: "Production actions require explicit override".to_owned(),
+        commented: false,
+        next_decision_at: Some(received.plus_minutes(1)),
+        decided_at: None,
+        expires_at: received.plus_minutes(30 * 24 * 60),
+        audit_seq: 0,
+    }
+}
+
+pub async fn github_requests_round_trip_dedupe_and_come_due(db: &impl TestDatabase) {
+    use deploy_safety_core::GithubRequestState;
+    use deploy_safety_store::OutboxKind;
+    let store = db.open();
+    let first = a_github_request("ghr_1", 41, at(0));
+    let second = a_github_request("ghr_2", 42, at(1));
+    for request in [&first, &second] {
+        let request = request.clone();
+        assert!(write(&store, move |tx| tx.insert_github_request(&request)).await);
+    }
+    // One request per (callback URL, GitHub environment): a redelivery stores nothing.
+    let twin = GithubRequest {
+        id: "ghr_3".to_owned(),
+        ..first.clone()
+    };
+    assert!(!write(&store, move |tx| tx.insert_github_request(&twin)).await);
+    assert_eq!(read(&store, |tx| tx.get_github_request("ghr_3")).await, None);
+    let url = first.callback_url.clone();
+    assert_eq!(
+        read(&store, move |tx| tx.find_github_request(&url, "production")).await,
+        Some(first.clone())
+    );
+    let url = first.callback_url.clone();
+    assert_eq!(
+        read(&store, move |tx| tx.find_github_request(&url, "staging")).await,
+        None
+    );
+    // Pending ones, oldest first; with a due time, only those due by then.
+    let ids = |list: Vec<GithubRequest>| list.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(read(&store, |tx| tx.pending_github_requests(None, 10)).await),
+        ["ghr_1", "ghr_2"]
+    );
+    assert_eq!(
+        ids(read(&store, |tx| tx.pending_github_requests(Some(at(1)), 10)).await),
+        ["ghr_1"]
+    );
+    assert_eq!(
+        ids(read(&store, |tx| tx.pending_github_requests(Some(at(0)), 10)).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(read(&store, |tx| tx.pending_github_requests(None, 1)).await),
+        ["ghr_1"]
+    );
+    // Decided: no longer pending; the body is replaced whole.
+    let mut approved = first.clone();
+    approved.state = GithubRequestState::Approved;
+    approved.decided_at = Some(at(2));
+    approved.next_decision_at = None;
+    approved.audit_seq = 12;
+    let stored = approved.clone();
+    write(&store, move |tx| tx.update_github_request(&stored)).await;
+    assert_eq!(
+        read(&store, |tx| tx.get_github_request("ghr_1")).await,
+        Some(approved)
+    );
+    assert_eq!(
+        ids(read(&store, |tx| tx.pending_github_requests(None, 10)).await),
+        ["ghr_2"]
+    );
+    // Its callbacks go through the outbox, naming the request.
+    let id = write(&store, |tx| tx.enqueue_github_callback("answer", "ghr_1", at(2))).await;
+    let claimed = write(&store, |tx| tx.claim_outbox(at(2), at(3), 10)).await;
+    let entry = claimed.iter().find(|e| e.id == id).expect("claimed");
+    assert_eq!(entry.kind, OutboxKind::GithubCallback);
+    assert_eq!(entry.target, "answer");
+    assert_eq!(entry.github_request_id.as_deref(), Some("ghr_1"));
+    assert_eq!(entry.rollback_id, None);
 }
