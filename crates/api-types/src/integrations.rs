@@ -90,7 +90,8 @@ pub struct GithubReceipt {
 /// sends more; the rest is ignored). Fields are GitHub's, in its snake_case.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct GithubProtectionRuleEvent {
-    /// `requested` is the one acted on.
+    /// `requested` is the one acted on. (A `ping` has none.)
+    #[serde(default)]
     pub action: String,
     /// GitHub's name of the environment being deployed to.
     #[serde(default)]

@@ -265,23 +265,30 @@ impl App {
         request: DecisionRequest,
     ) -> Result<DecisionAnswer, AppError> {
         const ACTION: &str = "integration.decision";
-        let release = request
-            .release_id
-            .as_deref()
-            .map(|t| ReleaseId::parse(t).map_err(AppError::invalid_text("releaseId")))
-            .transpose()?;
-        let service = crate::parse_service("service", request.service.as_deref())?;
-        let known = self
-            .environment("environment", request.environment)
-            .map_err(|e| match e {
-                AppError::Invalid { field, message } => AppError::Invalid {
-                    field,
-                    message: format!(
-                        "{message} (add it as an [[environments]] entry in the settings file)"
-                    ),
-                },
-                other => other,
-            })?;
+        let checked = (|| {
+            let release = request
+                .release_id
+                .as_deref()
+                .map(|t| ReleaseId::parse(t).map_err(AppError::invalid_text("releaseId")))
+                .transpose()?;
+            let service = crate::parse_service("service", request.service.as_deref())?;
+            let known = self
+                .environment("environment", request.environment)
+                .map_err(|e| match e {
+                    AppError::Invalid { field, message } => AppError::Invalid {
+                        field,
+                        message: format!(
+                            "{message} (add it as an [[environments]] entry in the settings file)"
+                        ),
+                    },
+                    other => other,
+                })?;
+            Ok((release, service, known))
+        })();
+        let (release, service, known) = match checked {
+            Ok(checked) => checked,
+            Err(error) => return Err(self.refuse_integration_request(caller, ACTION, error).await),
+        };
         let caller = caller.clone();
         let clock = self.clock.clone();
         Ok(self
@@ -335,6 +342,24 @@ impl App {
             }
             _ => ReasonCode::InvalidRequest,
         };
+        match self
+            .record_integration_refusal(caller, audit_action, reason, &error.to_string())
+            .await
+        {
+            Ok(()) => error,
+            // Fail closed: a refusal that cannot be recorded is answered as unavailable.
+            Err(unrecorded) => unrecorded,
+        }
+    }
+
+    /// Writes the `denied` entry of a refused integration request.
+    pub async fn record_integration_refusal(
+        &self,
+        caller: &Caller,
+        audit_action: &str,
+        reason: ReasonCode,
+        message: &str,
+    ) -> Result<(), AppError> {
         let draft = AuditDraft {
             principal: caller.name.clone(),
             role: Some(caller.role),
@@ -342,18 +367,13 @@ impl App {
             environment: None,
             decision: AuditDecision::Denied,
             reason: reason.as_str().to_owned(),
-            details: json!({ "message": error.to_string() }),
+            details: json!({ "message": message }),
         };
         let clock = self.clock.clone();
-        match self
-            .store
+        self.store
             .write(move |tx| tx.append_audit(draft, clock.now()).map(|_| ()))
-            .await
-        {
-            Ok(()) => error,
-            // Fail closed: a refusal that cannot be recorded is answered as unavailable.
-            Err(store) => store.into(),
-        }
+            .await?;
+        Ok(())
     }
 
     /// Maps Flagger's payload to (environment, service, release), or 400 naming the field or

@@ -822,8 +822,8 @@ async fn a_wait_comments_once_and_is_approved_when_an_override_is_created() {
         request["nextDecisionAt"],
         common::START.plus_minutes(1).to_rfc3339()
     );
-    let reason = request["reason"].as_str().unwrap().to_owned();
-    assert_ne!(reason, "ALLOWED");
+    assert_eq!(request["reason"], "OVERRIDE_REQUIRED", "{request}");
+    let reason = "OVERRIDE_REQUIRED";
 
     assert_eq!(deliver_due(&h.app).await, 1);
     let callbacks = w.fake.taken();
@@ -838,7 +838,7 @@ async fn a_wait_comments_once_and_is_approved_when_an_override_is_created() {
     assert_eq!(callbacks[0].body["environment_name"], "prod");
     let comment = comment_of(&callbacks[0]);
     assert!(comment.contains("waiting"), "{comment}");
-    assert!(comment.contains(&reason), "{comment}");
+    assert!(comment.contains(reason), "{comment}");
 
     let listed = pending(h).await;
     assert_eq!(listed.len(), 1);
@@ -861,7 +861,7 @@ async fn a_wait_comments_once_and_is_approved_when_an_override_is_created() {
         "a wait is audited when its reason changes: {audit:?}"
     );
     assert_eq!(audit[0]["decision"], "denied");
-    assert_eq!(audit[0]["reason"], reason.as_str());
+    assert_eq!(audit[0]["reason"], reason);
     assert_eq!(audit[0]["details"]["answer"], "wait", "{}", audit[0]);
     let listed = pending(h).await;
     assert_eq!(listed.len(), 1);
@@ -1032,7 +1032,9 @@ async fn pending_requests_survive_a_restart_and_are_answered_once() {
     w.h.clock.advance_millis(5_000);
     let second = request_deployment(&w, "staging", 43).await;
     assert_eq!(second["state"], "pending", "{second}");
-    let reason = first["reason"].as_str().unwrap().to_owned();
+    assert_eq!(first["reason"], "LOCKDOWN", "{first}");
+    assert_eq!(second["reason"], "LOCKDOWN", "{second}");
+    let reason = "LOCKDOWN";
     let delivery = delivery_id();
     let redelivered = payload(&w.fake, "staging", 42).to_string().into_bytes();
 
@@ -1095,7 +1097,7 @@ async fn pending_requests_survive_a_restart_and_are_answered_once() {
     for comment in &taken {
         assert_authorized(comment);
         assert!(comment.body.get("state").is_none(), "{:?}", comment.body);
-        assert!(comment_of(comment).contains(&reason), "{:?}", comment.body);
+        assert!(comment_of(comment).contains(reason), "{:?}", comment.body);
     }
     assert_eq!(outbox(&h.app, "comment").await.len(), 2);
 

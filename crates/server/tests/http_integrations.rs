@@ -4,6 +4,8 @@
 //! fluxcd/flagger `pkg/controller/webhook.go` (`CanaryWebhookPayload`: name, namespace, phase,
 //! checksum, metadata), with the values its own `webhook_test.go` uses.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -901,8 +903,11 @@ async fn pollers_bad_input_is_a_4xx_naming_the_field() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    // Nothing was audited for the refused ones.
-    assert!(h.audit("action=integration.decision").await.is_empty());
+    // Each refusal of an authenticated caller was audited, and nothing else.
+    let refused = h.audit("action=integration.decision").await;
+    assert_eq!(refused.len(), cases.len() + 1, "{refused:?}");
+    assert!(refused.iter().all(|e| e["decision"] == "denied"
+        && ["INVALID_REQUEST", "UNMAPPED_ENVIRONMENT"].contains(&e["reason"].as_str().unwrap())));
     // POST with a bad body.
     let (status, body) = h
         .post_text(
@@ -912,6 +917,17 @@ async fn pollers_bad_input_is_a_4xx_naming_the_field() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // One too large.
+    let big = json!({"action": "deploy.canary.start", "environment": "staging",
+                     "service": "x".repeat(100_000)});
+    let (status, _) = h
+        .post("/integrations/decision", &h.tokens.developer, big)
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        h.audit("action=integration.decision").await.len(),
+        cases.len() + 3
+    );
 }
 
 #[tokio::test]

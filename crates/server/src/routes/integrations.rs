@@ -34,9 +34,36 @@ const TAG: &str = "integrations";
 pub async fn decision_get(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    ApiQuery(request): ApiQuery<DecisionRequest>,
+    request: Result<ApiQuery<DecisionRequest>, ApiError>,
 ) -> Result<Json<DecisionAnswer>, ApiError> {
+    let ApiQuery(request) = refused_if_unreadable(&state, &caller, request).await?;
     Ok(Json(state.app.engine_decision(&caller, request).await?))
+}
+
+/// An authenticated caller's request that cannot be read is refused and audited (SPEC §17).
+async fn refused_if_unreadable<T>(
+    state: &AppState,
+    caller: &Caller,
+    request: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let error = match request {
+        Ok(request) => return Ok(request),
+        Err(error) => error,
+    };
+    let message = match &error {
+        ApiError::Invalid { message, .. } | ApiError::PayloadTooLarge(message) => message.clone(),
+        ApiError::App(app) => app.to_string(),
+    };
+    state
+        .app
+        .record_integration_refusal(
+            caller,
+            "integration.decision",
+            ReasonCode::InvalidRequest,
+            &message,
+        )
+        .await?;
+    Err(error)
 }
 
 /// The same question with a JSON body.
@@ -52,8 +79,9 @@ pub async fn decision_get(
 pub async fn decision_post(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    ApiJson(request): ApiJson<DecisionRequest>,
+    request: Result<ApiJson<DecisionRequest>, ApiError>,
 ) -> Result<Json<DecisionAnswer>, ApiError> {
+    let ApiJson(request) = refused_if_unreadable(&state, &caller, request).await?;
     Ok(Json(state.app.engine_decision(&caller, request).await?))
 }
 
@@ -194,11 +222,22 @@ pub async fn flagger(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return flagger_line(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body is larger than the limit",
-            );
+            const TOO_LARGE: &str = "request body is larger than the limit";
+            // Only a header can authenticate a body that was not read.
+            if let Ok(caller) = flagger_caller(&state, &headers, None).await
+                && let Err(unrecorded) = state
+                    .app
+                    .record_integration_refusal(
+                        &caller,
+                        &format!("integration.flagger.{hook}"),
+                        ReasonCode::InvalidRequest,
+                        TOO_LARGE,
+                    )
+                    .await
+            {
+                return flagger_error(unrecorded.into());
+            }
+            return flagger_line(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", TOO_LARGE);
         }
         Err(rejection) => {
             return flagger_line(
