@@ -428,8 +428,18 @@ impl App {
                     expires_at: now.plus_millis(GITHUB_WAITS_MS),
                     audit_seq: 0,
                 };
-                // Stored first: the answers queued while deciding refer to it.
-                tx.insert_github_request(&request)?;
+                // Stored first: the answers queued while deciding refer to it. (Writes are
+                // serialized, so the lookup above already saw any twin; if one appeared
+                // anyway, it is the answer.)
+                if !tx.insert_github_request(&request)? {
+                    let twin =
+                        tx.find_github_request(&request.callback_url, &request.github_environment)?;
+                    return Ok(twin.ok_or_else(|| {
+                        AppError::Unavailable(
+                            "a GitHub request vanished while being stored".to_owned(),
+                        )
+                    }));
+                }
                 decide_request_in(tx, &settings, &mut request, true, now)?;
                 tx.update_github_request(&request)?;
                 Ok(Ok(request))

@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS: &str = "deploy_safety_http_requests_total";
 pub const HTTP_DURATION: &str = "deploy_safety_http_request_duration_seconds";
 pub const GATE_DECISIONS: &str = "deploy_safety_gate_decisions_total";
+pub const ENGINE_ANSWERS: &str = "deploy_safety_engine_answers_total";
 pub const STORE_WRITES: &str = "deploy_safety_store_writes_total";
 pub const STORE_COMMITS: &str = "deploy_safety_store_commits_total";
 pub const POOL_OPEN: &str = "deploy_safety_store_read_connections_open";
@@ -37,6 +38,12 @@ pub fn handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Counts an answer to a deploy engine (`decision`, `flagger`) by what it said.
+pub fn record_engine_answer(integration: &'static str, answer: &str) {
+    metrics::counter!(ENGINE_ANSWERS, "integration" => integration, "answer" => answer.to_owned())
+        .increment(1);
 }
 
 /// Counts a gate decision by outcome and reason.

@@ -14,8 +14,9 @@ use deploy_safety_app::{AppError, Caller};
 use deploy_safety_core::{FlaggerHook, ReasonCode};
 
 use crate::error::ApiError;
-use crate::middleware::OwnProtocol;
 use crate::extract::{ApiJson, ApiQuery, Authenticated, parse_json};
+use crate::metrics::record_engine_answer;
+use crate::middleware::OwnProtocol;
 use crate::state::AppState;
 
 const TAG: &str = "integrations";
@@ -37,7 +38,12 @@ pub async fn decision_get(
     request: Result<ApiQuery<DecisionRequest>, ApiError>,
 ) -> Result<Json<DecisionAnswer>, ApiError> {
     let ApiQuery(request) = refused_if_unreadable(&state, &caller, request).await?;
-    Ok(Json(state.app.engine_decision(&caller, request).await?))
+    answered(state.app.engine_decision(&caller, request).await?)
+}
+
+fn answered(answer: DecisionAnswer) -> Result<Json<DecisionAnswer>, ApiError> {
+    record_engine_answer("decision", answer.decision.as_str());
+    Ok(Json(answer))
 }
 
 /// An authenticated caller's request that cannot be read is refused and audited (SPEC §17).
@@ -82,7 +88,7 @@ pub async fn decision_post(
     request: Result<ApiJson<DecisionRequest>, ApiError>,
 ) -> Result<Json<DecisionAnswer>, ApiError> {
     let ApiJson(request) = refused_if_unreadable(&state, &caller, request).await?;
-    Ok(Json(state.app.engine_decision(&caller, request).await?))
+    answered(state.app.engine_decision(&caller, request).await?)
 }
 
 /// One line of `text/plain`, `CODE: message`: Flagger reads only the status and puts the
@@ -237,7 +243,11 @@ pub async fn flagger(
             {
                 return flagger_error(unrecorded.into());
             }
-            return flagger_line(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", TOO_LARGE);
+            return flagger_line(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                TOO_LARGE,
+            );
         }
         Err(rejection) => {
             return flagger_line(
@@ -265,11 +275,14 @@ pub async fn flagger(
         Err(other) => return flagger_error(other),
     };
     match state.app.flagger_hook(&caller, hook, payload).await {
-        Ok(answer) => flagger_line(
-            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN),
-            answer.reason.as_str(),
-            &answer.message,
-        ),
+        Ok(answer) => {
+            record_engine_answer("flagger", answer.reason.as_str());
+            flagger_line(
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN),
+                answer.reason.as_str(),
+                &answer.message,
+            )
+        }
         Err(error) => flagger_error(error.into()),
     }
 }
