@@ -256,6 +256,11 @@ impl App {
                 }
             };
             tx.put_outbox(&current)?;
+            if let (OutboxKind::GithubCallback, Some((false, message))) = (current.kind, &verdict) {
+                // GitHub will wait for an answer that is not coming: say so loudly.
+                tracing::error!(delivery = current.id, request = ?current.github_request_id,
+                    %message, "a GitHub callback was given up on");
+            }
             if let (OutboxKind::Executor, Some((succeeded, message)), Some(id)) =
                 (current.kind, verdict, current.rollback_id.as_deref())
             {

@@ -57,10 +57,12 @@ pub(crate) fn release_verdict_in(
     release: &str,
 ) -> Result<Option<ReleaseVerdict>, StoreError> {
     const SCAN: u32 = 50;
+    // `list_validations` reads a missing service as "any": the verdict is for exactly this
+    // (environment, service), like the canary and rollback ones below.
     if let Some(validation) = tx
-        .list_validations(Some(release), Some(environment), service, 1)?
+        .list_validations(Some(release), Some(environment), service, SCAN)?
         .into_iter()
-        .next()
+        .find(|v| v.service.as_deref() == service)
     {
         let runs = tx.validation_runs(&validation.id)?;
         if let Some(last) = runs.iter().rev().find(|r| {

@@ -755,6 +755,35 @@ async fn pollers_get_deny_for_a_verdict_against_the_release() {
     .await;
     assert_eq!(answer["decision"], "deny");
     h.set_mode("enforce", None).await;
+    // A failed validation of one service is a verdict for that service only.
+    let (status, started) = h
+        .post(
+            "/validations/start",
+            &h.tokens.developer,
+            json!({"releaseId": "v6", "environment": "production", "service": "shop/other"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let ran = h.run_validation(started["id"].as_str().unwrap()).await;
+    assert_eq!(ran["status"], "failed", "{ran}");
+    let (_, answer) = poll_get(
+        &h,
+        "action=deploy.canary.start&environment=production&service=shop/other&releaseId=v6",
+    )
+    .await;
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    for other in ["", "&service=shop/payments"] {
+        let (_, answer) = poll_get(
+            &h,
+            &format!("action=deploy.canary.start&environment=production&releaseId=v6{other}"),
+        )
+        .await;
+        assert_eq!(
+            (answer["decision"].as_str(), answer["reason"].as_str()),
+            (Some("wait"), Some("OVERRIDE_REQUIRED")),
+            "{other}: {answer}"
+        );
+    }
     // Another release is not concerned.
     let (_, answer) = poll_get(
         &h,
