@@ -55,7 +55,7 @@ fn optional_reason(text: Option<&str>) -> Result<Option<Reason>, AppError> {
         .transpose()
 }
 
-fn optional_release(text: Option<&str>) -> Result<Option<ReleaseId>, AppError> {
+pub(crate) fn optional_release(text: Option<&str>) -> Result<Option<ReleaseId>, AppError> {
     text.map(|t| ReleaseId::parse(t).map_err(AppError::invalid_text("releaseId")))
         .transpose()
 }

@@ -268,11 +268,7 @@ impl App {
     ) -> Result<DecisionAnswer, AppError> {
         const ACTION: &str = "integration.decision";
         let checked = (|| {
-            let release = request
-                .release_id
-                .as_deref()
-                .map(|t| ReleaseId::parse(t).map_err(AppError::invalid_text("releaseId")))
-                .transpose()?;
+            let release = crate::gate::optional_release(request.release_id.as_deref())?;
             let service = crate::parse_service("service", request.service.as_deref())?;
             let known = self
                 .environment("environment", request.environment)
