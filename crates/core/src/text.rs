@@ -170,6 +170,108 @@ impl fmt::Display for ServiceName {
     }
 }
 
+/// The characters Rust's `char::is_whitespace` accepts (Unicode `White_Space`), as the body of
+/// a regular-expression class: what [`Reason::parse`] trims.
+const WHITESPACE_CLASS: &str =
+    r"\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+/// Neither whitespace nor a control character, as the body of a negated class.
+const NOT_VISIBLE_CLASS: &str =
+    r"\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+/// A string schema for the OpenAPI document: these types check their rules at the edge, so the
+/// document states the same rules (a generated client, or a fuzzer, needs no guesswork).
+fn string_schema(
+    description: &str,
+    min_length: usize,
+    max_length: Option<usize>,
+    pattern: String,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(min_length))
+        .max_length(max_length)
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .into()
+}
+
+impl utoipa::PartialSchema for Reason {
+    /// Not blank; at most `MAX_CHARS` once leading and trailing whitespace is trimmed; no
+    /// control characters but newline and tab inside.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let inner = r"[^\x00-\x08\x0B-\x1F\x7F-\x9F]";
+        let visible = format!("[^{NOT_VISIBLE_CLASS}]");
+        let space = format!("[{WHITESPACE_CLASS}]");
+        string_schema(
+            &format!(
+                "Free text: not blank, at most {} characters once leading and trailing \
+                 whitespace is trimmed (it is stored trimmed), no control characters other than \
+                 newline and tab.",
+                Self::MAX_CHARS
+            ),
+            1,
+            None,
+            format!(
+                "^{space}*{visible}(?:{inner}{{0,{}}}{visible})?{space}*$",
+                Self::MAX_CHARS - 2
+            ),
+        )
+    }
+}
+
+impl utoipa::ToSchema for Reason {}
+
+impl utoipa::PartialSchema for ReleaseId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            &format!(
+                "A release (or deployment) identifier such as `v1.2.3`: 1 to {} characters, no \
+                 whitespace or control characters.",
+                Self::MAX_CHARS
+            ),
+            1,
+            Some(Self::MAX_CHARS),
+            format!("^[^{NOT_VISIBLE_CLASS}]{{1,{}}}$", Self::MAX_CHARS),
+        )
+    }
+}
+
+impl utoipa::ToSchema for ReleaseId {}
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            &format!(
+                "A name (of a principal, probe, gate or freeze): 1 to {} characters of \
+                 `A-Z a-z 0-9 . _ @ -`.",
+                Self::MAX_CHARS
+            ),
+            1,
+            Some(Self::MAX_CHARS),
+            format!("^[A-Za-z0-9._@-]{{1,{}}}$", Self::MAX_CHARS),
+        )
+    }
+}
+
+impl utoipa::ToSchema for Name {}
+
+impl utoipa::PartialSchema for ServiceName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            &format!(
+                "A service within an environment: 1 to {} characters of `a-z A-Z 0-9 - _ . /`, \
+                 e.g. `payments/api`.",
+                Self::MAX_CHARS
+            ),
+            1,
+            Some(Self::MAX_CHARS),
+            format!("^[A-Za-z0-9_./-]{{1,{}}}$", Self::MAX_CHARS),
+        )
+    }
+}
+
+impl utoipa::ToSchema for ServiceName {}
+
 /// An override's lifetime in whole minutes, from 1 to the configured maximum (SPEC §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TtlMinutes(u32);
