@@ -484,19 +484,35 @@ pub struct CreateProbeRequest {
     #[serde(default)]
     pub address: Option<String>,
     /// Default 2000 (or the interval, if shorter); 10 to the interval.
-    #[serde(default, alias = "timeout_ms", deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[serde(
+        default,
+        alias = "timeout_ms",
+        deserialize_with = "deploy_safety_core::wire::whole_option"
+    )]
     #[schema(minimum = 10, maximum = 3_600_000)]
     pub timeout_ms: Option<u32>,
     /// Default 10000; 1000 to 3600000.
-    #[serde(default, alias = "interval_ms", deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[serde(
+        default,
+        alias = "interval_ms",
+        deserialize_with = "deploy_safety_core::wire::whole_option"
+    )]
     #[schema(minimum = 1000, maximum = 3_600_000)]
     pub interval_ms: Option<u32>,
     /// Consecutive failures before failing: 1 to 100 (default 3).
-    #[serde(default, alias = "failure_threshold", deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[serde(
+        default,
+        alias = "failure_threshold",
+        deserialize_with = "deploy_safety_core::wire::whole_option"
+    )]
     #[schema(minimum = 1, maximum = 100)]
     pub failure_threshold: Option<u32>,
     /// Consecutive successes before a failing probe recovers: 1 to 100 (default 1).
-    #[serde(default, alias = "success_threshold", deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[serde(
+        default,
+        alias = "success_threshold",
+        deserialize_with = "deploy_safety_core::wire::whole_option"
+    )]
     #[schema(minimum = 1, maximum = 100)]
     pub success_threshold: Option<u32>,
     /// A failing critical probe makes the service unhealthy (default false).

@@ -322,7 +322,11 @@ pub struct ScheduleSpec {
     /// `W`, `#` and `?`, or one of `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`,
     /// `@hourly`. A pattern that never matches (`0 0 30 2 *`) is refused (400, naming
     /// `schedule.cron`); the grammar is in the description, not in the pattern.
-    #[schema(min_length = 1, pattern = r"[^\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]", example = "0 16 * * FRI")]
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        example = "0 16 * * FRI"
+    )]
     pub cron: String,
     /// How long each window lasts: 1 to 525600 (a year).
     #[serde(deserialize_with = "crate::wire::whole")]

@@ -347,6 +347,115 @@ mod tests {
         }
     }
 
+    /// The pattern the OpenAPI document states for a type.
+    fn pattern_of<T: utoipa::PartialSchema>() -> regex::Regex {
+        let utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object)) =
+            T::schema()
+        else {
+            panic!("not an inline object schema");
+        };
+        regex::Regex::new(object.pattern.as_deref().expect("a pattern")).expect("a valid regex")
+    }
+
+    /// Strings near every rule's edges: whitespace of every kind, control characters, lengths
+    /// around each maximum.
+    fn edge_cases() -> Vec<String> {
+        let mut cases: Vec<String> = [
+            "",
+            " ",
+            "a",
+            " a ",
+            "\ta\n",
+            "\u{a0}a\u{3000}",
+            "\u{85}a",
+            "\ra\r",
+            "a\rb",
+            "a\u{85}b",
+            "a\u{1b}b",
+            "a\u{7f}",
+            "\u{0}",
+            "a b",
+            "a\tb",
+            "a\nb",
+            "\u{feff}",
+            "\u{1c}a",
+            "a\u{200b}",
+            "v1.2.3",
+            "payments/api",
+            "alice@example.com",
+            "pé",
+            "😀",
+            "\u{2028}",
+            "x\u{2029}y",
+            "A-b_c.d/e",
+            "@",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for n in [63, 64, 65, 127, 128, 129, 1_999, 2_000, 2_001] {
+            cases.push("x".repeat(n));
+            cases.push(format!("  {}\n", "x".repeat(n)));
+            cases.push(format!("x{}x", " ".repeat(n.saturating_sub(2))));
+            cases.push("é".repeat(n));
+        }
+        cases
+    }
+
+    fn assert_pattern_is_the_rule<T: utoipa::PartialSchema>(
+        parse: impl Fn(&str) -> bool,
+        extra: &[String],
+    ) {
+        let pattern = pattern_of::<T>();
+        for case in edge_cases().iter().chain(extra) {
+            assert_eq!(
+                pattern.is_match(case),
+                parse(case),
+                "{case:?} against {}",
+                pattern.as_str()
+            );
+        }
+    }
+
+    /// The document's patterns (ECMA-262 syntax, which the `regex` crate reads alike for these)
+    /// accept exactly what the parsers accept.
+    #[test]
+    fn documented_patterns_are_the_parsers_rules() {
+        assert_pattern_is_the_rule::<Reason>(|s| Reason::parse(s).is_ok(), &[]);
+        assert_pattern_is_the_rule::<ReleaseId>(|s| ReleaseId::parse(s).is_ok(), &[]);
+        assert_pattern_is_the_rule::<Name>(|s| Name::parse(s).is_ok(), &[]);
+        assert_pattern_is_the_rule::<ServiceName>(|s| ServiceName::parse(s).is_ok(), &[]);
+    }
+
+    /// Each type's documented pattern, compiled once, with its parser.
+    #[allow(clippy::type_complexity)]
+    static RULES: std::sync::LazyLock<Vec<(regex::Regex, fn(&str) -> bool)>> =
+        std::sync::LazyLock::new(|| {
+            vec![
+                (pattern_of::<Reason>(), |s| Reason::parse(s).is_ok()),
+                (pattern_of::<ReleaseId>(), |s| ReleaseId::parse(s).is_ok()),
+                (pattern_of::<Name>(), |s| Name::parse(s).is_ok()),
+                (pattern_of::<ServiceName>(), |s| {
+                    ServiceName::parse(s).is_ok()
+                }),
+            ]
+        });
+
+    proptest::proptest! {
+        #[test]
+        fn documented_patterns_agree_with_the_parsers_on_any_text(
+            text in "(\\PC|\\s|\\p{Cc}){0,40}",
+            pad in "[ \\t\\n\\r\\u{85}\\u{a0}\\u{2000}]{0,3}",
+        ) {
+            for case in [text.clone(), format!("{pad}{text}{pad}")] {
+                for (pattern, parse) in RULES.iter() {
+                    proptest::prop_assert_eq!(
+                        pattern.is_match(&case), parse(&case), "{:?} against {}", case, pattern.as_str());
+                }
+            }
+        }
+    }
+
     #[test]
     fn ttl_bounds_are_inclusive() {
         assert!(TtlMinutes::parse(0, 240).is_err());

@@ -149,10 +149,20 @@ mod tests {
 
     #[test]
     fn whole_numbers_with_a_zero_fraction_are_integers() {
-        let inner = |a, b| Ok(Outer { inner: Some(Inner { a, b }) });
+        let inner = |a, b| {
+            Ok(Outer {
+                inner: Some(Inner { a, b }),
+            })
+        };
         assert_eq!(read(r#"{"inner": {"a": 5, "b": -3}}"#), inner(Some(5), -3));
-        assert_eq!(read(r#"{"inner": {"a": 5.0, "b": -3.0}}"#), inner(Some(5), -3));
-        assert_eq!(read(r#"{"inner": {"a": 2.5e1, "b": 1e3}}"#), inner(Some(25), 1000));
+        assert_eq!(
+            read(r#"{"inner": {"a": 5.0, "b": -3.0}}"#),
+            inner(Some(5), -3)
+        );
+        assert_eq!(
+            read(r#"{"inner": {"a": 2.5e1, "b": 1e3}}"#),
+            inner(Some(25), 1000)
+        );
         assert_eq!(read(r#"{"inner": {"a": null, "b": 0}}"#), inner(None, 0));
         assert_eq!(read(r#"{"inner": {"b": -0.0}}"#), inner(None, 0));
         for bad in [
@@ -174,6 +184,9 @@ mod tests {
         assert_eq!(read("{}"), Ok(Outer { inner: None }));
         let error = read(r#"{"inner": [null, 1]}"#).unwrap_err();
         assert!(error.contains("expected a JSON object"), "{error}");
-        assert!(read(r#"{"inner": {"b": 1, "c": 2}}"#).is_err(), "unknown fields");
+        assert!(
+            read(r#"{"inner": {"b": 1, "c": 2}}"#).is_err(),
+            "unknown fields"
+        );
     }
 }

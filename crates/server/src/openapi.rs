@@ -26,17 +26,20 @@ pub(crate) fn render(doc: &utoipa::openapi::OpenApi, app: &App) -> String {
 }
 
 fn complete(doc: &mut Value, max_ttl_minutes: u32) {
-    // Unsigned 64-bit integers go up to 2^64 - 1, past what `format: int64` implies; the derive
-    // can only write a bound as a float, which cannot spell that one.
-    for parameters in doc["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|paths| paths.values_mut())
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-        .filter_map(|operation| operation.get_mut("parameters"))
-        .filter_map(Value::as_array_mut)
-    {
+    unsigned_bounds(doc);
+    settings(doc, max_ttl_minutes);
+    field_rules(doc);
+    every_operation(doc);
+}
+
+/// Unsigned 64-bit integers go up to 2^64 - 1, past what `format: int64` implies; the derive
+/// can only write a bound as a float, which cannot spell that one.
+fn unsigned_bounds(doc: &mut Value) {
+    for parameters in operations(doc).filter_map(|(_, operation)| {
+        operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+    }) {
         for parameter in parameters.iter_mut() {
             let unsigned_64 = matches!(
                 (parameter["in"].as_str(), parameter["name"].as_str()),
@@ -47,19 +50,27 @@ fn complete(doc: &mut Value, max_ttl_minutes: u32) {
             }
         }
     }
-    let schemas = &mut doc["components"]["schemas"];
-    if let Some(interval) = schemas
-        .pointer_mut("/CanaryConfigRequest/properties/incrementInterval")
+    if let Some(interval) = doc
+        .pointer_mut("/components/schemas/CanaryConfigRequest/properties/incrementInterval")
         .and_then(Value::as_object_mut)
     {
         interval.insert("maximum".to_owned(), json!(u64::MAX));
     }
-    if let Some(ttl) = schemas
-        .pointer_mut("/CreateOverrideRequest/properties/ttlMinutes")
+}
+
+/// What this server's settings decide.
+fn settings(doc: &mut Value, max_ttl_minutes: u32) {
+    if let Some(ttl) = doc
+        .pointer_mut("/components/schemas/CreateOverrideRequest/properties/ttlMinutes")
         .and_then(Value::as_object_mut)
     {
         ttl.insert("maximum".to_owned(), json!(max_ttl_minutes));
     }
+}
+
+/// Rules between fields.
+fn field_rules(doc: &mut Value) {
+    let schemas = &mut doc["components"]["schemas"];
     let rules = [
         (
             "SetModeRequest",
@@ -112,10 +123,9 @@ fn complete(doc: &mut Value, max_ttl_minutes: u32) {
         ),
     ];
     for (name, rule) in rules {
-        if let (Some(schema), Value::Object(rule)) = (
-            schemas.get_mut(name).and_then(Value::as_object_mut),
-            rule,
-        ) {
+        if let (Some(schema), Value::Object(rule)) =
+            (schemas.get_mut(name).and_then(Value::as_object_mut), rule)
+        {
             schema.extend(rule);
         }
     }
@@ -130,4 +140,135 @@ fn complete(doc: &mut Value, max_ttl_minutes: u32) {
             json!({ "application/json": { "schema": { "$ref": "#/components/schemas/EndFreezeRequest" } } }),
         );
     }
+}
+
+/// Every operation: (method, operation object).
+fn operations(doc: &mut Value) -> impl Iterator<Item = (&String, &mut Value)> {
+    doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.iter_mut())
+        .filter(|(method, _)| {
+            [
+                "get", "put", "post", "delete", "options", "head", "patch", "trace",
+            ]
+            .contains(&method.as_str())
+        })
+}
+
+/// What every operation shares, stated on each: a unique `operationId`, the answers any
+/// request may get (413 for a body over the limit, 503 when the request timed out or storage
+/// is unavailable), each response's description and its headers (`X-Request-Id` always,
+/// `WWW-Authenticate` with 401).
+fn every_operation(doc: &mut Value) {
+    for (_, operation) in operations(doc) {
+        // The derive names an operation after its handler (`list`, `show`, ...), which repeats
+        // across modules: qualify it by its tag, so every operation has its own.
+        if let (Some(tag), Some(id)) = (
+            operation["tags"][0].as_str(),
+            operation["operationId"].as_str(),
+        ) {
+            let unique = format!("{}{}", camel(tag, false), camel(id, true));
+            operation["operationId"] = json!(unique);
+        }
+        let has_body = operation.get("requestBody").is_some();
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        if has_body && !responses.contains_key("413") {
+            responses.insert(
+                "413".to_owned(),
+                error_response("the request body is larger than the limit"),
+            );
+        }
+        match responses.get_mut("503") {
+            None => {
+                responses.insert(
+                    "503".to_owned(),
+                    error_response(
+                        "the request did not complete within the time limit, or storage is unavailable",
+                    ),
+                );
+            }
+            Some(existing) => {
+                // An endpoint's own 503 body (an unhealthy health report) or, from a timeout or
+                // unavailable storage, the error body.
+                if let Some(schema) = existing.pointer_mut("/content/application~1json/schema")
+                    && *schema != json!({ "$ref": ERROR_BODY })
+                {
+                    *schema = json!({ "oneOf": [schema.take(), { "$ref": ERROR_BODY }] });
+                }
+            }
+        }
+        for (status, response) in responses.iter_mut() {
+            let Some(response) = response.as_object_mut() else {
+                continue;
+            };
+            if response
+                .get("description")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                let reason = status
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                    .and_then(|code| code.canonical_reason())
+                    .unwrap_or("response");
+                response.insert("description".to_owned(), json!(reason));
+            }
+            let headers = response.entry("headers").or_insert_with(|| json!({}));
+            if let Some(headers) = headers.as_object_mut() {
+                headers.insert(
+                    "X-Request-Id".to_owned(),
+                    json!({
+                        "description": "The request's id: the one sent, else a new UUID; error bodies repeat it as `error.requestId`.",
+                        "required": true,
+                        "schema": { "type": "string" }
+                    }),
+                );
+                if status == "401" {
+                    headers.insert(
+                        "WWW-Authenticate".to_owned(),
+                        json!({
+                            "description": "The scheme to authenticate with.",
+                            "required": true,
+                            "schema": { "type": "string", "const": "Bearer realm=\"deploy-safety\"" }
+                        }),
+                    );
+                }
+            }
+        }
+    }
+}
+
+const ERROR_BODY: &str = "#/components/schemas/ErrorBody";
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": ERROR_BODY } } }
+    })
+}
+
+/// `security-gate` → `securityGate`; with `upper`, `set_mode` → `SetMode`.
+fn camel(text: &str, upper: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut next_upper = upper;
+    for c in text.chars() {
+        if c == '-' || c == '_' || c == '.' {
+            next_upper = true;
+        } else if next_upper {
+            out.extend(c.to_uppercase());
+            next_upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
