@@ -12,7 +12,8 @@ use deploy_safety_core::{
     Timestamp, Validation, ValidationRun, ValidationStatus,
 };
 use deploy_safety_core::{
-    Canary, Evaluation, LoadShedding, ReleaseRecord, Rollback, Soak, SoakStatus,
+    Canary, Evaluation, LoadShedding, Name, Reason, ReleaseId, ReleaseRecord, Rollback,
+    ServiceName, Soak, SoakStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -98,6 +99,7 @@ impl GateStatus {
 pub struct SetModeRequest {
     pub mode: SecurityMode,
     #[serde(default)]
+    #[schema(value_type = Option<Reason>)]
     pub reason: Option<String>,
 }
 
@@ -106,6 +108,7 @@ pub struct SetModeRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetThreatLevelRequest {
     pub level: ThreatLevel,
+    #[schema(value_type = Reason)]
     pub reason: String,
 }
 
@@ -117,17 +120,24 @@ pub struct CreateOverrideRequest {
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     /// Business justification, with a ticket reference. Required.
+    #[schema(value_type = Reason)]
     pub reason: String,
-    /// Must be the caller's own principal name; filled from the token when absent.
+    /// Must be the caller's own principal name (403 `APPROVER_MISMATCH` otherwise); filled
+    /// from the token when absent.
     #[serde(default)]
+    #[schema(value_type = Option<Name>)]
     pub approver: Option<String>,
-    /// 1 to the configured maximum (default 240); default 60.
-    #[serde(default)]
+    /// 1 to the configured maximum (`[overrides] max_ttl_minutes`, 240 unless set: the served
+    /// document states this server's); default 60.
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 1, maximum = 240)]
     pub ttl_minutes: Option<i64>,
     /// Binds the override to one release.
     #[serde(default)]
+    #[schema(value_type = Option<ReleaseId>)]
     pub release_id: Option<String>,
 }
 
@@ -168,8 +178,10 @@ pub struct CheckRequest {
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<ReleaseId>)]
     pub release_id: Option<String>,
 }
 
@@ -193,10 +205,13 @@ pub struct AuditListQuery {
     pub principal: Option<String>,
     pub decision: Option<AuditDecision>,
     /// Entries at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Entries before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// 1 to 1000; default 50.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<u64>,
@@ -360,6 +375,7 @@ pub struct ProbeSummary {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenIncidentRequest {
+    #[schema(value_type = Reason)]
     pub title: String,
     pub severity: Severity,
     pub category: IncidentCategory,
@@ -373,6 +389,7 @@ pub struct OpenIncidentRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EscalateIncidentRequest {
     pub severity: Severity,
+    #[schema(value_type = Reason)]
     pub reason: String,
 }
 
@@ -380,6 +397,7 @@ pub struct EscalateIncidentRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResolveIncidentRequest {
+    #[schema(value_type = Reason)]
     pub reason: String,
 }
 
@@ -393,6 +411,7 @@ pub struct IncidentListQuery {
     /// Incidents concerning this environment (naming it, or naming none).
     pub environment: Option<Environment>,
     /// 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -406,10 +425,12 @@ pub struct IncidentList {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartValidationRequest {
+    #[schema(value_type = ReleaseId)]
     pub release_id: String,
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
 }
 
@@ -435,8 +456,10 @@ pub struct ValidationListQuery {
     pub release_id: Option<String>,
     pub environment: Option<Environment>,
     /// Only records of this service.
+    #[param(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -450,6 +473,7 @@ pub struct ValidationList {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProbeRequest {
+    #[schema(value_type = Name)]
     pub name: String,
     /// `http` or `tcp`.
     pub kind: ProbeKind,
@@ -465,17 +489,37 @@ pub struct CreateProbeRequest {
     /// tcp: `host:port` to connect to.
     #[serde(default)]
     pub address: Option<String>,
-    /// Default 2000; at most the interval.
-    #[serde(default, alias = "timeout_ms")]
+    /// Default 2000 (or the interval, if shorter); 10 to the interval.
+    #[serde(
+        default,
+        alias = "timeout_ms",
+        deserialize_with = "deploy_safety_core::wire::whole_option"
+    )]
+    #[schema(minimum = 10, maximum = 3_600_000)]
     pub timeout_ms: Option<u32>,
     /// Default 10000; 1000 to 3600000.
-    #[serde(default, alias = "interval_ms")]
+    #[serde(
+        default,
+        alias = "interval_ms",
+        deserialize_with = "deploy_safety_core::wire::whole_option"
+    )]
+    #[schema(minimum = 1000, maximum = 3_600_000)]
     pub interval_ms: Option<u32>,
-    /// Consecutive failures before failing (default 3).
-    #[serde(default, alias = "failure_threshold")]
+    /// Consecutive failures before failing: 1 to 100 (default 3).
+    #[serde(
+        default,
+        alias = "failure_threshold",
+        deserialize_with = "deploy_safety_core::wire::whole_option"
+    )]
+    #[schema(minimum = 1, maximum = 100)]
     pub failure_threshold: Option<u32>,
-    /// Consecutive successes before a failing probe recovers (default 1).
-    #[serde(default, alias = "success_threshold")]
+    /// Consecutive successes before a failing probe recovers: 1 to 100 (default 1).
+    #[serde(
+        default,
+        alias = "success_threshold",
+        deserialize_with = "deploy_safety_core::wire::whole_option"
+    )]
+    #[schema(minimum = 1, maximum = 100)]
     pub success_threshold: Option<u32>,
     /// A failing critical probe makes the service unhealthy (default false).
     #[serde(default)]
@@ -504,20 +548,25 @@ pub struct ProbeList {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryConfigRequest {
-    /// Default 10.
-    #[serde(default)]
+    /// 1 to 100, at most `maxPercentage`; default 10.
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 1, maximum = 100)]
     pub initial_percentage: Option<u8>,
-    /// Default 10.
-    #[serde(default)]
+    /// 1 to 100; default 10.
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 1, maximum = 100)]
     pub increment_percentage: Option<u8>,
     /// Milliseconds between evaluations, at least 1000; default 300000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 1000)]
     pub increment_interval: Option<u64>,
-    /// Default 100.
-    #[serde(default)]
+    /// 1 to 100, at least `initialPercentage`; default 100.
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_percentage: Option<u8>,
-    /// Consecutive unhealthy evaluations before an automatic rollback; default 1.
-    #[serde(default)]
+    /// Consecutive unhealthy evaluations before an automatic rollback: 1 to 100; default 1.
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 1, maximum = 100)]
     pub failure_threshold: Option<u32>,
 }
 
@@ -525,13 +574,16 @@ pub struct CanaryConfigRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartCanaryRequest {
+    #[schema(value_type = ReleaseId)]
     pub release_id: String,
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
+    #[schema(value_type = ReleaseId)]
     pub deployment_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::object_option")]
     pub config: Option<CanaryConfigRequest>,
 }
 
@@ -542,6 +594,7 @@ pub struct PromoteCanaryRequest {
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
 }
 
@@ -550,15 +603,25 @@ pub struct PromoteCanaryRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryMetricsRequest {
+    /// 0 to 100.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     pub error_rate_percent: Option<f64>,
+    /// At least 0.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub latency_p99_ms: Option<f64>,
+    /// At least 0.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub baseline_latency_p99_ms: Option<f64>,
+    /// At least 0 (above 100 on a machine of several cores).
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub cpu_percent: Option<f64>,
+    /// 0 to 100.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     pub memory_percent: Option<f64>,
 }
 
@@ -586,8 +649,10 @@ pub struct CanaryList {
 pub struct EnvironmentListQuery {
     pub environment: Option<Environment>,
     /// Only records of this service.
+    #[param(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -598,6 +663,7 @@ pub struct EnvironmentListQuery {
 #[into_params(parameter_in = Query)]
 pub struct ServiceQuery {
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[param(value_type = Option<ServiceName>)]
     pub service: Option<String>,
 }
 
@@ -615,9 +681,13 @@ pub struct CreateRollbackRequest {
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
+    #[schema(value_type = ReleaseId)]
     pub from_version: String,
+    #[schema(value_type = ReleaseId)]
     pub to_version: String,
+    #[schema(value_type = Reason)]
     pub reason: String,
 }
 
@@ -647,11 +717,15 @@ pub struct SetLoadSheddingRequest {
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     pub enabled: bool,
-    /// Share of traffic to shed, 1–100 when enabled (default 0 when disabled).
-    #[serde(default)]
+    /// Share of traffic to shed: 1 to 100 when enabled (required then); 0 or absent when
+    /// disabled.
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 0, maximum = 100)]
     pub percentage: Option<u8>,
+    #[schema(value_type = Reason)]
     pub reason: String,
 }
 
@@ -685,12 +759,13 @@ pub struct WhoAmI {
 pub struct SoakConfigRequest {
     /// How long the soak lasts, in milliseconds: at least 1000, at most a week; default
     /// 900000 (15 minutes).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
     #[schema(minimum = 1000, maximum = 604_800_000)]
     pub duration_ms: Option<u64>,
-    /// How often it is evaluated, in milliseconds: 1000 to `durationMs`; default 60000.
-    #[serde(default)]
-    #[schema(minimum = 1000)]
+    /// How often it is evaluated, in milliseconds: 1000 to `durationMs`, and at least
+    /// `durationMs / 1440` (a soak has at most 1440 evaluations); default 60000.
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 1000, maximum = 604_800_000)]
     pub interval_ms: Option<u64>,
     /// The error rate must stay below this, in percent (at least 0; default 0.1).
     #[serde(default)]
@@ -706,15 +781,18 @@ pub struct SoakConfigRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartSoakRequest {
+    #[schema(value_type = ReleaseId)]
     pub release_id: String,
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     /// Replaces `{deploymentId}` in the environment's Prometheus queries; default the release.
     #[serde(default)]
+    #[schema(value_type = Option<ReleaseId>)]
     pub deployment_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::object_option")]
     pub config: Option<SoakConfigRequest>,
 }
 
@@ -739,6 +817,7 @@ pub struct SoakMetricsRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AbortSoakRequest {
+    #[schema(value_type = Reason)]
     pub reason: String,
 }
 
@@ -749,9 +828,11 @@ pub struct AbortSoakRequest {
 pub struct SoakListQuery {
     pub release_id: Option<String>,
     pub environment: Option<Environment>,
+    #[param(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     pub status: Option<SoakStatus>,
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -768,26 +849,32 @@ pub struct SoakList {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateFreezeRequest {
     /// 1 to 64 characters of `A-Z a-z 0-9 . _ @ -`, e.g. `holiday-2026`.
+    #[schema(value_type = Name)]
     pub name: String,
     /// Why nobody may deploy, shown in every decision it makes. Required.
+    #[schema(value_type = Reason)]
     pub reason: String,
     /// Absent or empty: every environment.
     #[serde(default)]
     pub environments: Option<Vec<Environment>>,
     /// Absent or empty: every request. Listed: only requests that name one of them.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ServiceName>>)]
     pub services: Option<Vec<String>>,
     /// The gated actions it stops; default `deploy.canary.start` and `deploy.canary.promote`.
     #[serde(default)]
     pub actions: Option<Vec<Action>>,
     /// RFC 3339; absent: now. With a schedule: no window before it.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub start: Option<String>,
-    /// RFC 3339, after `start`; absent: until ended by hand. With a schedule: no window after it.
+    /// RFC 3339, after `start` (and, without a schedule, in the future); absent: until ended by
+    /// hand. With a schedule: no window after it.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub end: Option<String>,
     /// A recurring window instead of one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::object_option")]
     pub schedule: Option<deploy_safety_core::ScheduleSpec>,
     /// Nothing lifts a hard freeze but its end; a soft one (default) yields to a covering
     /// override.
@@ -839,5 +926,6 @@ pub struct FreezeList {
 pub struct EndFreezeRequest {
     /// Why it ends early (recorded in the audit log).
     #[serde(default)]
+    #[schema(value_type = Option<Reason>)]
     pub reason: Option<String>,
 }

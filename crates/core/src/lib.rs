@@ -23,6 +23,7 @@ pub mod soak;
 pub mod text;
 pub mod time;
 pub mod validation;
+pub mod wire;
 
 pub use audit::{
     AuditDecision, AuditDraft, AuditEntry, ChainBreak, ChainVerifier, GENESIS_HASH, STORED_COLUMNS,

@@ -317,13 +317,43 @@ impl Schedule {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleSpec {
-    /// A 5-field cron expression for the start of each window, e.g. `0 16 * * FRI`.
+    /// A 5-field cron expression for the start of each window, e.g. `0 16 * * FRI`: minute
+    /// hour day-of-month month day-of-week, with names (`JAN`, `FRI`), ranges, lists, steps, `L`,
+    /// `W`, `#` and `?`, or one of `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`,
+    /// `@hourly`. A pattern that never matches (`0 0 30 2 *`) is refused (400, naming
+    /// `schedule.cron`); the grammar is in the description, not in the pattern.
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        example = "0 16 * * FRI"
+    )]
     pub cron: String,
     /// How long each window lasts: 1 to 525600 (a year).
+    #[serde(deserialize_with = "crate::wire::whole")]
     #[schema(minimum = 1, maximum = 525_600)]
     pub duration_minutes: i64,
-    /// The IANA time zone the expression is read in, e.g. `Europe/Berlin`.
+    /// The IANA time zone the expression is read in, e.g. `Europe/Berlin`: one of the bundled
+    /// tz database's names (any letter case).
+    #[schema(schema_with = time_zone_schema)]
     pub time_zone: String,
+}
+
+/// The time zones a schedule may name: every name of the tz database bundled into the binary.
+fn time_zone_schema() -> utoipa::openapi::schema::Object {
+    let mut names: Vec<String> = jiff::tz::db()
+        .available()
+        .map(|name| name.as_str().to_owned())
+        .collect();
+    names.sort();
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .description(Some(
+            "The IANA time zone the expression is read in, e.g. `Europe/Berlin`: a name of the \
+             tz database bundled into the server (letter case does not matter).",
+        ))
+        .examples(["Europe/Berlin"])
+        .build()
 }
 
 impl ScheduleSpec {

@@ -170,6 +170,108 @@ impl fmt::Display for ServiceName {
     }
 }
 
+/// The characters Rust's `char::is_whitespace` accepts (Unicode `White_Space`), as the body of
+/// a regular-expression class: what [`Reason::parse`] trims.
+const WHITESPACE_CLASS: &str =
+    r"\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+/// Neither whitespace nor a control character, as the body of a negated class.
+const NOT_VISIBLE_CLASS: &str =
+    r"\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+/// A string schema for the OpenAPI document: these types check their rules at the edge, so the
+/// document states the same rules (a generated client, or a fuzzer, needs no guesswork).
+fn string_schema(
+    description: &str,
+    min_length: usize,
+    max_length: Option<usize>,
+    pattern: String,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(min_length))
+        .max_length(max_length)
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .into()
+}
+
+impl utoipa::PartialSchema for Reason {
+    /// Not blank; at most `MAX_CHARS` once leading and trailing whitespace is trimmed; no
+    /// control characters but newline and tab inside.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let inner = r"[^\x00-\x08\x0B-\x1F\x7F-\x9F]";
+        let visible = format!("[^{NOT_VISIBLE_CLASS}]");
+        let space = format!("[{WHITESPACE_CLASS}]");
+        string_schema(
+            &format!(
+                "Free text: not blank, at most {} characters once leading and trailing \
+                 whitespace is trimmed (it is stored trimmed), no control characters other than \
+                 newline and tab.",
+                Self::MAX_CHARS
+            ),
+            1,
+            None,
+            format!(
+                "^{space}*{visible}(?:{inner}{{0,{}}}{visible})?{space}*$",
+                Self::MAX_CHARS - 2
+            ),
+        )
+    }
+}
+
+impl utoipa::ToSchema for Reason {}
+
+impl utoipa::PartialSchema for ReleaseId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            &format!(
+                "A release (or deployment) identifier such as `v1.2.3`: 1 to {} characters, no \
+                 whitespace or control characters.",
+                Self::MAX_CHARS
+            ),
+            1,
+            Some(Self::MAX_CHARS),
+            format!("^[^{NOT_VISIBLE_CLASS}]{{1,{}}}$", Self::MAX_CHARS),
+        )
+    }
+}
+
+impl utoipa::ToSchema for ReleaseId {}
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            &format!(
+                "A name (of a principal, probe, gate or freeze): 1 to {} characters of \
+                 `A-Z a-z 0-9 . _ @ -`.",
+                Self::MAX_CHARS
+            ),
+            1,
+            Some(Self::MAX_CHARS),
+            format!("^[A-Za-z0-9._@-]{{1,{}}}$", Self::MAX_CHARS),
+        )
+    }
+}
+
+impl utoipa::ToSchema for Name {}
+
+impl utoipa::PartialSchema for ServiceName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            &format!(
+                "A service within an environment: 1 to {} characters of `a-z A-Z 0-9 - _ . /`, \
+                 e.g. `payments/api`.",
+                Self::MAX_CHARS
+            ),
+            1,
+            Some(Self::MAX_CHARS),
+            format!("^[A-Za-z0-9_./-]{{1,{}}}$", Self::MAX_CHARS),
+        )
+    }
+}
+
+impl utoipa::ToSchema for ServiceName {}
+
 /// An override's lifetime in whole minutes, from 1 to the configured maximum (SPEC §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TtlMinutes(u32);
@@ -242,6 +344,115 @@ mod tests {
             &"s".repeat(129),
         ] {
             assert!(ServiceName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The pattern the OpenAPI document states for a type.
+    fn pattern_of<T: utoipa::PartialSchema>() -> regex::Regex {
+        let utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object)) =
+            T::schema()
+        else {
+            panic!("not an inline object schema");
+        };
+        regex::Regex::new(object.pattern.as_deref().expect("a pattern")).expect("a valid regex")
+    }
+
+    /// Strings near every rule's edges: whitespace of every kind, control characters, lengths
+    /// around each maximum.
+    fn edge_cases() -> Vec<String> {
+        let mut cases: Vec<String> = [
+            "",
+            " ",
+            "a",
+            " a ",
+            "\ta\n",
+            "\u{a0}a\u{3000}",
+            "\u{85}a",
+            "\ra\r",
+            "a\rb",
+            "a\u{85}b",
+            "a\u{1b}b",
+            "a\u{7f}",
+            "\u{0}",
+            "a b",
+            "a\tb",
+            "a\nb",
+            "\u{feff}",
+            "\u{1c}a",
+            "a\u{200b}",
+            "v1.2.3",
+            "payments/api",
+            "alice@example.com",
+            "pé",
+            "😀",
+            "\u{2028}",
+            "x\u{2029}y",
+            "A-b_c.d/e",
+            "@",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for n in [63, 64, 65, 127, 128, 129, 1_999, 2_000, 2_001] {
+            cases.push("x".repeat(n));
+            cases.push(format!("  {}\n", "x".repeat(n)));
+            cases.push(format!("x{}x", " ".repeat(n.saturating_sub(2))));
+            cases.push("é".repeat(n));
+        }
+        cases
+    }
+
+    fn assert_pattern_is_the_rule<T: utoipa::PartialSchema>(
+        parse: impl Fn(&str) -> bool,
+        extra: &[String],
+    ) {
+        let pattern = pattern_of::<T>();
+        for case in edge_cases().iter().chain(extra) {
+            assert_eq!(
+                pattern.is_match(case),
+                parse(case),
+                "{case:?} against {}",
+                pattern.as_str()
+            );
+        }
+    }
+
+    /// The document's patterns (ECMA-262 syntax, which the `regex` crate reads alike for these)
+    /// accept exactly what the parsers accept.
+    #[test]
+    fn documented_patterns_are_the_parsers_rules() {
+        assert_pattern_is_the_rule::<Reason>(|s| Reason::parse(s).is_ok(), &[]);
+        assert_pattern_is_the_rule::<ReleaseId>(|s| ReleaseId::parse(s).is_ok(), &[]);
+        assert_pattern_is_the_rule::<Name>(|s| Name::parse(s).is_ok(), &[]);
+        assert_pattern_is_the_rule::<ServiceName>(|s| ServiceName::parse(s).is_ok(), &[]);
+    }
+
+    /// Each type's documented pattern, compiled once, with its parser.
+    #[allow(clippy::type_complexity)]
+    static RULES: std::sync::LazyLock<Vec<(regex::Regex, fn(&str) -> bool)>> =
+        std::sync::LazyLock::new(|| {
+            vec![
+                (pattern_of::<Reason>(), |s| Reason::parse(s).is_ok()),
+                (pattern_of::<ReleaseId>(), |s| ReleaseId::parse(s).is_ok()),
+                (pattern_of::<Name>(), |s| Name::parse(s).is_ok()),
+                (pattern_of::<ServiceName>(), |s| {
+                    ServiceName::parse(s).is_ok()
+                }),
+            ]
+        });
+
+    proptest::proptest! {
+        #[test]
+        fn documented_patterns_agree_with_the_parsers_on_any_text(
+            text in "(\\PC|\\s|\\p{Cc}){0,40}",
+            pad in "[ \\t\\n\\r\\u{85}\\u{a0}\\u{2000}]{0,3}",
+        ) {
+            for case in [text.clone(), format!("{pad}{text}{pad}")] {
+                for (pattern, parse) in RULES.iter() {
+                    proptest::prop_assert_eq!(
+                        pattern.is_match(&case), parse(&case), "{:?} against {}", case, pattern.as_str());
+                }
+            }
         }
     }
 

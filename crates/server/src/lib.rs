@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod metrics;
 mod middleware;
+mod openapi;
 mod routes;
 mod state;
 
@@ -82,9 +83,7 @@ fn describe_environments(doc: &mut utoipa::openapi::OpenApi, app: &App) {
 pub fn router(app: App, settings: &HttpSettings) -> Router {
     let (routes, mut doc) = routes::api();
     describe_environments(&mut doc, &app);
-    let openapi_json = doc
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the OpenAPI document: {e}\"}}"));
+    let openapi_json = openapi::render(&doc, &app);
     let state = AppState {
         app,
         metrics: metrics::handle(),

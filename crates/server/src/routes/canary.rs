@@ -64,7 +64,7 @@ pub async fn start(
 
 /// The environment's active canary, else its most recent one.
 #[utoipa::path(get, path = "/canary/{environment}", tag = TAG, security(("bearer" = [])),
-    params(("environment" = String, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
+    params(("environment" = Environment, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
     responses(
         (status = 200, body = CanaryView),
         (status = 400, body = ErrorBody),
@@ -108,7 +108,7 @@ pub async fn promote(
 
 /// Pushes the active canary's current metrics (any token).
 #[utoipa::path(post, path = "/canary/{environment}/metrics", tag = TAG, security(("bearer" = [])),
-    params(("environment" = String, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
+    params(("environment" = Environment, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
     request_body = CanaryMetricsRequest,
     responses(
         (status = 200, body = CanaryView),

@@ -75,7 +75,7 @@ pub async fn show(
 /// `{"reason": "..."}` is optional.
 #[utoipa::path(delete, path = "/freezes/{id}", tag = TAG, security(("bearer" = [])),
     params(("id" = String, Path, description = "freeze id")),
-    request_body(content = Option<EndFreezeRequest>, description = "optional"),
+    request_body(content = Option<EndFreezeRequest>, description = "optional: no body (or only whitespace) is `{}`; a body is a JSON object"),
     responses(
         (status = 200, body = FreezeView),
         (status = 400, body = ErrorBody),

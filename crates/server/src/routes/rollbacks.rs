@@ -7,7 +7,7 @@ use deploy_safety_api_types::{
     CreateRollbackRequest, EnvironmentListQuery, ErrorBody, LoadSheddingView, ReleaseHistory,
     RollbackList, ServiceQuery, SetLoadSheddingRequest,
 };
-use deploy_safety_core::Rollback;
+use deploy_safety_core::{Environment, Rollback};
 
 use super::canary::{count_blocked, environment};
 use crate::error::ApiError;
@@ -96,7 +96,7 @@ pub async fn list(
 
 /// What ran in an environment (completed or promoted canaries, rollbacks), newest first.
 #[utoipa::path(get, path = "/releases/{environment}", tag = TAG, security(("bearer" = [])),
-    params(("environment" = String, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
+    params(("environment" = Environment, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
     responses(
         (status = 200, body = ReleaseHistory),
         (status = 400, body = ErrorBody),
@@ -139,7 +139,7 @@ pub async fn set_load_shedding(
 
 /// An environment's load shedding setting.
 #[utoipa::path(get, path = "/load-shedding/{environment}", tag = "load-shedding", security(("bearer" = [])),
-    params(("environment" = String, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
+    params(("environment" = Environment, Path, description = "a configured environment (GET /environments)"), ServiceQuery),
     responses(
         (status = 200, body = LoadSheddingView),
         (status = 400, body = ErrorBody),
