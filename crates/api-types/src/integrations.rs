@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use deploy_safety_core::{Action, Environment, GithubRequest, PollDecision, ReasonCode};
+use deploy_safety_core::{
+    Action, Environment, GithubRequest, PollDecision, ReasonCode, ReleaseId, ServiceName,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,9 +18,13 @@ pub struct DecisionRequest {
     pub environment: Environment,
     /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
     #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
+    #[param(value_type = Option<ServiceName>)]
     pub service: Option<String>,
     /// The release the action concerns.
     #[serde(default)]
+    #[schema(value_type = Option<ReleaseId>)]
+    #[param(value_type = Option<ReleaseId>)]
     pub release_id: Option<String>,
 }
 
@@ -49,14 +55,19 @@ pub struct DecisionAnswer {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlaggerPayload {
+    /// The canary's name (a Kubernetes name).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,63}$", min_length = 1, max_length = 63)]
     pub name: String,
+    /// The canary's namespace (a Kubernetes name).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,63}$", min_length = 1, max_length = 63)]
     pub namespace: String,
     /// Flagger's canary phase (`Progressing`, `Succeeded`, ...).
     #[serde(default)]
     pub phase: String,
-    /// A hash of the canary's spec, which changes with every new revision.
-    #[serde(default)]
-    pub checksum: Option<String>,
+    /// A hash of the canary's spec, which changes with every new revision: the release,
+    /// unless `metadata.releaseId` names one. Flagger has sent it since 1.x.
+    #[schema(value_type = ReleaseId)]
+    pub checksum: String,
     /// The webhook's `metadata` from the Canary resource; deploy-safety reads `token`,
     /// `environment`, `service` and `releaseId`, and ignores other keys. Event hooks add
     /// `eventMessage`, `eventType` and `timestamp`.

@@ -245,11 +245,29 @@ impl FlaggerAnswer {
 struct FlaggerTarget {
     environment: KnownEnvironment,
     service: String,
-    release: Option<String>,
+    release: String,
 }
 
-/// What Flagger's metadata may carry besides the user's own keys.
-const META_TOKEN: &str = "token";
+/// A Kubernetes object's name or namespace, as Flagger sends them: 1–63 characters of
+/// `A-Z a-z 0-9 . _ -` (what the OpenAPI document states), so that `{namespace}/{name}` is a
+/// valid service.
+fn kubernetes_name(field: &str, text: &str) -> Result<(), AppError> {
+    let valid = (1..=63).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            field,
+            "must be a Kubernetes name: 1 to 63 characters of a-z A-Z 0-9 . _ -",
+        ))
+    }
+}
+
+/// What Flagger's metadata may carry besides the user's own keys (and `token`, which the
+/// server reads).
 const META_ENVIRONMENT: &str = "environment";
 const META_SERVICE: &str = "service";
 const META_RELEASE: &str = "releaseId";
@@ -377,6 +395,8 @@ impl App {
     /// Maps Flagger's payload to (environment, service, release), or 400 naming the field or
     /// the setting to add.
     fn flagger_target(&self, payload: &FlaggerPayload) -> Result<FlaggerTarget, AppError> {
+        kubernetes_name("name", &payload.name)?;
+        kubernetes_name("namespace", &payload.namespace)?;
         let meta = &payload.metadata;
         let environment = match meta.get(META_ENVIRONMENT) {
             Some(name) => {
@@ -406,33 +426,20 @@ impl App {
                 .map_err(AppError::invalid_text("name"))?
                 .into_string(),
         };
-        let release = match (meta.get(META_RELEASE), payload.checksum.as_deref()) {
-            (Some(release), _) => Some(
-                ReleaseId::parse(release)
-                    .map_err(AppError::invalid_text("metadata.releaseId"))?
-                    .into_string(),
-            ),
-            (None, Some(checksum)) if !checksum.is_empty() => Some(
-                ReleaseId::parse(checksum)
-                    .map_err(AppError::invalid_text("checksum"))?
-                    .into_string(),
-            ),
-            _ => None,
+        let checksum = ReleaseId::parse(&payload.checksum)
+            .map_err(AppError::invalid_text("checksum"))?
+            .into_string();
+        let release = match meta.get(META_RELEASE) {
+            Some(release) => ReleaseId::parse(release)
+                .map_err(AppError::invalid_text("metadata.releaseId"))?
+                .into_string(),
+            None => checksum,
         };
         Ok(FlaggerTarget {
             environment,
             service,
             release,
         })
-    }
-
-    /// The token Flagger sent in `metadata.token` (Flagger cannot send headers).
-    pub fn flagger_metadata_token(payload: &FlaggerPayload) -> Option<&str> {
-        payload
-            .metadata
-            .get(META_TOKEN)
-            .map(String::as_str)
-            .filter(|t| !t.is_empty())
     }
 
     /// `POST /integrations/flagger/{hook}` (SPEC §17).
@@ -490,7 +497,7 @@ impl App {
             .write(move |tx| {
                 let now = clock.now();
                 let env = target.environment.name;
-                let release = target.release.as_deref();
+                let release = Some(target.release.as_str());
                 let service = Some(target.service.as_str());
                 let start_override = if action == Action::CanaryPromote {
                     start_override_in(tx, env, release, service, now)?
@@ -543,15 +550,7 @@ impl App {
         target: FlaggerTarget,
     ) -> Result<FlaggerAnswer, AppError> {
         let audit_action = flagger_action(FlaggerHook::PreRollout);
-        let Some(release) = target.release.clone() else {
-            let error = AppError::invalid(
-                "checksum",
-                "pre-rollout validates a release: send Flagger's checksum or set `releaseId` in the webhook's metadata",
-            );
-            return Err(self
-                .refuse_integration_request(caller, &audit_action, error)
-                .await);
-        };
+        let release = target.release.clone();
         let environment = target.environment.name;
         let service = target.service.clone();
         let (key_release, key_service) = (release.clone(), service.clone());
@@ -654,15 +653,11 @@ impl App {
                 let env = target.environment.name;
                 let service = target.service.as_str();
                 let place = where_(env, Some(service));
-                let requested = match target.release.as_deref() {
-                    Some(release) => tx
-                        .list_rollbacks(Some(env), Some(service), 50)?
-                        .into_iter()
-                        .find(|r| {
-                            r.from_version == release && r.service.as_deref() == Some(service)
-                        }),
-                    None => None,
-                };
+                let release = target.release.as_str();
+                let requested = tx
+                    .list_rollbacks(Some(env), Some(service), 50)?
+                    .into_iter()
+                    .find(|r| r.from_version == release && r.service.as_deref() == Some(service));
                 let incident = if on_incident {
                     tx.open_incidents()?
                         .into_iter()
@@ -743,26 +738,23 @@ impl App {
             .write(move |tx| {
                 let now = clock.now();
                 let env = target.environment.name;
-                let recorded_release = match (&target.release, succeeded) {
-                    (Some(release), true) => {
-                        tx.insert_release(&ReleaseRecord {
-                            environment: env,
-                            service: Some(target.service.clone()),
-                            release_id: release.clone(),
-                            at: now,
-                            change: ReleaseChange::FlaggerRollout,
-                            reference: format!("flagger:{canary}"),
-                            by: caller.name.clone(),
-                        })?;
-                        true
-                    }
-                    _ => false,
-                };
+                if succeeded {
+                    tx.insert_release(&ReleaseRecord {
+                        environment: env,
+                        service: Some(target.service.clone()),
+                        release_id: target.release.clone(),
+                        at: now,
+                        change: ReleaseChange::FlaggerRollout,
+                        reference: format!("flagger:{canary}"),
+                        by: caller.name.clone(),
+                    })?;
+                }
+                let recorded_release = succeeded;
                 let message = match (&event_message, recorded_release) {
                     (Some(text), _) => text.clone(),
                     (None, true) => format!(
                         "{} succeeded in {}",
-                        target.release.as_deref().unwrap_or_default(),
+                        target.release,
                         where_(env, Some(&target.service))
                     ),
                     (None, false) => format!("{hook} in phase {phase}"),

@@ -21,6 +21,14 @@ pub(crate) fn render(doc: &utoipa::openapi::OpenApi, app: &App) -> String {
         Err(e) => return format!("{{\"error\": \"cannot render the OpenAPI document: {e}\"}}"),
     };
     complete(&mut value, app.settings().max_override_ttl_minutes);
+    let namespaces: Vec<&str> = app
+        .settings()
+        .flagger
+        .namespaces
+        .keys()
+        .map(String::as_str)
+        .collect();
+    flagger_payload(&mut value, &namespaces);
     serde_json::to_string_pretty(&value)
         .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the OpenAPI document: {e}\"}}"))
 }
@@ -56,6 +64,43 @@ fn unsigned_bounds(doc: &mut Value) {
     {
         interval.insert("maximum".to_owned(), json!(u64::MAX));
     }
+}
+
+/// Flagger's payload: the metadata keys deploy-safety reads, and where the environment comes
+/// from — `metadata.environment`, or a namespace `[integrations.flagger.namespaces]` maps.
+fn flagger_payload(doc: &mut Value, namespaces: &[&str]) {
+    let Some(payload) = doc
+        .pointer_mut("/components/schemas/FlaggerPayload")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if let Some(properties) = payload.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.insert(
+            "metadata".to_owned(),
+            json!({
+                "type": "object",
+                "description": "The webhook's `metadata` from the Canary resource, strings only. deploy-safety reads `token` (Flagger cannot send headers), `environment`, `service` and `releaseId`; other keys are ignored.",
+                "properties": {
+                    "token": { "type": "string", "description": "A deploy-safety token, when no `Authorization` header is sent." },
+                    "environment": { "$ref": "#/components/schemas/Environment" },
+                    "service": { "$ref": "#/components/schemas/ServiceName" },
+                    "releaseId": { "$ref": "#/components/schemas/ReleaseId" }
+                },
+                "additionalProperties": { "type": "string" }
+            }),
+        );
+    }
+    let named = json!({
+        "required": ["metadata"],
+        "properties": { "metadata": { "required": ["environment"] } }
+    });
+    let rule = if namespaces.is_empty() {
+        json!([named])
+    } else {
+        json!([named, { "properties": { "namespace": { "enum": namespaces } } }])
+    };
+    payload.insert("anyOf".to_owned(), rule);
 }
 
 /// What this server's settings decide.

@@ -395,6 +395,33 @@ async fn flagger_bad_input_is_a_clear_4xx_audited_when_authenticated() {
     let (status, line) = flagger(&h, "confirm-rollout", &bad_service).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{line}");
     assert!(line.contains("metadata.service"), "{line}");
+    // Names that are not Kubernetes names, and a payload without Flagger's checksum.
+    for (body, field) in [
+        (
+            json!({"name": "pod info", "namespace": "default", "checksum": CHECKSUM, "metadata": with_token(&h)}),
+            "name",
+        ),
+        (
+            json!({"name": "podinfo", "namespace": "x".repeat(64), "checksum": CHECKSUM, "metadata": with_token(&h)}),
+            "namespace",
+        ),
+        (
+            json!({"name": "podinfo", "namespace": "default", "metadata": with_token(&h)}),
+            "checksum",
+        ),
+        (
+            json!({"name": "podinfo", "namespace": "default", "checksum": "", "metadata": with_token(&h)}),
+            "checksum",
+        ),
+    ] {
+        let (status, line) = flagger(&h, "confirm-rollout", &body).await;
+        assert_eq!(
+            (status, code(&line)),
+            (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+            "{line}"
+        );
+        assert!(line.contains(field), "{field}: {line}");
+    }
     // Not a hook type.
     let (status, line) = flagger(
         &h,

@@ -102,6 +102,12 @@ fn flagger_line(status: StatusCode, code: &str, message: &str) -> Response {
     )
         .into_response();
     response.extensions_mut().insert(OwnProtocol);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"deploy-safety\""),
+        );
+    }
     response
 }
 
@@ -166,10 +172,12 @@ fn flagger_error(error: ApiError) -> Response {
 }
 
 /// Authenticates a Flagger request: the `Authorization` header, or else `metadata.token`.
+/// `body` is the raw payload: its `metadata.token` authenticates even a payload that is
+/// otherwise wrong, so that the refusal names what is wrong and is audited.
 async fn flagger_caller(
     state: &AppState,
     headers: &HeaderMap,
-    payload: Option<&FlaggerPayload>,
+    body: Option<&[u8]>,
 ) -> Result<Caller, ApiError> {
     let header_token = headers
         .get(header::AUTHORIZATION)
@@ -178,8 +186,10 @@ async fn flagger_caller(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_owned());
     let token = header_token.or_else(|| {
-        payload
-            .and_then(deploy_safety_app::App::flagger_metadata_token)
+        let loose: serde_json::Value = serde_json::from_slice(body?).ok()?;
+        loose["metadata"]["token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
             .map(str::to_owned)
     });
     let Some(token) = token else {
@@ -207,7 +217,10 @@ async fn flagger_caller(
         (status = 404, description = "not one of Flagger's hook types", body = String, content_type = "text/plain"),
         (status = 409, description = "`rollback` hook: `NO_ROLLBACK_REQUESTED: ...`", body = String, content_type = "text/plain"),
         (status = 413, body = String, content_type = "text/plain"),
-        (status = 503, body = String, content_type = "text/plain"),
+        (status = 503, description = "storage unavailable (one line), or the request's time limit passed (the JSON error body)", content(
+            (String = "text/plain"),
+            (ErrorBody = "application/json"),
+        )),
     ))]
 pub async fn flagger(
     State(state): State<AppState>,
@@ -258,7 +271,7 @@ pub async fn flagger(
         }
     };
     let parsed = parse_json::<FlaggerPayload>(&body);
-    let caller = match flagger_caller(&state, &headers, parsed.as_ref().ok()).await {
+    let caller = match flagger_caller(&state, &headers, Some(&body)).await {
         Ok(caller) => caller,
         Err(error) => return flagger_error(error),
     };
@@ -293,7 +306,7 @@ pub async fn flagger(
 #[utoipa::path(post, path = "/integrations/github/deployment-protection-rule", tag = TAG,
     params(
         ("X-Hub-Signature-256" = String, Header, description = "`sha256=` and the hex HMAC-SHA256 of the body under the webhook secret"),
-        ("X-GitHub-Event" = String, Header, description = "`deployment_protection_rule` (or `ping`)"),
+        ("X-GitHub-Event" = String, Header, description = "`deployment_protection_rule` is acted on; `ping` and other events are answered 200 and change nothing"),
         ("X-GitHub-Delivery" = Option<String>, Header, description = "GitHub's delivery id"),
     ),
     request_body = GithubProtectionRuleEvent,
@@ -338,7 +351,13 @@ pub async fn github_webhook(
         }
         Err(other) => return Err(other),
     };
-    let event_name = text("x-github-event").unwrap_or("deployment_protection_rule");
+    let Some(event_name) = text("x-github-event") else {
+        let error = AppError::invalid(
+            "X-GitHub-Event",
+            "missing header: GitHub names the event of every delivery",
+        );
+        return Err(state.app.refuse_github_delivery(error).await.into());
+    };
     let receipt = state.app.receive_github_event(event_name, event).await?;
     let status = if receipt.accepted {
         StatusCode::ACCEPTED

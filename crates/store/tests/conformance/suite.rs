@@ -1,5 +1,6 @@
 //! The conformance suite: what every backend must do.
 
+use deploy_safety_core::GithubRequest;
 use deploy_safety_core::{
     Action, AuditDecision, AuditDraft, ChainVerifier, CheckOutcome, CheckStatus, Environment,
     GateKind, GateResult, GateState, Incident, IncidentCategory, IncidentStatus, Override, Probe,
@@ -7,7 +8,6 @@ use deploy_safety_core::{
     SecurityMode, Severity, StatusRange, ThreatLevel, Timestamp, Validation, ValidationRun,
     ValidationStatus,
 };
-use deploy_safety_core::GithubRequest;
 use deploy_safety_store::{AuditQuery, IncidentQuery, Store, StoreError, TokenRecord, Tx};
 use serde_json::json;
 
@@ -1280,7 +1280,10 @@ pub async fn github_requests_round_trip_dedupe_and_come_due(db: &impl TestDataba
         ..first.clone()
     };
     assert!(!write(&store, move |tx| tx.insert_github_request(&twin)).await);
-    assert_eq!(read(&store, |tx| tx.get_github_request("ghr_3")).await, None);
+    assert_eq!(
+        read(&store, |tx| tx.get_github_request("ghr_3")).await,
+        None
+    );
     let url = first.callback_url.clone();
     assert_eq!(
         read(&store, move |tx| tx.find_github_request(&url, "production")).await,
@@ -1326,7 +1329,10 @@ pub async fn github_requests_round_trip_dedupe_and_come_due(db: &impl TestDataba
         ["ghr_2"]
     );
     // Its callbacks go through the outbox, naming the request.
-    let id = write(&store, |tx| tx.enqueue_github_callback("answer", "ghr_1", at(2))).await;
+    let id = write(&store, |tx| {
+        tx.enqueue_github_callback("answer", "ghr_1", at(2))
+    })
+    .await;
     let claimed = write(&store, |tx| tx.claim_outbox(at(2), at(3), 10)).await;
     let entry = claimed.iter().find(|e| e.id == id).expect("claimed");
     assert_eq!(entry.kind, OutboxKind::GithubCallback);
