@@ -122,6 +122,8 @@ pub struct GithubProtectionRuleEvent {
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct GithubDeployment {
+    /// The deployment: one job's deployment to the environment (a re-run makes another).
+    pub id: u64,
     /// The commit being deployed: the release.
     pub sha: String,
 }

@@ -241,7 +241,12 @@ impl App {
                     current.last_error = Some(message.clone());
                     Some((false, message))
                 }
-                Attempt::Retry(message) if current.attempts >= max_attempts => {
+                // A GitHub answer is retried until GitHub stops waiting (the request's 30 days,
+                // checked at each attempt): giving up earlier would leave the job hanging.
+                Attempt::Retry(message)
+                    if current.attempts >= max_attempts
+                        && current.kind != OutboxKind::GithubCallback =>
+                {
                     current.failed_at = Some(now);
                     current.next_attempt_at = None;
                     let message = format!("gave up after {} attempts: {message}", current.attempts);

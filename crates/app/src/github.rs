@@ -94,7 +94,7 @@ impl GithubAppKey {
 }
 
 /// `[integrations.github]`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GithubSettings {
     pub app_id: String,
     pub private_key: GithubAppKey,
@@ -109,6 +109,19 @@ pub struct GithubSettings {
     pub environments: BTreeMap<String, Environment>,
     /// For each call to GitHub.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for GithubSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubSettings")
+            .field("app_id", &self.app_id)
+            .field("api_url", &self.api_url)
+            .field("webhook_secret", &"<redacted>")
+            .field("action", &self.action)
+            .field("environments", &self.environments)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GithubSettings {
@@ -151,6 +164,7 @@ struct Received {
     service: String,
     release_id: String,
     installation_id: u64,
+    deployment_id: u64,
     callback_url: String,
     sender: Option<String>,
 }
@@ -348,8 +362,8 @@ impl App {
                 ),
             ));
         }
-        let sha = &required(event.deployment.as_ref(), "deployment")?.sha;
-        let release_id = ReleaseId::parse(sha)
+        let deployment = required(event.deployment.as_ref(), "deployment")?;
+        let release_id = ReleaseId::parse(&deployment.sha)
             .map_err(AppError::invalid_text("deployment.sha"))?
             .into_string();
         let full_name = &required(event.repository.as_ref(), "repository")?.full_name;
@@ -363,8 +377,27 @@ impl App {
             service,
             release_id,
             installation_id,
+            deployment_id: deployment.id,
             callback_url: callback_url.clone(),
             sender: event.sender.as_ref().map(|s| s.login.clone()),
+        })
+    }
+
+    /// A signed delivery of another event than `deployment_protection_rule` (a `ping` when the
+    /// webhook is set up): answered, and nothing changes.
+    pub fn github_other_event(&self, event_name: &str) -> Result<GithubReceipt, AppError> {
+        self.github()?;
+        let message = if event_name == "ping" {
+            "pong: the webhook secret matches".to_owned()
+        } else {
+            format!(
+                "ignored: only `deployment_protection_rule` events are acted on (got `{event_name}`)"
+            )
+        };
+        Ok(GithubReceipt {
+            accepted: false,
+            request: None,
+            message,
         })
     }
 
@@ -377,19 +410,15 @@ impl App {
         event: GithubProtectionRuleEvent,
     ) -> Result<GithubReceipt, AppError> {
         let github = self.github()?.clone();
-        if event_name == "ping" {
-            return Ok(GithubReceipt {
-                accepted: false,
-                request: None,
-                message: "pong: the webhook secret matches".to_owned(),
-            });
+        if event_name != "deployment_protection_rule" {
+            return self.github_other_event(event_name);
         }
-        if event_name != "deployment_protection_rule" || event.action != "requested" {
+        if event.action != "requested" {
             return Ok(GithubReceipt {
                 accepted: false,
                 request: None,
                 message: format!(
-                    "ignored: only `deployment_protection_rule` events with action `requested` are acted on (got `{event_name}` / `{}`)",
+                    "ignored: only the action `requested` is acted on (got `{}`)",
                     event.action
                 ),
             });
@@ -403,9 +432,11 @@ impl App {
         let request = self
             .write_emitting(move |tx, _emitter| {
                 let now = clock.now();
-                if let Some(existing) =
-                    tx.find_github_request(&received.callback_url, &received.github_environment)?
-                {
+                if let Some(existing) = tx.find_github_request(
+                    &received.callback_url,
+                    &received.github_environment,
+                    received.deployment_id,
+                )? {
                     return Ok(Ok(existing));
                 }
                 let mut request = GithubRequest {
@@ -417,6 +448,7 @@ impl App {
                     release_id: received.release_id,
                     action: github.action,
                     installation_id: received.installation_id,
+                    deployment_id: received.deployment_id,
                     callback_url: received.callback_url,
                     sender: received.sender,
                     state: GithubRequestState::Pending,
@@ -432,8 +464,11 @@ impl App {
                 // serialized, so the lookup above already saw any twin; if one appeared
                 // anyway, it is the answer.)
                 if !tx.insert_github_request(&request)? {
-                    let twin =
-                        tx.find_github_request(&request.callback_url, &request.github_environment)?;
+                    let twin = tx.find_github_request(
+                        &request.callback_url,
+                        &request.github_environment,
+                        request.deployment_id,
+                    )?;
                     return Ok(twin.ok_or_else(|| {
                         AppError::Unavailable(
                             "a GitHub request vanished while being stored".to_owned(),
@@ -471,10 +506,21 @@ impl App {
         if self.settings.github.is_none() {
             return Ok(0);
         }
-        let due = (!everything).then_some(now);
+        // With `everything`, the oldest pending ones, and also those due: a steady stream of
+        // events must not starve a request beyond the first batch of its minute.
         let pending = self
             .store
-            .read(move |tx| tx.pending_github_requests(due, REDECIDE_BATCH))
+            .read(move |tx| {
+                let mut pending = tx.pending_github_requests(Some(now), REDECIDE_BATCH)?;
+                if everything {
+                    for request in tx.pending_github_requests(None, REDECIDE_BATCH)? {
+                        if !pending.iter().any(|p| p.id == request.id) {
+                            pending.push(request);
+                        }
+                    }
+                }
+                Ok(pending)
+            })
             .await?;
         let mut decided = 0;
         for found in pending {
@@ -496,6 +542,31 @@ impl App {
             decided += usize::from(moved);
         }
         Ok(decided)
+    }
+
+    /// What a pending request's answer depends on besides the clock, in one value: the newest
+    /// event (overrides, freezes, lockdown, rollbacks, canaries announce themselves), the mode,
+    /// the threat level and the open incidents (which change without an event). When it
+    /// differs from the last look, every pending request is decided again.
+    pub async fn gate_fingerprint(&self) -> Result<String, AppError> {
+        Ok(self
+            .store
+            .read(|tx| {
+                let events = tx.last_event_seq()?;
+                let state = tx.gate_state()?;
+                let incidents: Vec<String> = tx
+                    .open_incidents()?
+                    .into_iter()
+                    .map(|i| format!("{}:{}", i.id, i.severity))
+                    .collect();
+                Ok(format!(
+                    "{events}|{}|{}|{}",
+                    state.mode,
+                    state.threat_level,
+                    incidents.join(",")
+                ))
+            })
+            .await?)
     }
 
     /// `GET /integrations/github/pending`: requests still waiting, oldest first.
@@ -533,7 +604,19 @@ impl App {
                 "the GitHub request does not exist".to_owned(),
             ));
         };
+        if self.clock.now() >= request.expires_at {
+            return Ok(Attempt::Refused(
+                "GitHub stopped waiting for this request (30 days)".to_owned(),
+            ));
+        }
         let body = match (entry.target.as_str(), request.state) {
+            // A wait's comment that did not get through before the final answer: the answer
+            // says more, and a "waiting" note after it would mislead.
+            (COMMENT, state) if state != GithubRequestState::Pending => {
+                return Ok(Attempt::Delivered(format!(
+                    "not sent: the request is {state} now"
+                )));
+            }
             (COMMENT, _) => json!({
                 "environment_name": request.github_environment,
                 "comment": shorten(&format!(

@@ -9,8 +9,8 @@ use deploy_safety_api_types::{DecisionAnswer, DecisionRequest, FlaggerPayload};
 use deploy_safety_core::{
     Action, AuditDecision, AuditDraft, CheckStatus, Decision, Environment, FlaggerHook,
     GateRequest, KnownEnvironment, OverrideIndex, PollAnswer, PollDecision, ReasonCode,
-    ReleaseChange, ReleaseId, ReleaseRecord, ReleaseVerdict, Role, RollbackStatus, ServiceName,
-    Severity, Timestamp, ValidationStatus, answer,
+    ReleaseChange, ReleaseId, ReleaseRecord, ReleaseVerdict, Role, ServiceName, Severity,
+    Timestamp, ValidationStatus, answer,
 };
 use deploy_safety_store::{StoreError, Tx};
 use serde_json::json;
@@ -46,24 +46,17 @@ impl<'a> From<&'a Caller> for Principal<'a> {
     }
 }
 
-/// The verdict recorded against `release` in (environment, service), if any (SPEC §17
-/// `deny`): its latest validation there failed, its canary there was rolled back as
-/// unhealthy, or a rollback away from it was executed there. Scans are bounded: the newest
-/// records are the ones that speak about a release being deployed now.
+/// The verdict recorded against `release` in exactly (environment, service), if any (SPEC §17
+/// `deny`): its latest validation there failed, its latest canary there was rolled back as
+/// unhealthy, or a rollback away from it was executed there. Three keyed queries, whatever the
+/// history's length.
 pub(crate) fn release_verdict_in(
     tx: &mut dyn Tx,
     environment: Environment,
     service: Option<&str>,
     release: &str,
 ) -> Result<Option<ReleaseVerdict>, StoreError> {
-    const SCAN: u32 = 50;
-    // `list_validations` reads a missing service as "any": the verdict is for exactly this
-    // (environment, service), like the canary and rollback ones below.
-    if let Some(validation) = tx
-        .list_validations(Some(release), Some(environment), service, SCAN)?
-        .into_iter()
-        .find(|v| v.service.as_deref() == service)
-    {
+    if let Some(validation) = tx.latest_validation_of(release, environment, service)? {
         let runs = tx.validation_runs(&validation.id)?;
         if let Some(last) = runs.iter().rev().find(|r| {
             matches!(
@@ -83,29 +76,14 @@ pub(crate) fn release_verdict_in(
             }));
         }
     }
-    if let Some(canary) = tx
-        .list_canaries(Some(environment), service, SCAN)?
-        .into_iter()
-        .find(|c| c.release_id == release && c.service.as_deref() == service)
+    if let Some(canary) = tx.latest_canary_of_release(environment, service, release)?
         && canary.phase == deploy_safety_core::CanaryPhase::RolledBack
     {
         return Ok(Some(ReleaseVerdict::CanaryRolledBack {
             canary_id: canary.id,
         }));
     }
-    let rolled_back = tx
-        .list_rollbacks(Some(environment), service, SCAN)?
-        .into_iter()
-        .find(|r| {
-            r.from_version == release
-                && r.service.as_deref() == service
-                && matches!(
-                    r.status,
-                    RollbackStatus::Executing
-                        | RollbackStatus::Executed
-                        | RollbackStatus::Succeeded
-                )
-        });
+    let rolled_back = tx.latest_rollback_from(environment, service, release, true)?;
     Ok(rolled_back.map(|r| ReleaseVerdict::RolledBackAway {
         rollback_id: r.id,
         to_version: r.to_version,
@@ -398,24 +376,50 @@ impl App {
         kubernetes_name("name", &payload.name)?;
         kubernetes_name("namespace", &payload.namespace)?;
         let meta = &payload.metadata;
-        let environment = match meta.get(META_ENVIRONMENT) {
-            Some(name) => {
-                let name = Environment::parse(name)
-                    .map_err(|e| AppError::invalid("metadata.environment", e.to_string()))?;
-                self.environment("metadata.environment", name)?
-            }
-            None => {
-                let mapped = self.settings.flagger.namespaces.get(&payload.namespace);
-                let Some(name) = mapped else {
+        let mapped = self
+            .settings
+            .flagger
+            .namespaces
+            .get(&payload.namespace)
+            .copied();
+        let environment = match (meta.get(META_ENVIRONMENT), mapped) {
+            (Some(name), mapped) => {
+                let named = Environment::parse(name)
+                    .map_err(|e| AppError::invalid("metadata.environment", e.to_string()))
+                    .and_then(|name| self.environment("metadata.environment", name))
+                    .map_err(|e| match e {
+                        AppError::Invalid { field, message } => AppError::Invalid {
+                            field,
+                            message: format!(
+                                "{message} (add it as an [[environments]] entry in the settings file)"
+                            ),
+                        },
+                        other => other,
+                    })?;
+                // The operators' map is the authority: a Canary's author may not move a mapped
+                // namespace's canary into an environment with laxer rules.
+                if let Some(mapped) = mapped
+                    && mapped != named.name
+                {
                     return Err(AppError::invalid(
-                        "environment",
+                        "metadata.environment",
                         format!(
-                            "namespace `{}` maps to no environment: add `\"{}\" = \"<environment>\"` under [integrations.flagger.namespaces] in the settings file, or set `environment` in the webhook's metadata",
-                            payload.namespace, payload.namespace
+                            "`{}` disagrees with [integrations.flagger.namespaces], which maps namespace `{}` to `{mapped}`: remove it from the metadata, or change the map",
+                            named.name, payload.namespace
                         ),
                     ));
-                };
-                self.environment("environment", *name)?
+                }
+                named
+            }
+            (None, Some(name)) => self.environment("environment", name)?,
+            (None, None) => {
+                return Err(AppError::invalid(
+                    "environment",
+                    format!(
+                        "namespace `{}` maps to no environment: add `\"{}\" = \"<environment>\"` under [integrations.flagger.namespaces] in the settings file, or set `environment` in the webhook's metadata",
+                        payload.namespace, payload.namespace
+                    ),
+                ));
             }
         };
         let service = match meta.get(META_SERVICE) {
@@ -653,11 +657,8 @@ impl App {
                 let env = target.environment.name;
                 let service = target.service.as_str();
                 let place = where_(env, Some(service));
-                let release = target.release.as_str();
-                let requested = tx
-                    .list_rollbacks(Some(env), Some(service), 50)?
-                    .into_iter()
-                    .find(|r| r.from_version == release && r.service.as_deref() == Some(service));
+                let requested =
+                    tx.latest_rollback_from(env, Some(service), &target.release, false)?;
                 let incident = if on_incident {
                     tx.open_incidents()?
                         .into_iter()

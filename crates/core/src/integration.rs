@@ -292,6 +292,8 @@ pub struct GithubRequest {
     pub release_id: String,
     pub action: crate::model::Action,
     pub installation_id: u64,
+    /// GitHub's deployment: one job's deployment to the environment (a re-run makes another).
+    pub deployment_id: u64,
     /// Where GitHub takes the answer.
     pub callback_url: String,
     /// Who started the workflow run, as GitHub says.

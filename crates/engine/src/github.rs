@@ -1,9 +1,10 @@
 //! Decides pending GitHub deployment protection rule requests again (SPEC §17): all of them
-//! whenever an event was committed since the last look (an override created, a freeze ended,
-//! lockdown left — by this replica or another), and each at least every minute. Leader only.
+//! whenever the gate's state changed since the last look (an override created, a freeze ended,
+//! lockdown left, the threat level lowered, an incident resolved — by this replica or another),
+//! and each at least every minute. Leader only.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use deploy_safety_app::{App, AppError};
@@ -17,26 +18,30 @@ const TICK: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct GithubWatcher {
     app: App,
-    /// The newest event seq seen at the last tick.
-    seen_event: Arc<AtomicU64>,
+    /// The gate's fingerprint at the last tick (`App::gate_fingerprint`).
+    seen: Arc<Mutex<String>>,
 }
 
 impl GithubWatcher {
     pub fn new(app: App) -> Self {
         GithubWatcher {
             app,
-            seen_event: Arc::new(AtomicU64::new(0)),
+            seen: Arc::new(Mutex::new(String::new())),
         }
     }
 
-    /// One step: decides again every pending request if events were committed since the
+    /// One step: decides again every pending request if the gate's state changed since the
     /// last tick, otherwise those due by `now`; returns how many left `pending`.
     pub async fn tick(&self, now: Timestamp) -> Result<usize, AppError> {
         if self.app.settings().github.is_none() {
             return Ok(0);
         }
-        let newest = self.app.last_event_seq().await?;
-        let changed = self.seen_event.swap(newest, Ordering::Relaxed) != newest;
+        let now_seen = self.app.gate_fingerprint().await?;
+        let changed = match self.seen.lock() {
+            Ok(mut seen) => std::mem::replace(&mut *seen, now_seen.clone()) != now_seen,
+            // A poisoned lock only loses the comparison: decide everything.
+            Err(_) => true,
+        };
         self.app.redecide_github_requests(now, changed).await
     }
 

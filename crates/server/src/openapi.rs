@@ -21,12 +21,12 @@ pub(crate) fn render(doc: &utoipa::openapi::OpenApi, app: &App) -> String {
         Err(e) => return format!("{{\"error\": \"cannot render the OpenAPI document: {e}\"}}"),
     };
     complete(&mut value, app.settings().max_override_ttl_minutes);
-    let namespaces: Vec<&str> = app
+    let namespaces: Vec<(&str, &str)> = app
         .settings()
         .flagger
         .namespaces
-        .keys()
-        .map(String::as_str)
+        .iter()
+        .map(|(namespace, environment)| (namespace.as_str(), environment.as_str()))
         .collect();
     flagger_payload(&mut value, &namespaces);
     serde_json::to_string_pretty(&value)
@@ -67,8 +67,9 @@ fn unsigned_bounds(doc: &mut Value) {
 }
 
 /// Flagger's payload: the metadata keys deploy-safety reads, and where the environment comes
-/// from — `metadata.environment`, or a namespace `[integrations.flagger.namespaces]` maps.
-fn flagger_payload(doc: &mut Value, namespaces: &[&str]) {
+/// from — a namespace `[integrations.flagger.namespaces]` maps (which `metadata.environment`,
+/// if sent, must agree with), or else `metadata.environment`.
+fn flagger_payload(doc: &mut Value, namespaces: &[(&str, &str)]) {
     let Some(payload) = doc
         .pointer_mut("/components/schemas/FlaggerPayload")
         .and_then(Value::as_object_mut)
@@ -95,12 +96,25 @@ fn flagger_payload(doc: &mut Value, namespaces: &[&str]) {
         "required": ["metadata"],
         "properties": { "metadata": { "required": ["environment"] } }
     });
-    let rule = if namespaces.is_empty() {
-        json!([named])
-    } else {
-        json!([named, { "properties": { "namespace": { "enum": namespaces } } }])
-    };
-    payload.insert("anyOf".to_owned(), rule);
+    if namespaces.is_empty() {
+        payload.insert("anyOf".to_owned(), json!([named]));
+        return;
+    }
+    let names: Vec<&str> = namespaces.iter().map(|(namespace, _)| *namespace).collect();
+    payload.insert(
+        "anyOf".to_owned(),
+        json!([named, { "properties": { "namespace": { "enum": names } } }]),
+    );
+    let agree: Vec<Value> = namespaces
+        .iter()
+        .map(|(namespace, environment)| {
+            json!({
+                "if": { "properties": { "namespace": { "const": namespace } }, "required": ["namespace"] },
+                "then": { "properties": { "metadata": { "properties": { "environment": { "const": environment } } } } }
+            })
+        })
+        .collect();
+    payload.insert("allOf".to_owned(), json!(agree));
 }
 
 /// What this server's settings decide.

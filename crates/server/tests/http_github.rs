@@ -1427,3 +1427,178 @@ async fn without_the_github_settings_the_webhook_is_404() {
     assert_eq!(deliver_due(&h.app).await, 0);
     assert!(fake.callbacks().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Re-runs, large payloads, long outages, state changes without events
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_rerun_of_the_same_workflow_run_is_a_new_request_answered_again() {
+    let w = world().await;
+    let h = &w.h;
+    h.set_mode("lockdown", Some("INC-1: credential leak")).await;
+    let first = request_deployment(&w, "staging", 42).await;
+    assert_eq!(first["state"], "pending", "{first}");
+    assert_eq!(first["deploymentId"], 1_042);
+    // The same delivery again is the same request.
+    let (status, again) = send_signed(&h.router, EVENT, &payload(&w.fake, "staging", 42)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again["request"]["id"], first["id"], "{again}");
+    // A re-run of run 42: GitHub makes a new deployment for the job, same callback URL.
+    let mut rerun = payload(&w.fake, "staging", 42);
+    rerun["deployment"]["id"] = json!(2_042);
+    let (status, receipt) = send_signed(&h.router, EVENT, &rerun).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    let second = &receipt["request"];
+    assert_ne!(second["id"], first["id"], "{receipt}");
+    assert_eq!(second["deploymentId"], 2_042);
+    assert_eq!(pending(h).await.len(), 2);
+    // Both are answered when lockdown ends.
+    h.set_mode("enforce", None).await;
+    let watcher = GithubWatcher::new(h.app.clone());
+    assert_eq!(watcher.tick(h.clock.now()).await.unwrap(), 2);
+    deliver_due(&h.app).await;
+    let answers: Vec<Value> = w
+        .fake
+        .taken()
+        .into_iter()
+        .filter(|c| c.body.get("state").is_some())
+        .map(|c| c.body)
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers.iter().all(|a| a["state"] == "approved"));
+}
+
+#[tokio::test]
+async fn a_payload_with_many_pull_requests_is_taken_beyond_the_api_body_limit() {
+    let w = world().await;
+    let mut body = payload(&w.fake, "staging", 42);
+    // GitHub embeds each open pull request with its head and base repositories.
+    let repository = body["repository"].clone();
+    let pull = json!({"url": "https://api.github.com/repos/acme/payments/pulls/1", "number": 1,
+                      "head": {"ref": "feature", "sha": SHA, "repo": repository.clone()},
+                      "base": {"ref": "main", "sha": SHA, "repo": repository},
+                      "body": "x".repeat(4_000)});
+    body["pull_requests"] = json!(vec![pull; 40]);
+    assert!(body.to_string().len() > HttpSettings::default().body_limit_bytes);
+    let (status, receipt) = send_signed(&w.h.router, EVENT, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    assert_eq!(receipt["request"]["state"], "approved");
+    // Still bounded.
+    body["pull_requests"] = json!(vec![json!({"body": "x".repeat(1_000_000)}); 6]);
+    let (status, _) = send_signed(&w.h.router, EVENT, &body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn an_answer_is_retried_beyond_the_delivery_attempts_until_github_takes_it() {
+    let w = world_with(|settings| settings.delivery_attempts = 2).await;
+    let h = &w.h;
+    w.fake.fail_next(5);
+    let request = request_deployment(&w, "staging", 42).await;
+    assert_eq!(request["state"], "approved");
+    for attempt in 1..=5u32 {
+        assert_eq!(deliver_due(&h.app).await, 1, "attempt {attempt}");
+        let entry = &outbox(&h.app, "answer").await[0];
+        assert!(
+            entry.failed_at.is_none(),
+            "gave up at attempt {attempt}: {entry:?}"
+        );
+        h.clock.advance_millis(retry_delay_ms(attempt));
+    }
+    assert_eq!(deliver_due(&h.app).await, 1);
+    let entry = &outbox(&h.app, "answer").await[0];
+    assert_eq!(entry.attempts, 6);
+    assert!(entry.done_at.is_some(), "{entry:?}");
+    assert_eq!(w.fake.taken().len(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_github_no_longer_waits_for_is_given_up() {
+    let w = world().await;
+    let h = &w.h;
+    w.fake.fail_next(1_000);
+    request_deployment(&w, "staging", 42).await;
+    assert_eq!(deliver_due(&h.app).await, 1);
+    // Thirty days later GitHub has given up on the job: so does the outbox.
+    h.clock.advance_minutes(30 * 24 * 60);
+    assert_eq!(deliver_due(&h.app).await, 1);
+    let entry = &outbox(&h.app, "answer").await[0];
+    assert!(entry.failed_at.is_some(), "{entry:?}");
+    assert!(
+        entry
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("30 days")),
+        "{entry:?}"
+    );
+    assert_eq!(w.fake.callbacks().len(), 1);
+}
+
+#[tokio::test]
+async fn a_lowered_threat_level_is_decided_again_at_once_without_an_event() {
+    let w = world().await;
+    let h = &w.h;
+    h.set_threat("high", "CVE in the base image").await;
+    let request = request_deployment(&w, "staging", 42).await;
+    assert_eq!(request["state"], "pending", "{request}");
+    assert_eq!(request["reason"], "THREAT_LEVEL");
+    let watcher = GithubWatcher::new(h.app.clone());
+    // Its first look records the gate's state; nothing is due within the minute.
+    watcher.tick(h.clock.now()).await.unwrap();
+    h.clock.advance_millis(1_000);
+    assert_eq!(watcher.tick(h.clock.now()).await.unwrap(), 0);
+    // Lowering the threat level announces no event; the watcher sees the change itself.
+    h.set_threat("low", "patched").await;
+    h.clock.advance_millis(1_000);
+    assert_eq!(watcher.tick(h.clock.now()).await.unwrap(), 1);
+    assert!(pending(h).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_wait_comment_still_queued_at_the_final_answer_is_not_sent() {
+    let w = world().await;
+    let h = &w.h;
+    h.set_mode("lockdown", Some("INC-1: credential leak")).await;
+    request_deployment(&w, "staging", 42).await;
+    // The comment is not delivered before lockdown ends and the answer is queued.
+    h.set_mode("enforce", None).await;
+    GithubWatcher::new(h.app.clone())
+        .tick(h.clock.now())
+        .await
+        .unwrap();
+    deliver_due(&h.app).await;
+    let sent: Vec<Value> = w.fake.taken().into_iter().map(|c| c.body).collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["state"], "approved");
+    let comment = &outbox(&h.app, "comment").await[0];
+    assert!(comment.done_at.is_some(), "{comment:?}");
+}
+
+#[tokio::test]
+async fn other_signed_events_are_answered_without_reading_their_body() {
+    let w = world().await;
+    let (status, receipt) = send_signed(
+        &w.h.router,
+        "workflow_run",
+        &json!({"action": 5, "workflow_run": []}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert_eq!(receipt["accepted"], false);
+    assert!(github_audit(&w.h).await.is_empty());
+    // Without the event's name, a signed delivery is refused, naming the header.
+    let raw = payload(&w.fake, "staging", 42).to_string().into_bytes();
+    let signature = signature_header(WEBHOOK_SECRET, &raw);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(WEBHOOK)
+        .header("x-hub-signature-256", signature)
+        .body(Body::from(raw))
+        .unwrap();
+    let response = w.h.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"]["field"], "X-GitHub-Event", "{body}");
+}

@@ -360,6 +360,30 @@ async fn flagger_bad_input_is_a_clear_4xx_audited_when_authenticated() {
         line.contains("metadata.environment") && line.contains("qa"),
         "{line}"
     );
+    // A mapped namespace's canary cannot be moved to another environment by its metadata.
+    let moved = flagger_body(
+        "payments-prod",
+        "Progressing",
+        json!({"token": h.tokens.developer, "environment": "staging"}),
+    );
+    let (status, line) = flagger(&h, "confirm-rollout", &moved).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{line}");
+    assert!(
+        line.contains("metadata.environment") && line.contains("[integrations.flagger.namespaces]"),
+        "{line}"
+    );
+    // Agreeing with the map is fine.
+    let agreed = flagger_body(
+        "payments-prod",
+        "Progressing",
+        json!({"token": h.tokens.developer, "environment": "production"}),
+    );
+    let (status, line) = flagger(&h, "confirm-rollout", &agreed).await;
+    assert_eq!(
+        (status, code(&line)),
+        (StatusCode::FORBIDDEN, "OVERRIDE_REQUIRED"),
+        "{line}"
+    );
     // Malformed JSON with a valid header: 400, audited as refused.
     let before = h
         .audit("action=integration.flagger.pre-rollout")

@@ -21,6 +21,11 @@ use crate::state::AppState;
 
 const TAG: &str = "integrations";
 
+/// The largest GitHub webhook body taken: GitHub's own limit on payloads is 25 MB, but a
+/// `deployment_protection_rule` delivery — the repository and the open pull requests — stays
+/// far below this.
+pub(crate) const GITHUB_BODY_LIMIT_BYTES: usize = 5 * 1024 * 1024;
+
 /// May this action run now? For pollers (Argo Rollouts' web metric, Kargo's `http` step,
 /// Spinnaker, scripts): 200 after authentication, always, with `allow`, `wait` or `deny`.
 /// Audited like a check.
@@ -343,6 +348,19 @@ pub async fn github_webhook(
             text("x-github-delivery"),
         )
         .await?;
+    let Some(event_name) = text("x-github-event") else {
+        let error = AppError::invalid(
+            "X-GitHub-Event",
+            "missing header: GitHub names the event of every delivery",
+        );
+        return Err(state.app.refuse_github_delivery(error).await.into());
+    };
+    if event_name != "deployment_protection_rule" {
+        return Ok((
+            StatusCode::OK,
+            Json(state.app.github_other_event(event_name)?),
+        ));
+    }
     let event = match parse_json::<GithubProtectionRuleEvent>(&body) {
         Ok(event) => event,
         Err(ApiError::Invalid { field, message }) => {
@@ -350,13 +368,6 @@ pub async fn github_webhook(
             return Err(state.app.refuse_github_delivery(error).await.into());
         }
         Err(other) => return Err(other),
-    };
-    let Some(event_name) = text("x-github-event") else {
-        let error = AppError::invalid(
-            "X-GitHub-Event",
-            "missing header: GitHub names the event of every delivery",
-        );
-        return Err(state.app.refuse_github_delivery(error).await.into());
     };
     let receipt = state.app.receive_github_event(event_name, event).await?;
     let status = if receipt.accepted {

@@ -95,7 +95,15 @@ pub fn api() -> (Router<AppState>, OpenApi) {
             integrations::decision_post
         ))
         .routes(routes!(integrations::flagger))
-        .routes(routes!(integrations::github_webhook))
+        .merge(
+            // GitHub's payloads embed the repository and every open pull request: far more
+            // than our own requests, so this route has a larger (still bounded) limit.
+            OpenApiRouter::new()
+                .routes(routes!(integrations::github_webhook))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    integrations::GITHUB_BODY_LIMIT_BYTES,
+                )),
+        )
         .routes(routes!(integrations::github_pending))
         .routes(routes!(events::stream))
         .routes(routes!(audit::list))

@@ -78,6 +78,22 @@ impl CanaryTx for SqlTx<'_> {
         )
     }
 
+    fn latest_canary_of_release(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+        release_id: &str,
+    ) -> Result<Option<Canary>, StoreError> {
+        self.one(
+            "SELECT body FROM canaries
+             WHERE environment = $1 AND release_id = $3
+               AND COALESCE(service, '') = COALESCE(CAST($2 AS TEXT), '')
+             ORDER BY started_at DESC, id DESC LIMIT 1",
+            vals![environment.as_str(), service, release_id],
+            |row| json_column(row, 0),
+        )
+    }
+
     fn list_canaries(
         &mut self,
         environment: Option<Environment>,

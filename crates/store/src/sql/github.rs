@@ -6,9 +6,10 @@ impl GithubTx for SqlTx<'_> {
     fn insert_github_request(&mut self, r: &GithubRequest) -> Result<bool, StoreError> {
         let inserted = self.execute(
             "INSERT INTO github_requests
-                 (id, callback_url, github_environment, state, received_at, next_decision_at, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (callback_url, github_environment) DO NOTHING",
+                 (id, callback_url, github_environment, deployment_id, state, received_at,
+                  next_decision_at, body)
+             VALUES ($1, $2, $3, $8, $4, $5, $6, $7)
+             ON CONFLICT (callback_url, github_environment, deployment_id) DO NOTHING",
             vals![
                 r.id,
                 r.callback_url,
@@ -17,6 +18,7 @@ impl GithubTx for SqlTx<'_> {
                 r.received_at.unix_millis(),
                 r.next_decision_at.map(Timestamp::unix_millis),
                 to_json(r)?,
+                i64::try_from(r.deployment_id).unwrap_or(i64::MAX),
             ],
         )?;
         Ok(inserted == 1)
@@ -34,10 +36,16 @@ impl GithubTx for SqlTx<'_> {
         &mut self,
         callback_url: &str,
         github_environment: &str,
+        deployment_id: u64,
     ) -> Result<Option<GithubRequest>, StoreError> {
         self.one(
-            "SELECT body FROM github_requests WHERE callback_url = $1 AND github_environment = $2",
-            vals![callback_url, github_environment],
+            "SELECT body FROM github_requests
+             WHERE callback_url = $1 AND github_environment = $2 AND deployment_id = $3",
+            vals![
+                callback_url,
+                github_environment,
+                i64::try_from(deployment_id).unwrap_or(i64::MAX)
+            ],
             |row| json_column(row, 0),
         )
     }

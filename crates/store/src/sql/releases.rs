@@ -18,8 +18,8 @@ fn release_from_row(row: &Row) -> Result<ReleaseRecord, StoreError> {
 impl ReleaseTx for SqlTx<'_> {
     fn insert_rollback(&mut self, r: &Rollback) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO rollbacks (id, environment, service, status, created_at, body)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO rollbacks (id, environment, service, status, created_at, body, from_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             vals![
                 r.id,
                 r.environment.as_str(),
@@ -27,6 +27,7 @@ impl ReleaseTx for SqlTx<'_> {
                 r.status.as_str(),
                 r.created_at.unix_millis(),
                 to_json(r)?,
+                r.from_version,
             ],
         )?;
         Ok(())
@@ -38,6 +39,30 @@ impl ReleaseTx for SqlTx<'_> {
             vals![r.id, r.status.as_str(), to_json(r)?],
         )?;
         Ok(())
+    }
+
+    fn latest_rollback_from(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+        from_version: &str,
+        executed_only: bool,
+    ) -> Result<Option<Rollback>, StoreError> {
+        let executed = if executed_only {
+            "AND status IN ('executing', 'executed', 'succeeded')"
+        } else {
+            ""
+        };
+        self.one(
+            &format!(
+                "SELECT body FROM rollbacks
+                 WHERE environment = $1 AND from_version = $3
+                   AND COALESCE(service, '') = COALESCE(CAST($2 AS TEXT), '') {executed}
+                 ORDER BY created_at DESC, id DESC LIMIT 1"
+            ),
+            vals![environment.as_str(), service, from_version],
+            |row| json_column(row, 0),
+        )
     }
 
     fn get_rollback(&mut self, id: &str) -> Result<Option<Rollback>, StoreError> {

@@ -71,6 +71,24 @@ impl ValidationTx for SqlTx<'_> {
         )
     }
 
+    fn latest_validation_of(
+        &mut self,
+        release_id: &str,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<Option<Validation>, StoreError> {
+        self.one(
+            &format!(
+                "SELECT {VALIDATION_COLUMNS} FROM validations
+                 WHERE release_id = $1 AND environment = $2
+                   AND COALESCE(service, '') = COALESCE(CAST($3 AS TEXT), '')
+                 ORDER BY created_at DESC, id DESC LIMIT 1"
+            ),
+            vals![release_id, environment.as_str(), service],
+            validation_from_row,
+        )
+    }
+
     fn validation_runs(&mut self, validation_id: &str) -> Result<Vec<ValidationRun>, StoreError> {
         self.collect(
             "SELECT number, status, started_at, started_by, finished_at, gates

@@ -25,6 +25,13 @@ pub trait CanaryTx {
         environment: Environment,
         service: Option<&str>,
     ) -> Result<Option<Canary>, StoreError>;
+    /// The most recently started canary of `release_id` in exactly (environment, service).
+    fn latest_canary_of_release(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+        release_id: &str,
+    ) -> Result<Option<Canary>, StoreError>;
     /// Newest first; `service` filters when given.
     fn list_canaries(
         &mut self,

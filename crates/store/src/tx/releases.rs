@@ -9,6 +9,15 @@ pub trait ReleaseTx {
     fn insert_rollback(&mut self, rollback: &Rollback) -> Result<(), StoreError>;
     fn update_rollback(&mut self, rollback: &Rollback) -> Result<(), StoreError>;
     fn get_rollback(&mut self, id: &str) -> Result<Option<Rollback>, StoreError>;
+    /// The newest rollback of exactly (environment, service) away from `from_version`; with
+    /// `executed_only`, only one that was executed (executing, executed or succeeded).
+    fn latest_rollback_from(
+        &mut self,
+        environment: Environment,
+        service: Option<&str>,
+        from_version: &str,
+        executed_only: bool,
+    ) -> Result<Option<Rollback>, StoreError>;
     /// Newest first.
     fn list_rollbacks(
         &mut self,

@@ -18,6 +18,13 @@ pub trait ValidationTx {
         service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Validation>, StoreError>;
+    /// The newest validation of `release_id` in exactly (environment, service).
+    fn latest_validation_of(
+        &mut self,
+        release_id: &str,
+        environment: Environment,
+        service: Option<&str>,
+    ) -> Result<Option<Validation>, StoreError>;
     /// The validation's runs, oldest first.
     fn validation_runs(&mut self, validation_id: &str) -> Result<Vec<ValidationRun>, StoreError>;
     fn insert_validation_run(

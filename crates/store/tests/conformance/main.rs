@@ -99,6 +99,7 @@ conformance!(
         soaks_round_trip_filter_and_schedule,
         stored_entries_heads_and_checkpoints,
         github_requests_round_trip_dedupe_and_come_due,
+        verdict_lookups_are_per_release_and_exact_service,
     ]
 );
 
@@ -207,5 +208,6 @@ conformance!(
         soaks_round_trip_filter_and_schedule,
         stored_entries_heads_and_checkpoints,
         github_requests_round_trip_dedupe_and_come_due,
+        verdict_lookups_are_per_release_and_exact_service,
     ]
 );

@@ -1249,6 +1249,7 @@ fn a_github_request(id: &str, run: u32, received: Timestamp) -> deploy_safety_co
         release_id: "0123abc".to_owned(),
         action: Action::CanaryStart,
         installation_id: 7,
+        deployment_id: u64::from(run) * 10,
         callback_url: format!(
             "https://api.github.com/repos/acme/payments/actions/runs/{run}/deployment_protection_rule"
         ),
@@ -1286,19 +1287,56 @@ pub async fn github_requests_round_trip_dedupe_and_come_due(db: &impl TestDataba
     );
     let url = first.callback_url.clone();
     assert_eq!(
-        read(&store, move |tx| tx.find_github_request(&url, "production")).await,
+        read(&store, move |tx| tx.find_github_request(
+            &url,
+            "production",
+            410
+        ))
+        .await,
         Some(first.clone())
     );
     let url = first.callback_url.clone();
     assert_eq!(
-        read(&store, move |tx| tx.find_github_request(&url, "staging")).await,
+        read(&store, move |tx| tx
+            .find_github_request(&url, "staging", 410))
+        .await,
+        None
+    );
+    // A re-run of the workflow is a new deployment of the same run: a request of its own.
+    let rerun = GithubRequest {
+        id: "ghr_4".to_owned(),
+        deployment_id: 411,
+        received_at: at(3),
+        next_decision_at: Some(at(9)),
+        ..first.clone()
+    };
+    assert!(write(&store, move |tx| tx.insert_github_request(&rerun)).await);
+    let url = first.callback_url.clone();
+    assert_eq!(
+        read(&store, move |tx| tx.find_github_request(
+            &url,
+            "production",
+            411
+        ))
+        .await
+        .map(|r| r.id),
+        Some("ghr_4".to_owned())
+    );
+    let url = first.callback_url.clone();
+    assert_eq!(
+        read(&store, move |tx| tx.find_github_request(
+            &url,
+            "production",
+            412
+        ))
+        .await,
         None
     );
     // Pending ones, oldest first; with a due time, only those due by then.
     let ids = |list: Vec<GithubRequest>| list.into_iter().map(|r| r.id).collect::<Vec<_>>();
     assert_eq!(
         ids(read(&store, |tx| tx.pending_github_requests(None, 10)).await),
-        ["ghr_1", "ghr_2"]
+        ["ghr_1", "ghr_2", "ghr_4"]
     );
     assert_eq!(
         ids(read(&store, |tx| tx.pending_github_requests(Some(at(1)), 10)).await),
@@ -1326,7 +1364,7 @@ pub async fn github_requests_round_trip_dedupe_and_come_due(db: &impl TestDataba
     );
     assert_eq!(
         ids(read(&store, |tx| tx.pending_github_requests(None, 10)).await),
-        ["ghr_2"]
+        ["ghr_2", "ghr_4"]
     );
     // Its callbacks go through the outbox, naming the request.
     let id = write(&store, |tx| {
@@ -1339,4 +1377,114 @@ pub async fn github_requests_round_trip_dedupe_and_come_due(db: &impl TestDataba
     assert_eq!(entry.target, "answer");
     assert_eq!(entry.github_request_id.as_deref(), Some("ghr_1"));
     assert_eq!(entry.rollback_id, None);
+}
+
+fn a_rollback(
+    id: &str,
+    service: Option<&str>,
+    from: &str,
+    status: deploy_safety_core::RollbackStatus,
+    created: i64,
+) -> deploy_safety_core::Rollback {
+    deploy_safety_core::Rollback {
+        id: id.to_owned(),
+        environment: Environment::STAGING,
+        service: service.map(str::to_owned),
+        from_version: from.to_owned(),
+        to_version: "v0".to_owned(),
+        reason: "errors up".to_owned(),
+        created_at: at(created),
+        created_by: "oncall".to_owned(),
+        known_target: true,
+        warning: None,
+        status,
+        automatic: false,
+        canary_id: None,
+        executed_at: None,
+        executed_by: None,
+        override_id: None,
+        outcome_at: None,
+        outcome_message: None,
+    }
+}
+
+/// The lookups behind a deploy engine's `deny` (SPEC §17): each for exactly one
+/// (environment, service) — `None` is the environment as a whole, not "any service".
+pub async fn verdict_lookups_are_per_release_and_exact_service(db: &impl TestDatabase) {
+    use deploy_safety_core::RollbackStatus;
+    let store = db.open();
+    let whole = a_validation("val_1", "v1", Environment::STAGING, 0);
+    let payments = Validation {
+        service: Some("payments".to_owned()),
+        ..a_validation("val_2", "v1", Environment::STAGING, 1)
+    };
+    let newer = Validation {
+        service: Some("payments".to_owned()),
+        ..a_validation("val_3", "v1", Environment::STAGING, 2)
+    };
+    for v in [whole, payments, newer] {
+        write(&store, move |tx| tx.insert_validation(&v)).await;
+    }
+    let found = |release: &'static str, service: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| {
+                tx.latest_validation_of(release, Environment::STAGING, service)
+            })
+            .await
+            .map(|v| v.id)
+        }
+    };
+    assert_eq!(found("v1", None).await.as_deref(), Some("val_1"));
+    assert_eq!(
+        found("v1", Some("payments")).await.as_deref(),
+        Some("val_3")
+    );
+    assert_eq!(found("v1", Some("checkout")).await, None);
+    assert_eq!(found("v2", None).await, None);
+
+    let rollbacks = [
+        a_rollback("rbk_1", Some("payments"), "v5", RollbackStatus::Pending, 0),
+        a_rollback(
+            "rbk_2",
+            Some("payments"),
+            "v5",
+            RollbackStatus::Succeeded,
+            1,
+        ),
+        a_rollback("rbk_3", Some("payments"), "v5", RollbackStatus::Pending, 2),
+        a_rollback("rbk_4", None, "v6", RollbackStatus::Executed, 3),
+    ];
+    for r in rollbacks {
+        write(&store, move |tx| tx.insert_rollback(&r)).await;
+    }
+    let rollback = |service: Option<&'static str>, from: &'static str, executed: bool| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| {
+                tx.latest_rollback_from(Environment::STAGING, service, from, executed)
+            })
+            .await
+            .map(|r| r.id)
+        }
+    };
+    assert_eq!(
+        rollback(Some("payments"), "v5", false).await.as_deref(),
+        Some("rbk_3")
+    );
+    assert_eq!(
+        rollback(Some("payments"), "v5", true).await.as_deref(),
+        Some("rbk_2")
+    );
+    assert_eq!(rollback(None, "v5", false).await, None);
+    assert_eq!(rollback(None, "v6", true).await.as_deref(), Some("rbk_4"));
+    assert_eq!(rollback(Some("payments"), "v6", false).await, None);
+    // An update keeps the version it rolled back from findable.
+    let mut executed = read(&store, |tx| tx.get_rollback("rbk_3")).await.unwrap();
+    executed.status = RollbackStatus::Executing;
+    write(&store, move |tx| tx.update_rollback(&executed)).await;
+    assert_eq!(
+        rollback(Some("payments"), "v5", true).await.as_deref(),
+        Some("rbk_3")
+    );
 }
