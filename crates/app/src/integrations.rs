@@ -250,6 +250,19 @@ const META_ENVIRONMENT: &str = "environment";
 const META_SERVICE: &str = "service";
 const META_RELEASE: &str = "releaseId";
 
+/// An unknown environment's refusal, naming the setting that would make it known (SPEC §17).
+fn name_the_setting(error: AppError) -> AppError {
+    match error {
+        AppError::Invalid { field, message } => AppError::Invalid {
+            field,
+            message: format!(
+                "{message} (add it as an [[environments]] entry in the settings file)"
+            ),
+        },
+        other => other,
+    }
+}
+
 fn flagger_action(hook: FlaggerHook) -> String {
     format!("integration.flagger.{hook}")
 }
@@ -268,15 +281,7 @@ impl App {
             let service = crate::parse_service("service", request.service.as_deref())?;
             let known = self
                 .environment("environment", request.environment)
-                .map_err(|e| match e {
-                    AppError::Invalid { field, message } => AppError::Invalid {
-                        field,
-                        message: format!(
-                            "{message} (add it as an [[environments]] entry in the settings file)"
-                        ),
-                    },
-                    other => other,
-                })?;
+                .map_err(name_the_setting)?;
             Ok((release, service, known))
         })();
         let (release, service, known) = match checked {
@@ -387,15 +392,7 @@ impl App {
                 let named = Environment::parse(name)
                     .map_err(|e| AppError::invalid("metadata.environment", e.to_string()))
                     .and_then(|name| self.environment("metadata.environment", name))
-                    .map_err(|e| match e {
-                        AppError::Invalid { field, message } => AppError::Invalid {
-                            field,
-                            message: format!(
-                                "{message} (add it as an [[environments]] entry in the settings file)"
-                            ),
-                        },
-                        other => other,
-                    })?;
+                    .map_err(name_the_setting)?;
                 // The operators' map is the authority: a Canary's author may not move a mapped
                 // namespace's canary into an environment with laxer rules.
                 if let Some(mapped) = mapped
