@@ -254,6 +254,11 @@ impl App {
                     Some((false, message))
                 }
                 Attempt::Retry(message) => {
+                    if current.kind == OutboxKind::GithubCallback {
+                        // GitHub waits on this: an operator should see why it does not arrive.
+                        tracing::warn!(delivery = current.id, request = ?current.github_request_id,
+                            attempt = current.attempts, %message, "a GitHub callback failed; retrying");
+                    }
                     current.next_attempt_at =
                         Some(now.plus_millis(retry_delay_ms(current.attempts)));
                     current.last_error = Some(message);

@@ -96,6 +96,17 @@ pub async fn decision_post(
     answered(state.app.engine_decision(&caller, request).await?)
 }
 
+/// A payload that could not be read, as the use cases' error: the JSON parser's message names
+/// the field already, which the error adds again.
+fn unreadable(field: Option<String>, message: String) -> AppError {
+    let field = field.unwrap_or_else(|| "body".to_owned());
+    let message = message
+        .strip_prefix(&format!("{field}: "))
+        .map(str::to_owned)
+        .unwrap_or(message);
+    AppError::invalid(&field, message)
+}
+
 /// One line of `text/plain`, `CODE: message`: Flagger reads only the status and puts the
 /// body in the canary's Kubernetes events.
 fn flagger_line(status: StatusCode, code: &str, message: &str) -> Response {
@@ -283,7 +294,7 @@ pub async fn flagger(
     let payload = match parsed {
         Ok(payload) => payload,
         Err(ApiError::Invalid { field, message }) => {
-            let error = AppError::invalid(field.as_deref().unwrap_or("body"), message);
+            let error = unreadable(field, message);
             let refused = state
                 .app
                 .refuse_integration_request(&caller, &format!("integration.flagger.{hook}"), error)
@@ -364,7 +375,7 @@ pub async fn github_webhook(
     let event = match parse_json::<GithubProtectionRuleEvent>(&body) {
         Ok(event) => event,
         Err(ApiError::Invalid { field, message }) => {
-            let error = AppError::invalid(field.as_deref().unwrap_or("body"), message);
+            let error = unreadable(field, message);
             return Err(state.app.refuse_github_delivery(error).await.into());
         }
         Err(other) => return Err(other),
