@@ -445,7 +445,10 @@ async fn flagger_bad_input_is_a_clear_4xx_audited_when_authenticated() {
             "{line}"
         );
         assert!(line.contains(field), "{field}: {line}");
-        assert!(!line.contains(&format!("{field}: {field}")), "said twice: {line}");
+        assert!(
+            !line.contains(&format!("{field}: {field}")),
+            "said twice: {line}"
+        );
     }
     // Not a hook type.
     let (status, line) = flagger(
