@@ -311,10 +311,7 @@ impl App {
             problem,
             json!({ "delivery": delivery }),
         );
-        let clock = self.clock.clone();
-        self.store
-            .write(move |tx| tx.append_audit(draft, clock.now()).map(|_| ()))
-            .await?;
+        self.append_audit_entry(draft).await?;
         Err(AppError::Unauthorized(format!(
             "{problem} (sign with the webhook secret set as [integrations.github] webhook_secret)"
         )))
@@ -323,14 +320,9 @@ impl App {
     /// Records the refusal of a signed delivery that cannot be read, and returns the error.
     pub async fn refuse_github_delivery(&self, error: AppError) -> AppError {
         let draft = refusal_draft(ReasonCode::InvalidRequest, &error.to_string(), json!({}));
-        let clock = self.clock.clone();
-        match self
-            .store
-            .write(move |tx| tx.append_audit(draft, clock.now()).map(|_| ()))
-            .await
-        {
-            Ok(()) => error,
-            Err(store) => store.into(),
+        match self.append_audit_entry(draft).await {
+            Ok(_) => error,
+            Err(unrecorded) => unrecorded,
         }
     }
 

@@ -16,7 +16,7 @@ use deploy_safety_store::{StoreError, Tx};
 use serde_json::json;
 
 use crate::canary::where_;
-use crate::gate::{decide_with_end_in, decision_entry};
+use crate::gate::decide_with_end_in;
 use crate::{App, AppError, Caller};
 
 /// Flagger's settings (`[integrations.flagger]`).
@@ -138,18 +138,18 @@ pub(crate) fn record_engine_decision(
     now: Timestamp,
 ) -> Result<u64, StoreError> {
     let (decision, told) = (&decided.decision, &decided.told);
-    let caller = Caller {
-        name: principal.name.to_owned(),
-        role: principal.role.unwrap_or(Role::Developer),
-        token_id: String::new(),
-    };
-    let mut entry = decision_entry(&caller, audit_action, decision);
-    entry.role = principal.role;
-    entry.reason = told.reason.as_str().to_owned();
-    entry.decision = if told.decision == PollDecision::Allow {
-        AuditDecision::Allowed
-    } else {
-        AuditDecision::Denied
+    let mut entry = AuditDraft {
+        principal: principal.name.to_owned(),
+        role: principal.role,
+        action: audit_action.to_owned(),
+        environment: Some(decision.environment),
+        decision: if told.decision == PollDecision::Allow {
+            AuditDecision::Allowed
+        } else {
+            AuditDecision::Denied
+        },
+        reason: told.reason.as_str().to_owned(),
+        details: serde_json::to_value(decision).unwrap_or_else(|_| json!({})),
     };
     if let Some(fields) = entry.details.as_object_mut() {
         fields.insert("answer".to_owned(), json!(told.decision));
@@ -359,7 +359,7 @@ impl App {
         reason: ReasonCode,
         message: &str,
     ) -> Result<(), AppError> {
-        let draft = AuditDraft {
+        self.append_audit_entry(AuditDraft {
             principal: caller.name.clone(),
             role: Some(caller.role),
             action: audit_action.to_owned(),
@@ -367,12 +367,18 @@ impl App {
             decision: AuditDecision::Denied,
             reason: reason.as_str().to_owned(),
             details: json!({ "message": message }),
-        };
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Appends one entry that stands alone (a refusal, an integration's record); its seq.
+    pub(crate) async fn append_audit_entry(&self, draft: AuditDraft) -> Result<u64, AppError> {
         let clock = self.clock.clone();
-        self.store
-            .write(move |tx| tx.append_audit(draft, clock.now()).map(|_| ()))
-            .await?;
-        Ok(())
+        Ok(self
+            .store
+            .write(move |tx| tx.append_audit(draft, clock.now()).map(|e| e.seq))
+            .await?)
     }
 
     /// Maps Flagger's payload to (environment, service, release), or 400 naming the field or
@@ -557,12 +563,8 @@ impl App {
         let (key_release, key_service) = (release.clone(), service.clone());
         let existing = self
             .store
-            .read(move |tx| {
-                tx.list_validations(Some(&key_release), Some(environment), Some(&key_service), 1)
-            })
-            .await?
-            .into_iter()
-            .next();
+            .read(move |tx| tx.latest_validation_of(&key_release, environment, Some(&key_service)))
+            .await?;
         let validation_id = match existing {
             Some(validation) => validation.id,
             None => {
@@ -620,11 +622,7 @@ impl App {
                              "canary": format!("{}/{}", payload.namespace, payload.name),
                              "message": message }),
         };
-        let clock = self.clock.clone();
-        let audit_seq = self
-            .store
-            .write(move |tx| tx.append_audit(draft, clock.now()).map(|e| e.seq))
-            .await?;
+        let audit_seq = self.append_audit_entry(draft).await?;
         Ok(FlaggerAnswer {
             status: if passed { 200 } else { 403 },
             reason,
