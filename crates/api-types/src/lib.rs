@@ -12,8 +12,8 @@ use deploy_safety_core::{
     Timestamp, Validation, ValidationRun, ValidationStatus,
 };
 use deploy_safety_core::{
-    Canary, Evaluation, LoadShedding, Name, Reason, ReleaseId, ReleaseRecord, Rollback,
-    ServiceName, Soak, SoakStatus,
+    Canary, Evaluation, LoadShedding, Name, PrincipalName, Reason, ReleaseId, ReleaseRecord,
+    Rollback, ServiceName, Soak, SoakStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -128,7 +128,7 @@ pub struct CreateOverrideRequest {
     /// Must be the caller's own principal name (403 `APPROVER_MISMATCH` otherwise); filled
     /// from the token when absent.
     #[serde(default)]
-    #[schema(value_type = Option<Name>)]
+    #[schema(value_type = Option<PrincipalName>)]
     pub approver: Option<String>,
     /// 1 to the configured maximum (`[overrides] max_ttl_minutes`, 240 unless set: the served
     /// document states this server's); default 60.
@@ -743,13 +743,28 @@ pub struct EventsQuery {
     pub environment: Option<Environment>,
 }
 
-/// `GET /auth/whoami`: the principal behind the presented token.
+/// `GET /auth/whoami`: who the caller is and how it authenticated (SPEC §18).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WhoAmI {
+    #[schema(value_type = PrincipalName)]
+    pub principal: String,
+    /// The same as `principal` (the first version's name for it).
+    #[schema(value_type = PrincipalName)]
     pub name: String,
     pub role: Role,
-    pub token_id: String,
+    /// `token`, `oidc:NAME` (the `[[auth.oidc]]` issuer) or `sso`.
+    pub authenticated_by: String,
+    /// A static token's public id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// OIDC: the claims the matching binding looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A session: what a state-changing request must send as `X-CSRF-Token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// Soak settings; each absent field takes its default (SPEC §23: the runbook's numbers, the

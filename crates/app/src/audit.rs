@@ -28,7 +28,8 @@ const MAX_PAGE: u32 = 1_000;
 /// Entries read per query while verifying: bounds memory, whatever the log's length.
 const VERIFY_CHUNK: u32 = 5_000;
 
-/// An entry written on behalf of `caller`.
+/// An entry written on behalf of `caller`; its details say how the caller authenticated
+/// (`authenticatedBy`: `token`, `oidc:NAME`, `sso`).
 pub(crate) fn entry(
     caller: &Caller,
     action: &str,
@@ -37,6 +38,7 @@ pub(crate) fn entry(
     reason: ReasonCode,
     details: Value,
 ) -> AuditDraft {
+    let details = with_auth_method(caller, details);
     AuditDraft {
         principal: caller.name.clone(),
         role: Some(caller.role),
@@ -46,6 +48,15 @@ pub(crate) fn entry(
         reason: reason.as_str().to_owned(),
         details,
     }
+}
+
+/// `details` with `authenticatedBy` added (details are always a JSON object).
+pub(crate) fn with_auth_method(caller: &Caller, details: Value) -> Value {
+    let mut details = details;
+    if let Some(object) = details.as_object_mut() {
+        object.insert("authenticatedBy".to_owned(), caller.auth.label().into());
+    }
+    details
 }
 
 /// A refusal by policy (403): why, in words, and how to proceed.

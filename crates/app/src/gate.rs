@@ -192,8 +192,11 @@ pub(crate) fn record_gated(
                 environment: Some(decision.environment),
                 decision: AuditDecision::Recorded,
                 reason: ReasonCode::Override.as_str().to_owned(),
-                details: json!({ "overrideId": override_id, "usedFor": decision.action,
+                details: crate::audit::with_auth_method(
+                    caller,
+                    json!({ "overrideId": override_id, "usedFor": decision.action,
                                  "releaseId": decision.release_id }),
+                ),
             },
             now,
         )?;

@@ -30,6 +30,7 @@ use crate::{App, AppError, AppSettings};
 const PRINCIPAL: Principal<'static> = Principal {
     name: "github",
     role: None,
+    auth: None,
 };
 const AUDIT_ACTION: &str = "integration.github.deployment-protection-rule";
 /// The outbox targets: a wait's status comment, and the final answer.

@@ -15,9 +15,10 @@ use deploy_safety_core::{
 use deploy_safety_store::{StoreError, Tx};
 use serde_json::json;
 
+use crate::audit::with_auth_method;
 use crate::canary::where_;
 use crate::gate::decide_with_end_in;
-use crate::{App, AppError, Caller};
+use crate::{App, AppError, AuthMethod, Caller};
 
 /// Flagger's settings (`[integrations.flagger]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct FlaggerSettings {
 pub(crate) struct Principal<'a> {
     pub name: &'a str,
     pub role: Option<Role>,
+    /// How it authenticated; `None`: by a webhook's signature.
+    pub auth: Option<&'a AuthMethod>,
 }
 
 impl<'a> From<&'a Caller> for Principal<'a> {
@@ -42,7 +45,16 @@ impl<'a> From<&'a Caller> for Principal<'a> {
         Principal {
             name: &caller.name,
             role: Some(caller.role),
+            auth: Some(&caller.auth),
         }
+    }
+}
+
+impl Principal<'_> {
+    /// `authenticatedBy` of its audit entries.
+    fn authenticated_by(&self) -> String {
+        self.auth
+            .map_or_else(|| AuthMethod::SIGNATURE.to_owned(), AuthMethod::label)
     }
 }
 
@@ -152,6 +164,10 @@ pub(crate) fn record_engine_decision(
         details: serde_json::to_value(decision).unwrap_or_else(|_| json!({})),
     };
     if let Some(fields) = entry.details.as_object_mut() {
+        fields.insert(
+            "authenticatedBy".to_owned(),
+            json!(principal.authenticated_by()),
+        );
         fields.insert("answer".to_owned(), json!(told.decision));
         fields.insert("answerMessage".to_owned(), json!(told.message));
         if let Some(extra) = extra.as_object() {
@@ -173,7 +189,8 @@ pub(crate) fn record_engine_decision(
                 decision: AuditDecision::Recorded,
                 reason: ReasonCode::Override.as_str().to_owned(),
                 details: json!({ "overrideId": override_id, "usedFor": decision.action,
-                                 "releaseId": decision.release_id, "by": audit_action }),
+                                 "releaseId": decision.release_id, "by": audit_action,
+                                 "authenticatedBy": principal.authenticated_by() }),
             },
             now,
         )?;
@@ -366,7 +383,7 @@ impl App {
             environment: None,
             decision: AuditDecision::Denied,
             reason: reason.as_str().to_owned(),
-            details: json!({ "message": message }),
+            details: with_auth_method(caller, json!({ "message": message })),
         })
         .await
         .map(|_| ())
@@ -618,9 +635,12 @@ impl App {
                 AuditDecision::Denied
             },
             reason: reason.as_str().to_owned(),
-            details: json!({ "validationId": validation_id, "releaseId": release, "service": service,
+            details: with_auth_method(
+                caller,
+                json!({ "validationId": validation_id, "releaseId": release, "service": service,
                              "canary": format!("{}/{}", payload.namespace, payload.name),
                              "message": message }),
+            ),
         };
         let audit_seq = self.append_audit_entry(draft).await?;
         Ok(FlaggerAnswer {
@@ -695,10 +715,13 @@ impl App {
                         environment: Some(env),
                         decision: AuditDecision::Recorded,
                         reason: reason.as_str().to_owned(),
-                        details: json!({ "canary": canary, "service": service,
+                        details: with_auth_method(
+                            &caller,
+                            json!({ "canary": canary, "service": service,
                                          "releaseId": target.release, "message": message,
                                          "rollbackId": requested.as_ref().map(|r| &r.id),
                                          "incidentId": incident.as_ref().map(|i| &i.id) }),
+                        ),
                     },
                     now,
                 )?;
@@ -763,10 +786,13 @@ impl App {
                         environment: Some(env),
                         decision: AuditDecision::Recorded,
                         reason: ReasonCode::Recorded.as_str().to_owned(),
-                        details: json!({ "hook": hook, "canary": canary, "phase": phase,
+                        details: with_auth_method(
+                            &caller,
+                            json!({ "hook": hook, "canary": canary, "phase": phase,
                                          "message": message, "eventType": event_type,
                                          "service": target.service, "releaseId": target.release,
                                          "releaseRecorded": recorded_release }),
+                        ),
                     },
                     now,
                 )?;

@@ -19,12 +19,15 @@ mod events;
 mod freezes;
 mod gate;
 mod github;
+mod identity;
 mod incidents;
 mod integrations;
+mod oidc;
 mod probes;
 mod prometheus;
 mod rollback;
 mod soaks;
+mod sso;
 mod tokens;
 mod validations;
 
@@ -42,10 +45,16 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AppError;
 pub use events::{Executor, Webhook, retry_delay_ms};
 pub use github::{GithubAppKey, GithubSettings};
+pub use identity::{AuthMethod, AuthSettings};
 pub use integrations::{FlaggerAnswer, FlaggerSettings};
+pub use oidc::{MAX_TOKEN_BYTES, OidcIssuerSettings, REFETCH_INTERVAL_MS};
 pub use probes::{DATABASE_PROBE, PROBE_HISTORY, check_url, probe_definition};
 pub use prometheus::{PrometheusQueries, PrometheusSettings};
 pub use soaks::SoakSettings;
+pub use sso::{
+    LOGIN_LIFETIME_MINUTES, LoginDone, LoginStart, SessionView, SsoSettings, TOUCH_INTERVAL_MS,
+    safe_return_to,
+};
 pub use tokens::{IssuedToken, TokenView, hash_secret};
 pub use validations::{HttpGate, check_http_gate};
 
@@ -85,6 +94,8 @@ pub struct AppSettings {
     pub flagger: FlaggerSettings,
     /// GitHub deployment protection rules (SPEC §17); off without `[integrations.github]`.
     pub github: Option<GithubSettings>,
+    /// OIDC workload identity and single sign-on (SPEC §18); static tokens only without.
+    pub auth: AuthSettings,
 }
 
 impl Default for AppSettings {
@@ -104,6 +115,7 @@ impl Default for AppSettings {
             environments: deploy_safety_core::Environments::built_in(),
             flagger: FlaggerSettings::default(),
             github: None,
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -127,7 +139,8 @@ pub(crate) fn parse_service(
 pub struct Caller {
     pub name: String,
     pub role: Role,
-    pub token_id: String,
+    /// How it authenticated; every audit entry made on its behalf says so.
+    pub auth: AuthMethod,
 }
 
 /// The application: the store, the clock, the settings. Cheap to clone.
@@ -148,11 +161,15 @@ pub struct App {
     /// Set when the server begins to stop: endless responses (event streams) end, so the
     /// graceful shutdown does not wait for them forever.
     shutting_down: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Identity providers: issuers' cached keys, the single sign-on provider.
+    identity: Arc<identity::Identity>,
 }
 
 impl App {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: AppSettings) -> Self {
+        let identity = Arc::new(identity::Identity::new(&settings.auth));
         App {
+            identity,
             store,
             clock,
             settings: Arc::new(settings),

@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{App, AppError, Caller};
+use crate::{App, AppError, AuthMethod, Caller};
 
 const TOKEN_PREFIX: &str = "ds_";
 /// The principal name of the token created when a server starts with none.
@@ -73,18 +73,32 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
     Ok(bytes)
 }
 
-/// A new token's id, secret and full text.
-fn generate() -> Result<(String, String, String), AppError> {
+/// 256 random bits, base64url: a secret (a token's, a session's, a CSRF token).
+pub(crate) fn random_secret() -> Result<String, AppError> {
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
+}
+
+/// A new credential's id, secret and full text `{prefix}{id}.{secret}`: a random 64-bit public
+/// id, used to find the record, and a random 256-bit secret, stored only hashed.
+pub(crate) fn random_token_parts(prefix: &str) -> Result<(String, String, String), AppError> {
     let id = hex::encode(random_bytes::<8>()?);
-    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
-    let token = format!("{TOKEN_PREFIX}{id}.{secret}");
+    let secret = random_secret()?;
+    let token = format!("{prefix}{id}.{secret}");
     Ok((id, secret, token))
 }
 
-/// Splits presented text into id and secret, if it has a token's shape.
-fn split(presented: &str) -> Option<(&str, &str)> {
-    let (id, secret) = presented.strip_prefix(TOKEN_PREFIX)?.split_once('.')?;
+/// Splits presented text `{prefix}{id}.{secret}` into id and secret, if it has that shape.
+pub(crate) fn split_token<'a>(prefix: &str, presented: &'a str) -> Option<(&'a str, &'a str)> {
+    let (id, secret) = presented.strip_prefix(prefix)?.split_once('.')?;
     (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+fn generate() -> Result<(String, String, String), AppError> {
+    random_token_parts(TOKEN_PREFIX)
+}
+
+fn split(presented: &str) -> Option<(&str, &str)> {
+    split_token(TOKEN_PREFIX, presented)
 }
 
 fn new_record(
@@ -112,10 +126,13 @@ fn token_audit(
     record: &TokenRecord,
     extra: serde_json::Value,
 ) -> AuditDraft {
+    // Tokens are made on the database directly (the CLI) or by the server's first start.
+    let authenticated_by = if by == "system" { "system" } else { "cli" };
     let mut details = json!({
         "tokenId": record.id,
         "name": record.name,
         "role": record.role,
+        "authenticatedBy": authenticated_by,
     });
     if let (Some(details), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
         details.extend(extra.clone());
@@ -132,9 +149,23 @@ fn token_audit(
 }
 
 impl App {
-    /// The principal behind `presented`, or 401. Unknown, malformed and revoked tokens are
-    /// refused alike, so the answer tells an attacker nothing.
+    /// The principal behind a bearer credential, or 401: a static token, or an OIDC token from
+    /// a configured issuer (SPEC §18), which may also be 403 when no binding matches it.
     pub async fn authenticate(&self, presented: &str) -> Result<Caller, AppError> {
+        if !self.identity.issuers.is_empty() && crate::oidc::looks_like_jwt(presented) {
+            return self.authenticate_jwt(presented).await;
+        }
+        if presented.len() > crate::oidc::MAX_TOKEN_BYTES {
+            return Err(AppError::Unauthorized(
+                "invalid or revoked token".to_owned(),
+            ));
+        }
+        self.authenticate_token(presented).await
+    }
+
+    /// The principal behind a static token, or 401. Unknown, malformed and revoked tokens are
+    /// refused alike, so the answer tells an attacker nothing.
+    async fn authenticate_token(&self, presented: &str) -> Result<Caller, AppError> {
         let refused = || AppError::Unauthorized("invalid or revoked token".to_owned());
         let (id, secret) = split(presented).ok_or_else(refused)?;
         let id = id.to_owned();
@@ -147,7 +178,7 @@ impl App {
         Ok(Caller {
             name: record.name,
             role: record.role,
-            token_id: record.id,
+            auth: AuthMethod::Token { id: record.id },
         })
     }
 

@@ -11,6 +11,7 @@ pub mod environment;
 pub mod freeze;
 pub mod gate;
 pub mod health;
+pub mod identity;
 pub mod incident;
 pub mod integration;
 pub mod model;
@@ -69,7 +70,7 @@ pub use release::{
 };
 pub use schedule::{MAX_DURATION_MINUTES, Schedule, ScheduleError, ScheduleSpec, Window};
 pub use soak::{Soak, SoakConfig, SoakEvaluation, SoakIncident, SoakStatus, SoakStep, SoakVerdict};
-pub use text::{InvalidText, Name, Reason, ReleaseId, ServiceName, TtlMinutes};
+pub use text::{InvalidText, Name, PrincipalName, Reason, ReleaseId, ServiceName, TtlMinutes};
 pub use time::Timestamp;
 pub use validation::{
     BUILT_IN_GATES, CheckStatus, FREEZE_GATE, GateKind, GateResult, GateVerdict, SOAK_GATE,

@@ -87,6 +87,18 @@ string_enum! {
         InvalidRequest = "INVALID_REQUEST",
         /// A stored checkpoint of the audit log cannot be read: the checkpoints were altered.
         CheckpointCorrupt = "CHECKPOINT_CORRUPT",
+        /// A verified workload token matches no `[[auth.oidc.bindings]]` (SPEC §18).
+        NoBinding = "NO_BINDING",
+        /// A principal exists with another role: an identity provider cannot change it.
+        PrincipalRoleConflict = "PRINCIPAL_ROLE_CONFLICT",
+        /// None of a person's groups maps to a role: no session (SPEC §18).
+        NoRoleMapping = "NO_ROLE_MAPPING",
+        /// A single sign-on callback that starts no session: unknown, used or expired `state`,
+        /// or an ID token that fails a check.
+        LoginFailed = "LOGIN_FAILED",
+        /// A state-changing request authenticated by a session cookie without the session's
+        /// `X-CSRF-Token`.
+        Csrf = "CSRF",
     }
 }
 

@@ -142,6 +142,35 @@ impl fmt::Display for Name {
     }
 }
 
+/// The name of any principal (SPEC §2, §18): a token's [`Name`], or one an identity provider
+/// gives — `github:acme/payments@production` from a workload binding, `alice+ops@example.com`
+/// from single sign-on. 1 to 200 characters of `A-Z a-z 0-9 . _ @ - : / +`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PrincipalName(String);
+
+impl PrincipalName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(text: &str) -> Result<Self, InvalidText> {
+        restricted(text, Self::MAX_CHARS, &['.', '_', '@', '-', ':', '/', '+']).map(PrincipalName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for PrincipalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A service within an environment (SPEC §15): 1 to 128 characters of `a-z A-Z 0-9 - _ . /`,
 /// so `payments/api` works.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -255,6 +284,23 @@ impl utoipa::PartialSchema for Name {
 
 impl utoipa::ToSchema for Name {}
 
+impl utoipa::PartialSchema for PrincipalName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            &format!(
+                "A principal's name: 1 to {} characters of `A-Z a-z 0-9 . _ @ - : / +` \
+                 (a token's name, `github:acme/payments@production`, `alice@example.com`).",
+                Self::MAX_CHARS
+            ),
+            1,
+            Some(Self::MAX_CHARS),
+            format!("^[A-Za-z0-9._@:/+-]{{1,{}}}$", Self::MAX_CHARS),
+        )
+    }
+}
+
+impl utoipa::ToSchema for PrincipalName {}
+
 impl utoipa::PartialSchema for ServiceName {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         string_schema(
@@ -328,6 +374,13 @@ mod tests {
         assert!(Name::parse("").is_err());
         assert!(Name::parse("bob smith").is_err());
         assert!(Name::parse(&"a".repeat(65)).is_err());
+        assert!(PrincipalName::parse("github:acme/payments@production").is_ok());
+        assert!(PrincipalName::parse("alice+ops@example.com").is_ok());
+        assert!(PrincipalName::parse("eng-lead").is_ok());
+        assert!(PrincipalName::parse("").is_err());
+        assert!(PrincipalName::parse("bob smith").is_err());
+        assert!(PrincipalName::parse("a{b}").is_err());
+        assert!(PrincipalName::parse(&"a".repeat(201)).is_err());
     }
 
     #[test]
@@ -425,6 +478,15 @@ mod tests {
         assert_pattern_is_the_rule::<ReleaseId>(|s| ReleaseId::parse(s).is_ok(), &[]);
         assert_pattern_is_the_rule::<Name>(|s| Name::parse(s).is_ok(), &[]);
         assert_pattern_is_the_rule::<ServiceName>(|s| ServiceName::parse(s).is_ok(), &[]);
+        assert_pattern_is_the_rule::<PrincipalName>(
+            |s| PrincipalName::parse(s).is_ok(),
+            &[
+                "github:acme/payments@production".into(),
+                "a+b@c".into(),
+                "x".repeat(200),
+                "x".repeat(201),
+            ],
+        );
     }
 
     /// Each type's documented pattern, compiled once, with its parser.
@@ -437,6 +499,9 @@ mod tests {
                 (pattern_of::<Name>(), |s| Name::parse(s).is_ok()),
                 (pattern_of::<ServiceName>(), |s| {
                     ServiceName::parse(s).is_ok()
+                }),
+                (pattern_of::<PrincipalName>(), |s| {
+                    PrincipalName::parse(s).is_ok()
                 }),
             ]
         });

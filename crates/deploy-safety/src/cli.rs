@@ -28,6 +28,9 @@ pub enum Command {
     /// Manage bearer tokens, directly on the database (works whether the server runs or not).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// List and revoke single sign-on sessions, directly on the database.
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// The gate's mode, threat level and active overrides.
     Status(RemoteArgs),
     /// The principal behind your token.
@@ -546,6 +549,28 @@ pub enum TokenCommand {
         #[arg(required_unless_present = "id", conflicts_with = "id")]
         name: Option<String>,
         /// One token's id (`ds_<id>.<secret>`; the id alone, or with `ds_`).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List sessions, newest first (never their secrets).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke every session of a principal (NAME), or one session (--id).
+    Revoke {
+        /// The principal whose sessions to revoke.
+        #[arg(required_unless_present = "id", conflicts_with = "id")]
+        name: Option<String>,
+        /// One session's id, as `session list` shows it.
         #[arg(long)]
         id: Option<String>,
         #[command(flatten)]

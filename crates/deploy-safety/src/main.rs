@@ -1,5 +1,6 @@
 //! The `deploy-safety` binary: the server, the CLI client, and offline database commands.
 
+mod auth_settings;
 mod cli;
 mod commands;
 mod output;

@@ -21,6 +21,8 @@ use deploy_safety_core::{
     Name, ProbeDefinition, StatusRange, Tier,
 };
 use deploy_safety_server::HttpSettings;
+
+use crate::auth_settings::AuthSection;
 use deploy_safety_store::redact_url;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +66,8 @@ pub struct Settings {
     pub environments: Vec<EnvironmentSection>,
     /// Deploy engines that call the gate (`[integrations.*]`, SPEC §17).
     pub integrations: IntegrationsSection,
+    /// OIDC workload identity and single sign-on (`[auth]`, SPEC §18).
+    pub auth: AuthSection,
 }
 
 /// `[integrations]`.
@@ -380,6 +384,7 @@ impl Default for Settings {
             soak: SoakSection::default(),
             environments: Vec::new(),
             integrations: IntegrationsSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -424,6 +429,7 @@ impl fmt::Debug for Settings {
             .field("soak", &self.soak)
             .field("environments", &self.environments)
             .field("integrations", &self.integrations)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -462,6 +468,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "DEPLOY_SAFETY_SOAK_REQUIRED_BEFORE_PRODUCTION",
         "soak.required_before_production",
+    ),
+    (
+        "DEPLOY_SAFETY_AUTH_SSO_CLIENT_SECRET",
+        "auth.sso.client_secret",
     ),
 ];
 
@@ -577,6 +587,7 @@ impl Settings {
         self.executor()?;
         self.flagger()?;
         self.github()?;
+        self.auth.resolve()?;
         if self.deliveries.max_attempts == 0 {
             bail!("deliveries.max_attempts must be at least 1");
         }
@@ -694,6 +705,7 @@ impl Settings {
             environments: self.environments().unwrap_or_default(),
             flagger: self.flagger().unwrap_or_default(),
             github: self.github().ok().flatten(),
+            auth: self.auth.resolve().unwrap_or_default(),
         }
     }
 
@@ -921,6 +933,9 @@ impl Settings {
         }
         if let Some(github) = &mut shown.integrations.github {
             github.webhook_secret = "<redacted>".to_owned();
+        }
+        if let Some(sso) = &mut shown.auth.sso {
+            sso.client_secret = "<redacted>".to_owned();
         }
         if shown.rollback.executor_secret.is_some() {
             shown.rollback.executor_secret = Some("<redacted>".to_owned());

@@ -5,9 +5,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use deploy_safety_app::{AppError, Caller};
+use axum::http::{Method, StatusCode, header};
+use deploy_safety_app::{AppError, AuthMethod, Caller};
+use deploy_safety_core::ReasonCode;
 use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -132,7 +134,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The authenticated caller. Missing, malformed, unknown and revoked tokens are 401.
+/// The session cookie's name (SPEC §18).
+pub const SESSION_COOKIE: &str = "ds_session";
+/// The header a state-changing request authenticated by a session cookie must carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The authenticated caller: by `Authorization: Bearer` (a static token or an OIDC token), or
+/// by a single sign-on session cookie. Missing, malformed, unknown, expired and revoked
+/// credentials are 401. A state-changing request authenticated by the cookie must send the
+/// session's `X-CSRF-Token`, else 403 `CSRF`: a cookie is sent by the browser on its own, the
+/// header only by our pages.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Caller);
 
@@ -140,18 +151,65 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(token) = bearer_token(parts) else {
-            return Err(AppError::Unauthorized(
-                "missing bearer token: send `Authorization: Bearer <token>`".to_owned(),
-            )
-            .into());
-        };
-        let caller = state.app.authenticate(token).await?;
-        Ok(Authenticated(caller))
+        if let Some(token) = bearer_token(parts) {
+            return Ok(Authenticated(state.app.authenticate(token).await?));
+        }
+        if parts.headers.get(header::AUTHORIZATION).is_none()
+            && let Some(session) = cookie(parts, SESSION_COOKIE)
+        {
+            let caller = state.app.authenticate_session(session).await?;
+            if changes_state(&parts.method) {
+                check_csrf(parts, &caller)?;
+            }
+            return Ok(Authenticated(caller));
+        }
+        Err(AppError::Unauthorized(
+            "missing bearer token: send `Authorization: Bearer <token>`".to_owned(),
+        )
+        .into())
     }
 }
 
-/// The caller if a valid token was sent; `None` without a token. A token that is sent but not
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn check_csrf(parts: &Parts, caller: &Caller) -> Result<(), ApiError> {
+    let AuthMethod::Sso { csrf_token, .. } = &caller.auth else {
+        return Ok(());
+    };
+    let sent = parts
+        .headers
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if bool::from(sent.ct_eq(csrf_token.as_bytes())) {
+        return Ok(());
+    }
+    tracing::warn!(principal = %caller.name, "refused a cookie-authenticated request without its CSRF token");
+    Err(AppError::Forbidden {
+        reason: ReasonCode::Csrf,
+        message: "a request that changes state with a session cookie must send the session's `X-CSRF-Token` header".to_owned(),
+        hints: vec!["read `csrfToken` from GET /auth/whoami and send it as `X-CSRF-Token`".to_owned()],
+    }
+    .into())
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub(crate) fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// The caller if a credential was sent; `None` without one. A credential that is sent but not
 /// valid is still 401: a wrong token is a mistake worth reporting.
 #[derive(Debug, Clone)]
 pub struct MaybeAuthenticated(pub Option<Caller>);
@@ -160,7 +218,9 @@ impl FromRequestParts<AppState> for MaybeAuthenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if parts.headers.get(header::AUTHORIZATION).is_none() {
+        if parts.headers.get(header::AUTHORIZATION).is_none()
+            && cookie(parts, SESSION_COOKIE).is_none()
+        {
             return Ok(MaybeAuthenticated(None));
         }
         Authenticated::from_request_parts(parts, state)

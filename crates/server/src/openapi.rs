@@ -255,8 +255,19 @@ fn every_operation(doc: &mut Value) {
                 );
             }
             Some(existing) => {
-                // An endpoint's own 503 body (an unhealthy health report) or, from a timeout or
-                // unavailable storage, the error body.
+                // An endpoint's own 503 body (an unhealthy health report, a sign-in page) or,
+                // from a timeout or unavailable storage, the error body.
+                if existing.pointer("/content/application~1json").is_none()
+                    && let Some(content) = existing
+                        .as_object_mut()
+                        .map(|o| o.entry("content").or_insert_with(|| json!({})))
+                        .and_then(Value::as_object_mut)
+                {
+                    content.insert(
+                        "application/json".to_owned(),
+                        json!({ "schema": { "$ref": ERROR_BODY } }),
+                    );
+                }
                 if let Some(schema) = existing.pointer_mut("/content/application~1json/schema")
                     && *schema != json!({ "$ref": ERROR_BODY })
                 {

@@ -80,6 +80,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/deploy-safety/audit/checkpoints/latest"),
     ("get", "/api/deploy-safety/health"),
     ("get", "/api/deploy-safety/auth/whoami"),
+    ("get", "/api/deploy-safety/auth/login"),
+    ("get", "/api/deploy-safety/auth/callback"),
+    ("post", "/api/deploy-safety/auth/logout"),
     ("get", "/api/deploy-safety/openapi.json"),
     ("post", "/api/deploy-safety/incidents"),
     ("get", "/api/deploy-safety/incidents"),
@@ -177,6 +180,9 @@ async fn openapi_document_needs_no_token_and_lists_every_route() {
         // GitHub proves itself with the signed body, not a token.
         let open = path.ends_with("/health")
             || path.ends_with("/openapi.json")
+            // A person signing in has no credential yet.
+            || path.ends_with("/auth/login")
+            || path.ends_with("/auth/callback")
             || path.ends_with("/deployment-protection-rule");
         assert_eq!(secured, !open, "{method} {path}: security");
     }

@@ -38,6 +38,8 @@ const TABLES: &[(&str, &[&str])] = &[
         &["action", "environment", "service", "freeze_id"],
     ),
     ("github_requests", &["id"]),
+    ("login_requests", &["state_hash"]),
+    ("sessions", &["id"]),
     ("events", &["seq"]),
     ("outbox", &["id"]),
 ];

@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use copy::{CopyReport, copy_data};
 pub use records::{
-    AuditQuery, IncidentQuery, LeaderInfo, OutboxEntry, OutboxKind, SoakQuery, TokenRecord,
+    AuditQuery, IncidentQuery, LeaderInfo, LoginRequestRecord, OutboxEntry, OutboxKind,
+    SessionRecord, SoakQuery, TokenRecord,
 };
 pub use session::PoolStats;
 pub use tx::{FreezeRecord, Tx};

@@ -19,6 +19,52 @@ pub struct TokenRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A single sign-on session as stored (SPEC §18): only the SHA-256 of the cookie's secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The public part of the cookie, used to find, list and revoke the session.
+    pub id: String,
+    pub secret_hash: Vec<u8>,
+    pub principal: String,
+    /// The principal's role (principals never change role).
+    pub role: Role,
+    /// What a state-changing request authenticated by this session must send as
+    /// `X-CSRF-Token`.
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    /// The last request seen, to the precision the server touches it with.
+    pub last_seen_at: Timestamp,
+    /// The absolute end, whatever the activity.
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub revoked_by: Option<String>,
+}
+
+/// A single sign-on login in progress: what the callback must find again, once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginRequestRecord {
+    /// SHA-256 of the `state` sent to the identity provider.
+    pub state_hash: Vec<u8>,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// A path on this server to go to once signed in.
+    pub return_to: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for LoginRequestRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequestRecord")
+            .field("nonce", &"<redacted>")
+            .field("pkce_verifier", &"<redacted>")
+            .field("return_to", &self.return_to)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// One page of the audit log, newest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditQuery {

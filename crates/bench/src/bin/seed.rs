@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use deploy_safety_api_types::{AuditListQuery, CheckRequest, CreateOverrideRequest};
-use deploy_safety_app::{App, AppSettings, Caller, Clock, ManualClock};
+use deploy_safety_app::{App, AppSettings, AuthMethod, Caller, Clock, ManualClock};
 use deploy_safety_core::{Action, Environment, Role, Timestamp};
 use deploy_safety_store::Store;
 use tokio::task::JoinSet;
@@ -52,7 +52,7 @@ async fn caller(app: &App, name: &str, role: Role) -> anyhow::Result<Caller> {
     Ok(Caller {
         name: issued.view.name,
         role,
-        token_id: issued.view.id,
+        auth: AuthMethod::Token { id: issued.view.id },
     })
 }
 

@@ -21,7 +21,10 @@ pub(super) async fn gate_command(command: Command) -> anyhow::Result<u8> {
             output::gate_status,
         ),
         Command::Whoami(remote) => show(client(&remote)?.whoami().await, &remote, |w| {
-            format!("{} ({}), token {}\n", w.name, w.role, w.token_id)
+            match &w.token_id {
+                Some(id) => format!("{} ({}), token {id}\n", w.principal, w.role),
+                None => format!("{} ({}), by {}\n", w.principal, w.role, w.authenticated_by),
+            }
         }),
         Command::Health(remote) => {
             let result = client_without_token(&remote)?.health().await;

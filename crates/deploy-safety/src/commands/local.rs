@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::print_json;
 use super::serve::{database_settings, open_store};
-use crate::cli::{DatabaseArgs, TokenCommand};
+use crate::cli::{DatabaseArgs, SessionCommand, TokenCommand};
 use crate::output::{self, exit};
 
 /// Who did it, for the audit log of commands run directly on the database.
@@ -90,6 +90,69 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<u8> {
             };
             for token in revoked {
                 println!("Revoked token {} of {}.", token.id, token.name);
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub(super) async fn session(command: SessionCommand) -> anyhow::Result<u8> {
+    match command {
+        SessionCommand::List { database, json } => {
+            let app = local_app(&database).await?;
+            let sessions = app.list_sessions().await?;
+            if json {
+                print_json(&sessions);
+            } else {
+                let now = app.clock().now();
+                let rows: Vec<Vec<String>> = sessions
+                    .iter()
+                    .map(|s| {
+                        let status = match s.revoked_at {
+                            Some(at) => format!("revoked {at}"),
+                            None if s.expires_at <= now || s.idle_expires_at <= now => {
+                                "expired".to_owned()
+                            }
+                            None => "active".to_owned(),
+                        };
+                        vec![
+                            s.id.clone(),
+                            s.principal.clone(),
+                            s.role.to_string(),
+                            s.created_at.to_rfc3339(),
+                            s.last_seen_at.to_rfc3339(),
+                            s.expires_at.to_rfc3339(),
+                            status,
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    output::table(
+                        &[
+                            "ID",
+                            "PRINCIPAL",
+                            "ROLE",
+                            "CREATED",
+                            "LAST SEEN",
+                            "EXPIRES",
+                            "STATUS"
+                        ],
+                        &rows
+                    )
+                );
+            }
+        }
+        SessionCommand::Revoke { name, id, database } => {
+            let app = local_app(&database).await?;
+            let revoked = app
+                .revoke_sessions(id.as_deref(), name.as_deref(), &local_operator())
+                .await?;
+            if revoked.is_empty() {
+                println!("No active session to revoke.");
+            }
+            for id in revoked {
+                println!("Revoked session {id}.");
             }
         }
     }

@@ -34,6 +34,7 @@ pub async fn run(command: Command) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Token(command) => local::token(command).await,
+        Command::Session(command) => local::session(command).await,
         Command::MigrateData { from, to, json } => local::migrate_data(from, to, json).await,
         Command::Audit(command) => audit::audit_command(command).await,
         Command::Override(_)

@@ -2,6 +2,7 @@
 //! one.
 
 mod audit;
+mod auth;
 mod canary;
 mod events;
 mod freezes;
@@ -45,7 +46,7 @@ use crate::state::AppState;
         (name = "integrations", description = "Deploy engines ask the gate in their own protocols: pollers (Argo Rollouts, Kargo), Flagger's webhooks, GitHub deployment protection rules"),
         (name = "events", description = "The event stream"),
         (name = "health", description = "Service health"),
-        (name = "auth", description = "Identity"),
+        (name = "auth", description = "Identity: who the caller is; single sign-on for people"),
         (name = "meta", description = "The API's own description and metrics"),
     )
 )]
@@ -112,6 +113,9 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(audit::latest_checkpoint))
         .routes(routes!(system::health))
         .routes(routes!(system::whoami))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::callback))
+        .routes(routes!(auth::logout))
         .routes(routes!(system::environments))
         .routes(routes!(system::openapi_json));
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use deploy_safety_api_types::{EnvironmentList, ErrorBody, HealthReport, OverallHealth, WhoAmI};
 
+use deploy_safety_app::AuthMethod;
+
 use crate::extract::{Authenticated, MaybeAuthenticated};
 use crate::state::AppState;
 
@@ -34,17 +36,30 @@ pub async fn health(
     (status, Json(report)).into_response()
 }
 
-/// The principal behind the presented token.
+/// Who the caller is and how it authenticated: a static token, an OIDC token
+/// (`oidc:NAME`, with the claims its binding matched) or a single sign-on session (with the
+/// CSRF token its state-changing requests must send).
 #[utoipa::path(get, path = "/auth/whoami", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, body = WhoAmI),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "an OIDC token that no binding matches (`NO_BINDING`), or a principal that exists with another role"),
     ))]
 pub async fn whoami(Authenticated(caller): Authenticated) -> Json<WhoAmI> {
+    let authenticated_by = caller.auth.label();
+    let (token_id, claims, csrf_token) = match caller.auth {
+        AuthMethod::Token { id } => (Some(id), None, None),
+        AuthMethod::Oidc { claims, .. } => (None, Some(claims), None),
+        AuthMethod::Sso { csrf_token, .. } => (None, None, Some(csrf_token)),
+    };
     Json(WhoAmI {
+        principal: caller.name.clone(),
         name: caller.name,
         role: caller.role,
-        token_id: caller.token_id,
+        authenticated_by,
+        token_id,
+        claims,
+        csrf_token,
     })
 }
 

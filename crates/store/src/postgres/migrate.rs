@@ -43,4 +43,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "github_requests",
         sql: include_str!("../../migrations/postgres/0008_github_requests.sql"),
     },
+    Migration {
+        version: 9,
+        name: "sessions",
+        sql: include_str!("../../migrations/postgres/0009_sessions.sql"),
+    },
 ];

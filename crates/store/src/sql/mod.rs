@@ -15,6 +15,7 @@ mod github;
 mod incidents;
 mod probes;
 mod releases;
+mod sessions;
 mod soaks;
 mod tokens;
 mod tx;

@@ -15,7 +15,8 @@ pub(super) use super::value::vals;
 pub(super) use super::{Dialect, Driver, Row, Value};
 pub(super) use crate::tx::*;
 pub(super) use crate::{
-    AuditQuery, IncidentQuery, OutboxEntry, OutboxKind, StoreError, TokenRecord,
+    AuditQuery, IncidentQuery, LoginRequestRecord, OutboxEntry, OutboxKind, SessionRecord,
+    StoreError, TokenRecord,
 };
 
 /// The head of the audit chain as this transaction last saw it. Read once per transaction

@@ -38,4 +38,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "github_requests",
         sql: include_str!("../../migrations/sqlite/0007_github_requests.sql"),
     },
+    Migration {
+        version: 8,
+        name: "sessions",
+        sql: include_str!("../../migrations/sqlite/0008_sessions.sql"),
+    },
 ];

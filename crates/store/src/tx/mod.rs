@@ -11,6 +11,7 @@ mod github;
 mod incidents;
 mod probes;
 mod releases;
+mod sessions;
 mod soaks;
 mod tokens;
 mod validations;
@@ -24,6 +25,7 @@ pub use github::GithubTx;
 pub use incidents::IncidentTx;
 pub use probes::ProbeTx;
 pub use releases::ReleaseTx;
+pub use sessions::SessionTx;
 pub use soaks::SoakTx;
 pub use tokens::TokenTx;
 pub use validations::ValidationTx;
@@ -33,6 +35,7 @@ pub use validations::ValidationTx;
 pub trait Tx:
     GateTx
     + TokenTx
+    + SessionTx
     + IncidentTx
     + ValidationTx
     + ProbeTx
@@ -50,6 +53,8 @@ impl<
     T: ?Sized
         + GateTx
         + TokenTx
+        + SessionTx
+        + SessionTx
         + IncidentTx
         + ValidationTx
         + ProbeTx

@@ -1,0 +1,819 @@
+//! Single sign-on for people (SPEC §18): the authorization code flow with PKCE, and the sessions
+//! it starts.
+//!
+//! The protocol is `openidconnect`'s: discovery (which checks the document names the issuer),
+//! the authorization URL with PKCE S256, `state` and `nonce`, the code exchange, and the ID
+//! token's verification (signature, issuer, audience, nonce, expiry), over our own HTTP client
+//! (reqwest 0.13, one crypto provider). `state`, `nonce` and the PKCE verifier are kept in the
+//! database, so a login begun on one replica completes on another; each is used once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use deploy_safety_core::identity::role_from_claim;
+use deploy_safety_core::{AuditDecision, AuditDraft, PrincipalName, ReasonCode, Role, Timestamp};
+use deploy_safety_store::{LoginRequestRecord, SessionRecord};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpClientError,
+    HttpRequest, HttpResponse, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    Scope, TokenResponse,
+};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::tokens::{hash_secret, random_secret, random_token_parts, split_token};
+use crate::{App, AppError, AuthMethod, Caller};
+
+/// How long a login may take between `/auth/login` and the callback (SPEC §18).
+pub const LOGIN_LIFETIME_MINUTES: i64 = 10;
+/// A session's activity is written at most this often: the idle timeout is exact to within it.
+pub const TOUCH_INTERVAL_MS: i64 = 60_000;
+/// Provider metadata (and so its keys) is fetched again after this long.
+const METADATA_MAX_AGE_MS: i64 = 10 * 60_000;
+/// The prefix of a session cookie's value, beside tokens' `ds_`.
+const SESSION_PREFIX: &str = "dss_";
+
+/// `[auth.sso]`.
+#[derive(Clone)]
+pub struct SsoSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_url: String,
+    pub scopes: Vec<String>,
+    /// The claim whose value names the principal (default `email`).
+    pub principal_claim: String,
+    /// The claim whose values map to roles (e.g. `groups`).
+    pub role_claim: String,
+    /// Role claim value → role; the highest wins.
+    pub roles: BTreeMap<String, Role>,
+    pub session_lifetime: Duration,
+    pub session_idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for SsoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("redirect_url", &self.redirect_url)
+            .field("scopes", &self.scopes)
+            .field("principal_claim", &self.principal_claim)
+            .field("role_claim", &self.role_claim)
+            .field("roles", &self.roles)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("session_idle_timeout", &self.session_idle_timeout)
+            .finish()
+    }
+}
+
+impl SsoSettings {
+    /// The cookie is `Secure` unless the server is reached over plain http on a loopback
+    /// address (development, tests), where a browser would not send a secure cookie back.
+    pub fn secure_cookie(&self) -> bool {
+        let Ok(url) = reqwest::Url::parse(&self.redirect_url) else {
+            return true;
+        };
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        !(url.scheme() == "http" && loopback)
+    }
+}
+
+/// The provider and its metadata, fetched when first needed and again when old.
+#[derive(Debug)]
+pub(crate) struct Sso {
+    pub(crate) settings: SsoSettings,
+    metadata: tokio::sync::Mutex<Option<(CoreProviderMetadata, Timestamp)>>,
+}
+
+impl Sso {
+    pub(crate) fn new(settings: SsoSettings) -> Sso {
+        Sso {
+            settings,
+            metadata: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// `openidconnect`'s HTTP client over our reqwest (its own `reqwest` feature would bring a
+/// second reqwest and a second crypto provider).
+struct ProviderHttp<'a>(&'a reqwest::Client);
+
+impl<'c> AsyncHttpClient<'c> for ProviderHttp<'_> {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request: reqwest::Request = request.try_into().map_err(Box::new)?;
+            let response = self.0.execute(request).await.map_err(Box::new)?;
+            let mut builder = openidconnect::http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = response.bytes().await.map_err(Box::new)?;
+            builder.body(body.to_vec()).map_err(HttpClientError::Http)
+        })
+    }
+}
+
+/// A started login: where to send the browser.
+#[derive(Debug)]
+pub struct LoginStart {
+    pub authorize_url: String,
+}
+
+/// A finished login: the cookie to set and where to go.
+pub struct LoginDone {
+    /// The session cookie's value: shown once, stored only hashed.
+    pub cookie_value: String,
+    pub session: SessionView,
+    pub return_to: String,
+    pub max_age_seconds: u64,
+}
+
+impl std::fmt::Debug for LoginDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginDone")
+            .field("cookie_value", &"<redacted>")
+            .field("session", &self.session)
+            .field("return_to", &self.return_to)
+            .finish()
+    }
+}
+
+/// A session as lists show it: never its secret or CSRF token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub principal: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When the idle timeout ends it, unless it is used before.
+    pub idle_expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub revoked_by: Option<String>,
+}
+
+fn not_configured() -> AppError {
+    AppError::NotFound("single sign-on is not configured (`[auth.sso]`)".to_owned())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A path on this server to return to after signing in; anything else (another site, a
+/// scheme-relative `//host`) is ignored, so the login cannot be used as an open redirect.
+pub fn safe_return_to(path: Option<&str>) -> Option<String> {
+    let path = path?;
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= 1_000
+        && path.chars().all(|c| c.is_ascii_graphic());
+    ok.then(|| path.to_owned())
+}
+
+impl App {
+    /// Whether the session cookie is `Secure` (see [`SsoSettings::secure_cookie`]).
+    pub fn sso_secure_cookie(&self) -> bool {
+        self.identity
+            .sso
+            .as_ref()
+            .is_none_or(|s| s.settings.secure_cookie())
+    }
+
+    fn sso(&self) -> Result<&Sso, AppError> {
+        self.identity.sso.as_ref().ok_or_else(not_configured)
+    }
+
+    /// The provider's metadata, discovered again when older than ten minutes or when `fresh`.
+    async fn provider_metadata(&self, fresh: bool) -> Result<CoreProviderMetadata, AppError> {
+        let sso = self.sso()?;
+        let mut cached = sso.metadata.lock().await;
+        let now = self.clock.now();
+        if !fresh
+            && let Some((metadata, at)) = cached.as_ref()
+            && now.millis_since(*at) < METADATA_MAX_AGE_MS
+        {
+            return Ok(metadata.clone());
+        }
+        let issuer = IssuerUrl::new(sso.settings.issuer.clone())
+            .map_err(|e| AppError::Internal(format!("auth.sso.issuer: {e}")))?;
+        let http = ProviderHttp(&self.identity.http);
+        let metadata = CoreProviderMetadata::discover_async(issuer, &http)
+            .await
+            .map_err(|e| {
+                tracing::error!(issuer = %sso.settings.issuer, error = %e, "single sign-on: cannot read the provider's metadata");
+                AppError::Unavailable(format!(
+                    "the identity provider's metadata cannot be read: {e}"
+                ))
+            })?;
+        *cached = Some((metadata.clone(), now));
+        Ok(metadata)
+    }
+
+    /// `GET /auth/login`: a new login, kept server-side, and the provider's address for it.
+    pub async fn begin_login(&self, return_to: Option<&str>) -> Result<LoginStart, AppError> {
+        let settings = &self.sso()?.settings;
+        let metadata = self.provider_metadata(false).await?;
+        let redirect = RedirectUrl::new(settings.redirect_url.clone())
+            .map_err(|e| AppError::Internal(format!("auth.sso.redirect_url: {e}")))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(settings.client_id.clone()),
+            Some(ClientSecret::new(settings.client_secret.clone())),
+        )
+        .set_redirect_uri(redirect);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        );
+        for scope in &settings.scopes {
+            if scope != "openid" {
+                request = request.add_scope(Scope::new(scope.clone()));
+            }
+        }
+        let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        let now = self.clock.now();
+        let record = LoginRequestRecord {
+            state_hash: hash_secret(state.secret()),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+            return_to: safe_return_to(return_to),
+            created_at: now,
+            expires_at: now.plus_minutes(LOGIN_LIFETIME_MINUTES),
+        };
+        self.store
+            .write(move |tx| {
+                tx.purge_login_requests(now)?;
+                tx.insert_login_request(&record)
+            })
+            .await?;
+        Ok(LoginStart {
+            authorize_url: url.to_string(),
+        })
+    }
+
+    /// `GET /auth/callback`: exchanges the code, verifies the ID token and starts a session.
+    /// Every failure starts nothing and is recorded as `auth.login.failed`.
+    pub async fn finish_login(
+        &self,
+        code: Option<&str>,
+        state: Option<&str>,
+        provider_error: Option<&str>,
+    ) -> Result<LoginDone, AppError> {
+        let settings = self.sso()?.settings.clone();
+        let Some(state) = state.filter(|s| !s.is_empty()) else {
+            return Err(self
+                .login_failed(
+                    None,
+                    ReasonCode::LoginFailed,
+                    "the callback has no `state`",
+                    json!({}),
+                )
+                .await);
+        };
+        let state_hash = hash_secret(state);
+        let request = self
+            .store
+            .write(move |tx| tx.take_login_request(&state_hash))
+            .await?;
+        let now = self.clock.now();
+        let Some(request) = request else {
+            return Err(self
+                .login_failed(
+                    None,
+                    ReasonCode::LoginFailed,
+                    "this login's `state` is unknown or was used already: start again at /auth/login",
+                    json!({}),
+                )
+                .await);
+        };
+        if request.expires_at < now {
+            return Err(self
+                .login_failed(
+                    None,
+                    ReasonCode::LoginFailed,
+                    "this login took longer than 10 minutes: start again at /auth/login",
+                    json!({}),
+                )
+                .await);
+        }
+        if let Some(error) = provider_error {
+            return Err(self
+                .login_failed(
+                    None,
+                    ReasonCode::LoginFailed,
+                    &format!("the identity provider refused the login: {error}"),
+                    json!({"providerError": error}),
+                )
+                .await);
+        }
+        let Some(code) = code.filter(|c| !c.is_empty()) else {
+            return Err(self
+                .login_failed(
+                    None,
+                    ReasonCode::LoginFailed,
+                    "the callback has no `code`",
+                    json!({}),
+                )
+                .await);
+        };
+        let claims = match self.exchange_and_verify(&settings, code, &request).await {
+            Ok(claims) => claims,
+            Err(message) => {
+                return Err(self
+                    .login_failed(None, ReasonCode::LoginFailed, &message, json!({}))
+                    .await);
+            }
+        };
+        let principal = claims
+            .get(&settings.principal_claim)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(principal) = principal else {
+            return Err(self
+                .login_failed(
+                    None,
+                    ReasonCode::LoginFailed,
+                    &format!(
+                        "the ID token has no `{}` claim to name the principal (auth.sso.principal_claim)",
+                        settings.principal_claim
+                    ),
+                    json!({}),
+                )
+                .await);
+        };
+        let name = match PrincipalName::parse(&principal) {
+            Ok(name) => name,
+            Err(e) => {
+                return Err(self
+                    .login_failed(
+                        Some(&principal),
+                        ReasonCode::LoginFailed,
+                        &format!(
+                            "claim `{}` is `{principal}`, which {e}",
+                            settings.principal_claim
+                        ),
+                        json!({}),
+                    )
+                    .await);
+            }
+        };
+        let role_values = claims.get(&settings.role_claim).cloned();
+        let Some(role) = role_from_claim(role_values.as_ref(), &settings.roles) else {
+            return Err(self
+                .login_failed(
+                    Some(name.as_str()),
+                    ReasonCode::NoRoleMapping,
+                    &format!(
+                        "none of your `{}` maps to a role in deploy-safety; ask the security team to add one to `[auth.sso.roles]`",
+                        settings.role_claim
+                    ),
+                    json!({ settings.role_claim.clone(): role_values }),
+                )
+                .await);
+        };
+        self.ensure_principal(
+            name.as_str(),
+            role,
+            "sso",
+            &json!({ settings.role_claim.clone(): role_values }),
+        )
+        .await?;
+
+        let (id, secret, cookie_value) = random_token_parts(SESSION_PREFIX)?;
+        let csrf_token = random_secret()?;
+        let lifetime = millis(settings.session_lifetime);
+        let record = SessionRecord {
+            id,
+            secret_hash: hash_secret(&secret),
+            principal: name.as_str().to_owned(),
+            role,
+            csrf_token,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.plus_millis(lifetime),
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let view = self.session_view(&record, &settings);
+        let entry = AuditDraft {
+            principal: record.principal.clone(),
+            role: Some(role),
+            action: "auth.login".to_owned(),
+            environment: None,
+            decision: AuditDecision::Allowed,
+            reason: ReasonCode::Allowed.as_str().to_owned(),
+            details: json!({
+                "authenticatedBy": "sso",
+                "sessionId": record.id,
+                "expiresAt": record.expires_at,
+                settings.role_claim.clone(): role_values,
+            }),
+        };
+        self.store
+            .write(move |tx| {
+                tx.insert_session(&record)?;
+                tx.append_audit(entry, now)
+            })
+            .await?;
+        Ok(LoginDone {
+            cookie_value,
+            session: view,
+            return_to: request
+                .return_to
+                .unwrap_or_else(|| format!("{}/auth/whoami", deploy_safety_api_types::API_PREFIX)),
+            max_age_seconds: settings.session_lifetime.as_secs(),
+        })
+    }
+
+    /// The code exchanged for tokens (with the PKCE verifier) and the ID token verified; its
+    /// claims. A signature that fails with metadata fetched before is tried once more with
+    /// fresh metadata: the provider may have rotated its keys.
+    async fn exchange_and_verify(
+        &self,
+        settings: &SsoSettings,
+        code: &str,
+        request: &LoginRequestRecord,
+    ) -> Result<Map<String, Value>, String> {
+        let metadata = self
+            .provider_metadata(false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = |metadata: CoreProviderMetadata| -> Result<_, String> {
+            Ok(CoreClient::from_provider_metadata(
+                metadata,
+                ClientId::new(settings.client_id.clone()),
+                Some(ClientSecret::new(settings.client_secret.clone())),
+            )
+            .set_redirect_uri(
+                RedirectUrl::new(settings.redirect_url.clone()).map_err(|e| e.to_string())?,
+            ))
+        };
+        let http = ProviderHttp(&self.identity.http);
+        let tokens = client(metadata.clone())?
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| format!("the provider has no token endpoint: {e}"))?
+            .set_pkce_verifier(PkceCodeVerifier::new(request.pkce_verifier.clone()))
+            .request_async(&http)
+            .await
+            .map_err(|e| {
+                format!(
+                    "the identity provider did not exchange the code: {}",
+                    describe_token_error(&e)
+                )
+            })?;
+        let id_token = tokens
+            .id_token()
+            .ok_or_else(|| "the identity provider answered without an ID token".to_owned())?
+            .clone();
+        let nonce = Nonce::new(request.nonce.clone());
+        let clock = self.clock.clone();
+        let verify = |metadata: CoreProviderMetadata| -> Result<(), String> {
+            let client = client(metadata)?;
+            let clock = clock.clone();
+            let verifier = client
+                .id_token_verifier()
+                // RS256 only, whatever the provider advertises: never HS* with the client
+                // secret, never `none`.
+                .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256])
+                .set_time_fn(move || {
+                    chrono::DateTime::from_timestamp_millis(clock.now().unix_millis())
+                        .unwrap_or_default()
+                });
+            id_token
+                .claims(&verifier, &nonce)
+                .map(|_| ())
+                .map_err(|e| format!("the ID token does not verify: {e}"))
+        };
+        if let Err(first) = verify(metadata) {
+            let fresh = self
+                .provider_metadata(true)
+                .await
+                .map_err(|_| first.clone())?;
+            verify(fresh)?;
+        }
+        // Verified above; read every claim (the role claim is not a standard one).
+        jsonwebtoken::dangerous::insecure_decode_claims::<Map<String, Value>>(id_token.to_string())
+            .map_err(|e| format!("the ID token's claims cannot be read: {e}"))
+    }
+
+    /// Records a failed login and answers with it: 403 for a person without a role, 400 for
+    /// everything else (SPEC §18).
+    async fn login_failed(
+        &self,
+        principal: Option<&str>,
+        reason: ReasonCode,
+        message: &str,
+        details: Value,
+    ) -> AppError {
+        tracing::warn!(
+            principal = principal.unwrap_or("unknown"),
+            reason = reason.as_str(),
+            "single sign-on failed: {message}"
+        );
+        let mut details = details;
+        if let Some(object) = details.as_object_mut() {
+            object.insert("authenticatedBy".to_owned(), "sso".into());
+            object.insert("message".to_owned(), message.into());
+        }
+        let draft = AuditDraft {
+            principal: principal.unwrap_or("unknown").to_owned(),
+            role: None,
+            action: "auth.login.failed".to_owned(),
+            environment: None,
+            decision: AuditDecision::Denied,
+            reason: reason.as_str().to_owned(),
+            details,
+        };
+        if let Err(e) = self.append_audit_entry(draft).await {
+            return e;
+        }
+        match reason {
+            ReasonCode::NoRoleMapping => AppError::Forbidden {
+                reason,
+                message: message.to_owned(),
+                hints: Vec::new(),
+            },
+            _ => AppError::Invalid {
+                field: "state".to_owned(),
+                message: message.to_owned(),
+            },
+        }
+    }
+
+    fn session_view(&self, record: &SessionRecord, settings: &SsoSettings) -> SessionView {
+        let idle = millis(settings.session_idle_timeout);
+        SessionView {
+            id: record.id.clone(),
+            principal: record.principal.clone(),
+            role: record.role,
+            created_at: record.created_at,
+            last_seen_at: record.last_seen_at,
+            expires_at: record.expires_at,
+            idle_expires_at: record.last_seen_at.plus_millis(idle).min(record.expires_at),
+            revoked_at: record.revoked_at,
+            revoked_by: record.revoked_by.clone(),
+        }
+    }
+
+    /// The caller behind a session cookie, or 401: unknown, revoked, past its absolute
+    /// lifetime or idle too long. Activity is recorded at most once a minute.
+    pub async fn authenticate_session(&self, cookie_value: &str) -> Result<Caller, AppError> {
+        let refused = || {
+            AppError::Unauthorized(
+                "invalid, expired or revoked session: sign in again at /auth/login".to_owned(),
+            )
+        };
+        let settings = &self.identity.sso.as_ref().ok_or_else(refused)?.settings;
+        let (id, secret) = split_token(SESSION_PREFIX, cookie_value).ok_or_else(refused)?;
+        let owned_id = id.to_owned();
+        let record = self
+            .store
+            .read(move |tx| tx.get_session(&owned_id))
+            .await?
+            .ok_or_else(refused)?;
+        let matches: bool = hash_secret(secret).ct_eq(&record.secret_hash).into();
+        let now = self.clock.now();
+        let idle = millis(settings.session_idle_timeout);
+        if !matches
+            || record.revoked_at.is_some()
+            || now >= record.expires_at
+            || now.millis_since(record.last_seen_at) >= idle
+        {
+            return Err(refused());
+        }
+        if now.millis_since(record.last_seen_at) >= TOUCH_INTERVAL_MS {
+            let id = record.id.clone();
+            self.store
+                .write(move |tx| tx.touch_session(&id, now))
+                .await?;
+        }
+        Ok(Caller {
+            name: record.principal,
+            role: record.role,
+            auth: AuthMethod::Sso {
+                session_id: record.id,
+                csrf_token: record.csrf_token,
+            },
+        })
+    }
+
+    /// `POST /auth/logout`: ends the caller's session.
+    pub async fn logout(&self, caller: &Caller) -> Result<(), AppError> {
+        let AuthMethod::Sso { session_id, .. } = &caller.auth else {
+            return Err(AppError::invalid(
+                "session",
+                "only a single sign-on session can sign out; revoke a token with `deploy-safety token revoke`",
+            ));
+        };
+        let id = session_id.clone();
+        let entry = crate::audit::entry(
+            caller,
+            "auth.logout",
+            None,
+            AuditDecision::Recorded,
+            ReasonCode::Recorded,
+            json!({"sessionId": id}),
+        );
+        let by = caller.name.clone();
+        let clock = self.clock.clone();
+        self.store
+            .write(move |tx| {
+                let now = clock.now();
+                if tx.revoke_session(&id, &by, now)? {
+                    tx.append_audit(entry, now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Every session, newest first (`deploy-safety session list`).
+    pub async fn list_sessions(&self) -> Result<Vec<SessionView>, AppError> {
+        let records = self.store.read(|tx| tx.list_sessions()).await?;
+        let settings = self.identity.sso.as_ref().map(|s| s.settings.clone());
+        Ok(records
+            .iter()
+            .map(|r| match &settings {
+                Some(settings) => self.session_view(r, settings),
+                None => SessionView {
+                    id: r.id.clone(),
+                    principal: r.principal.clone(),
+                    role: r.role,
+                    created_at: r.created_at,
+                    last_seen_at: r.last_seen_at,
+                    expires_at: r.expires_at,
+                    idle_expires_at: r.expires_at,
+                    revoked_at: r.revoked_at,
+                    revoked_by: r.revoked_by.clone(),
+                },
+            })
+            .collect())
+    }
+
+    /// Revokes one session by id, or every session of a principal (`deploy-safety session
+    /// revoke`); each revocation is audited.
+    pub async fn revoke_sessions(
+        &self,
+        id: Option<&str>,
+        principal: Option<&str>,
+        by: &str,
+    ) -> Result<Vec<String>, AppError> {
+        let id = id.map(|i| i.strip_prefix(SESSION_PREFIX).unwrap_or(i).to_owned());
+        let principal = principal.map(str::to_owned);
+        let by = by.to_owned();
+        let clock = self.clock.clone();
+        self.store
+            .write(move |tx| {
+                let now = clock.now();
+                let revoked: Vec<SessionRecord> = match (&id, &principal) {
+                    (Some(id), _) => {
+                        let Some(mut record) = tx.get_session(id)? else {
+                            return Ok(Err(AppError::NotFound(format!(
+                                "no session with id `{id}`"
+                            ))));
+                        };
+                        if !tx.revoke_session(id, &by, now)? {
+                            return Ok(Err(AppError::Conflict {
+                                reason: None,
+                                message: format!("session {id} is already revoked"),
+                                hints: Vec::new(),
+                            }));
+                        }
+                        record.revoked_at = Some(now);
+                        vec![record]
+                    }
+                    (None, Some(principal)) => tx.revoke_sessions_of(principal, &by, now)?,
+                    (None, None) => {
+                        return Ok(Err(AppError::invalid(
+                            "id",
+                            "name a session id or a principal",
+                        )));
+                    }
+                };
+                for record in &revoked {
+                    tx.append_audit(
+                        AuditDraft {
+                            principal: by.clone(),
+                            role: None,
+                            action: "session.revoke".to_owned(),
+                            environment: None,
+                            decision: AuditDecision::Recorded,
+                            reason: ReasonCode::Recorded.as_str().to_owned(),
+                            details: json!({
+                                "sessionId": record.id,
+                                "principal": record.principal,
+                                "authenticatedBy": "cli",
+                            }),
+                        },
+                        now,
+                    )?;
+                }
+                Ok(Ok(revoked.into_iter().map(|r| r.id).collect()))
+            })
+            .await?
+    }
+}
+
+/// The provider's own words for a refused code exchange (`invalid_grant`, ...), not a debug
+/// dump.
+fn describe_token_error<E: std::error::Error>(
+    error: &openidconnect::RequestTokenError<
+        E,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
+) -> String {
+    match error {
+        openidconnect::RequestTokenError::ServerResponse(response) => {
+            let mut text = response.error().to_string();
+            if let Some(description) = response.error_description() {
+                text.push_str(": ");
+                text.push_str(description);
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        assert_eq!(safe_return_to(Some("/")), Some("/".to_owned()));
+        assert_eq!(
+            safe_return_to(Some("/canaries/x?y=1")),
+            Some("/canaries/x?y=1".to_owned())
+        );
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil",
+            "evil",
+            "/a b",
+            "",
+        ] {
+            assert_eq!(safe_return_to(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(safe_return_to(None), None);
+    }
+
+    fn settings(redirect: &str) -> SsoSettings {
+        SsoSettings {
+            issuer: "https://idp.example".into(),
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            redirect_url: redirect.into(),
+            scopes: vec!["openid".into()],
+            principal_claim: "email".into(),
+            role_claim: "groups".into(),
+            roles: BTreeMap::new(),
+            session_lifetime: Duration::from_secs(3600),
+            session_idle_timeout: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn cookies_are_secure_except_on_plain_http_to_loopback() {
+        let cases = [
+            ("https://gate.example/auth/callback", true),
+            ("http://gate.example/auth/callback", true),
+            ("https://127.0.0.1:8080/auth/callback", true),
+            ("http://127.0.0.1:8080/auth/callback", false),
+            ("http://[::1]:8080/auth/callback", false),
+            ("http://localhost:8080/auth/callback", false),
+        ];
+        for (url, secure) in cases {
+            assert_eq!(settings(url).secure_cookie(), secure, "{url}");
+        }
+        assert!(
+            !format!("{:?}", settings("https://x")).contains("\"s\""),
+            "the secret is redacted"
+        );
+    }
+}

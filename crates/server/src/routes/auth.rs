@@ -1,0 +1,264 @@
+//! Single sign-on for people (SPEC §18): the login redirect, the provider's callback that
+//! starts a session, and sign-out. These answer browsers, so their errors are short HTML pages
+//! that say what happened and what to do.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use deploy_safety_api_types::ErrorBody;
+use deploy_safety_app::AppError;
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use crate::extract::{ApiQuery, Authenticated, SESSION_COOKIE};
+use crate::middleware::OwnProtocol;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct LoginQuery {
+    /// A path on this server to go to once signed in (anything else is ignored).
+    #[param(max_length = 1000)]
+    pub return_to: Option<String>,
+}
+
+/// What the identity provider sends back (OAuth 2.0 names, snake_case).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    /// The authorization code.
+    #[param(max_length = 4096)]
+    pub code: Option<String>,
+    /// The login's `state`, as `/auth/login` sent it.
+    #[param(max_length = 4096)]
+    pub state: Option<String>,
+    /// The provider's refusal, instead of a code.
+    #[param(max_length = 4096)]
+    pub error: Option<String>,
+    #[param(max_length = 4096)]
+    pub error_description: Option<String>,
+}
+
+fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — deploy-safety" }
+            }
+            body {
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// Browser pages carry the same protections as the dashboard's: no framing, no scripts.
+fn html_response(status: StatusCode, html: String) -> Response {
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response.extensions_mut().insert(OwnProtocol);
+    response
+}
+
+/// An error as a page: its status, its message, and a way on.
+fn error_page(error: AppError) -> Response {
+    let (status, title) = match &error {
+        AppError::NotFound(_) => (StatusCode::NOT_FOUND, "Single sign-on is not set up"),
+        AppError::Forbidden { .. } => (StatusCode::FORBIDDEN, "Signed in, but no access"),
+        AppError::Invalid { .. } => (StatusCode::BAD_REQUEST, "Sign-in failed"),
+        AppError::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The identity provider cannot be reached",
+        ),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed"),
+    };
+    let message = match &error {
+        AppError::Invalid { message, .. } => message.clone(),
+        AppError::Forbidden { message, .. } => message.clone(),
+        AppError::NotFound(message) => message.clone(),
+        AppError::Unavailable(_) => {
+            "deploy-safety could not reach the identity provider. Try again in a minute; static tokens keep working.".to_owned()
+        }
+        _ => "Something went wrong on our side; the server log has the details.".to_owned(),
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %error, "single sign-on");
+    }
+    let retry = !matches!(error, AppError::NotFound(_));
+    html_response(
+        status,
+        page(
+            title,
+            html! {
+                p { (message) }
+                @if retry {
+                    p { a href="login" { "Sign in again" } }
+                }
+            },
+        ),
+    )
+}
+
+/// The session cookie (SPEC §18): `HttpOnly`, `SameSite=Lax`, `Secure` unless served over
+/// plain http on a loopback address.
+fn session_cookie(value: &str, max_age_seconds: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}"
+    )
+}
+
+/// Starts a single sign-on login: redirects to the identity provider (authorization code with
+/// PKCE S256; `state` and `nonce` kept server-side for 10 minutes, single use).
+#[utoipa::path(get, path = "/auth/login", tag = "auth", security(()), params(LoginQuery),
+    responses(
+        (status = 303, description = "to the identity provider's authorization endpoint",
+            headers(("Location" = String, description = "the provider's authorization URL"))),
+        (status = 404, description = "single sign-on is not configured", content_type = "text/html"),
+        (status = 400, body = ErrorBody, description = "an unreadable query"),
+        (status = 503, description = "the identity provider's metadata cannot be read", content_type = "text/html"),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<LoginQuery>,
+) -> Response {
+    match state.app.begin_login(query.return_to.as_deref()).await {
+        Ok(start) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            match HeaderValue::from_str(&start.authorize_url) {
+                Ok(location) => {
+                    response.headers_mut().insert(header::LOCATION, location);
+                    response
+                        .headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    response
+                }
+                Err(_) => error_page(AppError::Internal(
+                    "the authorization URL is not a valid header".to_owned(),
+                )),
+            }
+        }
+        Err(e) => error_page(e),
+    }
+}
+
+/// The identity provider's redirect back: exchanges the code, verifies the ID token, and
+/// starts a session (a cookie), then goes to where the login began. An unknown, used or
+/// expired `state`, or an ID token that fails a check, is 400 and starts nothing; a person
+/// whose groups map to no role is 403.
+#[utoipa::path(get, path = "/auth/callback", tag = "auth", security(()), params(CallbackQuery),
+    responses(
+        (status = 303, description = "signed in: the session cookie is set",
+            headers(("Set-Cookie" = String, description = "`ds_session`: HttpOnly, SameSite=Lax, Secure except on plain http to a loopback address"))),
+        (status = 400, description = "the login cannot complete (state unknown, used or expired; ID token invalid)", content_type = "text/html"),
+        (status = 403, description = "no role mapping for the person's groups (`NO_ROLE_MAPPING`) or a principal with another role", content_type = "text/html"),
+        (status = 404, description = "single sign-on is not configured", content_type = "text/html"),
+        (status = 503, description = "the identity provider cannot be reached", content_type = "text/html"),
+    ))]
+pub async fn callback(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<CallbackQuery>,
+) -> Response {
+    let provider_error = query
+        .error
+        .as_deref()
+        .map(|e| match &query.error_description {
+            Some(d) => format!("{e}: {d}"),
+            None => e.to_owned(),
+        });
+    let done = state
+        .app
+        .finish_login(
+            query.code.as_deref(),
+            query.state.as_deref(),
+            provider_error.as_deref(),
+        )
+        .await;
+    match done {
+        Ok(done) => {
+            let secure = state.app.sso_secure_cookie();
+            let cookie = session_cookie(&done.cookie_value, done.max_age_seconds, secure);
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            let headers = response.headers_mut();
+            match (
+                HeaderValue::from_str(&cookie),
+                HeaderValue::from_str(&done.return_to),
+            ) {
+                (Ok(cookie), Ok(location)) => {
+                    headers.insert(header::SET_COOKIE, cookie);
+                    headers.insert(header::LOCATION, location);
+                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    response
+                }
+                _ => error_page(AppError::Internal(
+                    "the session cookie is not a valid header".to_owned(),
+                )),
+            }
+        }
+        Err(e) => error_page(e),
+    }
+}
+
+/// Ends the caller's single sign-on session and clears its cookie. Needs the session's
+/// `X-CSRF-Token`.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "signed out; the cookie is cleared"),
+        (status = 400, body = ErrorBody, description = "the caller is not a session (a token is revoked with `deploy-safety token revoke`)"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "no `X-CSRF-Token`, or not the session's (`CSRF`)"),
+    ))]
+pub async fn logout(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Response, crate::ApiError> {
+    state.app.logout(&caller).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let secure = state.app.sso_secure_cookie();
+    if let Ok(cookie) = HeaderValue::from_str(&session_cookie("", 0, secure)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_has_the_flags_spec_18_asks_for() {
+        assert_eq!(
+            session_cookie("dss_a.b", 43200, true),
+            "ds_session=dss_a.b; Path=/; HttpOnly; SameSite=Lax; Max-Age=43200; Secure"
+        );
+        assert!(!session_cookie("v", 1, false).contains("Secure"));
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let html = page("t", html! { p { ("<script>alert(1)</script>") } });
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<script>"));
+    }
+}
