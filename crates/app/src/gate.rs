@@ -510,6 +510,20 @@ impl App {
                     };
                     return refuse(tx, &caller, ACTION, env, refusal, now);
                 }
+                if caller.auth.is_workload() {
+                    let refusal = Refusal {
+                        reason: ReasonCode::WorkloadCannotApprove,
+                        message: format!(
+                            "`{}` is a workload identity ({}): an override is a person's approval, and workload identities never approve",
+                            caller.name,
+                            caller.auth.label()
+                        ),
+                        hints: vec![
+                            "Ask a person with the role to create the override (CLI, API or single sign-on); the pipeline's gated actions then use it.".to_owned(),
+                        ],
+                    };
+                    return refuse(tx, &caller, ACTION, env, refusal, now);
+                }
                 if !may_create_override(caller.role, action, known.tier) {
                     let roles: Vec<&str> = roles_that_may_override(action, known.tier)
                         .into_iter()

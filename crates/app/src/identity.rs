@@ -49,6 +49,29 @@ impl AuthMethod {
     }
 }
 
+/// Whether `url` names a loopback host (`127.0.0.0/8`, `::1`, `localhost`).
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// An identity provider's address must be `https://`, except on a loopback address (tests,
+/// development): SPEC §18. Whoever can change keys in transit can sign in as anyone.
+pub fn check_provider_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        _ => Err(format!(
+            "`{url}` must be https:// (plain http only on a loopback address)"
+        )),
+    }
+}
+
 /// `[auth]`: identity providers beside static tokens.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {

@@ -21,6 +21,8 @@ use crate::{App, AppError, AuthMethod, Caller};
 
 /// An unknown `kid` refetches the issuer's keys at most this often (SPEC §18).
 pub const REFETCH_INTERVAL_MS: i64 = 10_000;
+/// How often the server fetches every issuer's keys again, whatever the tokens ask for.
+pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// Longer presented credentials are refused before any parsing: real OIDC tokens are a few
 /// kilobytes at most.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -271,11 +273,12 @@ async fn discover_jwks_url(app: &App, issuer: &str) -> Result<String, String> {
             named.map_or_else(|| "nothing".to_owned(), |n| format!("`{n}`"))
         ));
     }
-    document
+    let jwks_url = document
         .get("jwks_uri")
         .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| format!("{url} has no `jwks_uri`"))
+        .ok_or_else(|| format!("{url} has no `jwks_uri`"))?;
+    crate::identity::check_provider_url(jwks_url).map_err(|e| format!("{url}: jwks_uri {e}"))?;
+    Ok(jwks_url.to_owned())
 }
 
 /// What a verified token says, before its principal is checked against the store.
@@ -285,11 +288,18 @@ struct Verified {
 }
 
 impl App {
-    /// Fetches every issuer's keys once, so the first pipeline does not wait for them. Failures
-    /// are logged; the next unknown `kid` retries.
+    /// Fetches every issuer's keys, replacing the cached ones: at start, so the first pipeline
+    /// does not wait, and then every [`KEY_REFRESH_INTERVAL`], so a key the issuer withdrew
+    /// stops verifying. A failed fetch keeps the cached keys and is logged.
     pub async fn warm_oidc_keys(&self) {
         for issuer in &self.identity.issuers.issuers {
             let mut last_attempt = issuer.fetching.lock().await;
+            // Discover again: the issuer may have moved its keys.
+            if issuer.settings.jwks_url.is_none()
+                && let Ok(mut cache) = issuer.cache.write()
+            {
+                cache.jwks_url = None;
+            }
             *last_attempt = Some(self.clock.now());
             match issuer.fetch(self).await {
                 Ok(keys) => {
@@ -419,6 +429,7 @@ impl App {
                     name.as_str(),
                     role,
                     &method,
+                    "auth.authenticate",
                     &json!({"binding": binding, "claims": matched}),
                 )
                 .await?;
@@ -502,13 +513,14 @@ impl App {
     }
 
     /// Makes `name` a principal with `role` on first sight; a principal that exists with
-    /// another role is refused (403) and recorded: roles never change (SPEC §18). Confirmed
-    /// principals are remembered, so a pipeline's every request does not write.
+    /// another role is refused (403) and recorded as `refused_action`: roles never change (SPEC
+    /// §18). Confirmed principals are remembered, so a pipeline's every request does not write.
     pub(crate) async fn ensure_principal(
         &self,
         name: &str,
         role: Role,
         method: &str,
+        refused_action: &str,
         details: &Value,
     ) -> Result<(), AppError> {
         if self.identity.known_principal(name) == Some(role) {
@@ -560,7 +572,7 @@ impl App {
                 self.append_audit_entry(AuditDraft {
                     principal: name.to_owned(),
                     role: Some(existing),
-                    action: "auth.authenticate".to_owned(),
+                    action: refused_action.to_owned(),
                     environment: None,
                     decision: AuditDecision::Denied,
                     reason: ReasonCode::PrincipalRoleConflict.as_str().to_owned(),

@@ -36,6 +36,9 @@ pub const LOGIN_LIFETIME_MINUTES: i64 = 10;
 pub const TOUCH_INTERVAL_MS: i64 = 60_000;
 /// Provider metadata (and so its keys) is fetched again after this long.
 const METADATA_MAX_AGE_MS: i64 = 10 * 60_000;
+/// Logins in progress at most: `/auth/login` needs no credential, so without a bound anyone
+/// could fill the table. Beyond it, new logins wait (503) until old ones expire.
+pub const MAX_PENDING_LOGINS: u64 = 10_000;
 /// The prefix of a session cookie's value, beside tokens' `ds_`.
 const SESSION_PREFIX: &str = "dss_";
 
@@ -81,12 +84,7 @@ impl SsoSettings {
         let Ok(url) = reqwest::Url::parse(&self.redirect_url) else {
             return true;
         };
-        let loopback = match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
-            None => false,
-        };
+        let loopback = crate::identity::is_loopback(&url);
         !(url.scheme() == "http" && loopback)
     }
 }
@@ -263,19 +261,35 @@ impl App {
             created_at: now,
             expires_at: now.plus_minutes(LOGIN_LIFETIME_MINUTES),
         };
-        self.store
+        let admitted = self
+            .store
             .write(move |tx| {
                 tx.purge_login_requests(now)?;
-                tx.insert_login_request(&record)
+                if tx.count_login_requests()? >= MAX_PENDING_LOGINS {
+                    return Ok(false);
+                }
+                tx.insert_login_request(&record)?;
+                Ok(true)
             })
             .await?;
+        if !admitted {
+            tracing::warn!(
+                "single sign-on: {MAX_PENDING_LOGINS} logins are in progress; refusing new ones until some expire"
+            );
+            return Err(AppError::Unavailable(
+                "too many sign-ins are in progress; try again in a few minutes".to_owned(),
+            ));
+        }
         Ok(LoginStart {
             authorize_url: url.to_string(),
         })
     }
 
     /// `GET /auth/callback`: exchanges the code, verifies the ID token and starts a session.
-    /// Every failure starts nothing and is recorded as `auth.login.failed`.
+    /// Every failure starts nothing. The failure of a login that was started here is recorded
+    /// as `auth.login.failed`; a callback naming no login in progress (no, unknown or used
+    /// `state`) is only logged: it needs no credential, so recording it would let anyone grow
+    /// the audit log.
     pub async fn finish_login(
         &self,
         code: Option<&str>,
@@ -284,14 +298,7 @@ impl App {
     ) -> Result<LoginDone, AppError> {
         let settings = self.sso()?.settings.clone();
         let Some(state) = state.filter(|s| !s.is_empty()) else {
-            return Err(self
-                .login_failed(
-                    None,
-                    ReasonCode::LoginFailed,
-                    "the callback has no `state`",
-                    json!({}),
-                )
-                .await);
+            return Err(no_login("the callback has no `state`"));
         };
         let state_hash = hash_secret(state);
         let request = self
@@ -300,14 +307,9 @@ impl App {
             .await?;
         let now = self.clock.now();
         let Some(request) = request else {
-            return Err(self
-                .login_failed(
-                    None,
-                    ReasonCode::LoginFailed,
-                    "this login's `state` is unknown or was used already: start again at /auth/login",
-                    json!({}),
-                )
-                .await);
+            return Err(no_login(
+                "this login's `state` is unknown or was used already: start again at /auth/login",
+            ));
         };
         if request.expires_at < now {
             return Err(self
@@ -364,6 +366,19 @@ impl App {
                 )
                 .await);
         };
+        // An address the provider has not verified names nobody for sure.
+        if settings.principal_claim == "email"
+            && claims.get("email_verified") == Some(&Value::Bool(false))
+        {
+            return Err(self
+                .login_failed(
+                    Some(&principal),
+                    ReasonCode::LoginFailed,
+                    "the identity provider says this email address is not verified",
+                    json!({}),
+                )
+                .await);
+        }
         let name = match PrincipalName::parse(&principal) {
             Ok(name) => name,
             Err(e) => {
@@ -398,6 +413,7 @@ impl App {
             name.as_str(),
             role,
             "sso",
+            "auth.login.failed",
             &json!({ settings.role_claim.clone(): role_values }),
         )
         .await?;
@@ -735,6 +751,15 @@ impl App {
                 Ok(Ok(revoked.into_iter().map(|r| r.id).collect()))
             })
             .await?
+    }
+}
+
+/// A callback that names no login in progress: 400, logged, not audited.
+fn no_login(message: &str) -> AppError {
+    tracing::warn!("single sign-on callback refused: {message}");
+    AppError::Invalid {
+        field: "state".to_owned(),
+        message: message.to_owned(),
     }
 }
 

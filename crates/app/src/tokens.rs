@@ -153,7 +153,13 @@ impl App {
     /// a configured issuer (SPEC §18), which may also be 403 when no binding matches it.
     pub async fn authenticate(&self, presented: &str) -> Result<Caller, AppError> {
         if !self.identity.issuers.is_empty() && crate::oidc::looks_like_jwt(presented) {
-            return self.authenticate_jwt(presented).await;
+            // The caller hears why; the log says so too, for the operator of a failing
+            // pipeline (never the token).
+            return self.authenticate_jwt(presented).await.inspect_err(|e| {
+                if let AppError::Unauthorized(reason) = e {
+                    tracing::info!(%reason, "refused an OIDC token");
+                }
+            });
         }
         if presented.len() > crate::oidc::MAX_TOKEN_BYTES {
             return Err(AppError::Unauthorized(

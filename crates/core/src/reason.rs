@@ -96,6 +96,9 @@ string_enum! {
         /// A single sign-on callback that starts no session: unknown, used or expired `state`,
         /// or an ID token that fails a check.
         LoginFailed = "LOGIN_FAILED",
+        /// A workload identity (an OIDC token of a pipeline) asked to approve: an override, a
+        /// vote. Approval is a person's (SPEC §18).
+        WorkloadCannotApprove = "WORKLOAD_CANNOT_APPROVE",
         /// A state-changing request authenticated by a session cookie without the session's
         /// `X-CSRF-Token`.
         Csrf = "CSRF",

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use deploy_safety_app::{AuthSettings, OidcIssuerSettings, SsoSettings};
+use deploy_safety_api_types::API_PREFIX;
+use deploy_safety_app::{AuthSettings, OidcIssuerSettings, SsoSettings, check_provider_url};
 use deploy_safety_core::Role;
 use deploy_safety_core::identity::{Binding, ClaimPattern, PrincipalTemplate};
 use serde::{Deserialize, Serialize};
@@ -94,18 +94,7 @@ impl fmt::Debug for SsoSection {
 
 /// An issuer must be `https://`, except on a loopback address (tests, development).
 fn check_issuer(at: &str, url: &str) -> anyhow::Result<()> {
-    let parsed = url::Url::parse(url).map_err(|e| anyhow!("{at}: `{url}` is not a URL: {e}"))?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => bail!("{at}: `{url}` must be https:// (plain http only on a loopback address)"),
-    }
+    check_provider_url(url).map_err(|e| anyhow!("{at}: {e}"))
 }
 
 fn algorithm(at: &str, name: &str) -> anyhow::Result<jsonwebtoken::Algorithm> {
@@ -250,9 +239,11 @@ impl SsoSection {
             bail!("{at}.client_secret: required (or set DEPLOY_SAFETY_AUTH_SSO_CLIENT_SECRET)");
         }
         check_issuer(&format!("{at}.redirect_url"), &self.redirect_url)?;
-        if !self.redirect_url.ends_with("/auth/callback") {
+        let callback = format!("{API_PREFIX}/auth/callback");
+        let path = url::Url::parse(&self.redirect_url).map(|u| u.path().to_owned());
+        if path.as_deref().ok() != Some(callback.as_str()) {
             bail!(
-                "{at}.redirect_url: must be this server's `/auth/callback`, e.g. https://deploy-safety.example.com/auth/callback"
+                "{at}.redirect_url: must be this server's `{callback}`, e.g. https://deploy-safety.example.com{callback}"
             );
         }
         let scopes: Vec<String> = self
@@ -404,7 +395,7 @@ mod tests {
         issuer = "https://idp.example"
         client_id = "deploy-safety"
         client_secret = "s3cret"
-        redirect_url = "https://gate.example/auth/callback"
+        redirect_url = "https://gate.example/api/deploy-safety/auth/callback"
         role_claim = "groups"
         roles = { "platform-leads" = "eng-lead", "security" = "security-team" }
     "#;
@@ -420,8 +411,8 @@ mod tests {
         for (from, to, named) in [
             ("client_secret = \"s3cret\"", "", "client_secret"),
             (
+                "https://gate.example/api/deploy-safety/auth/callback",
                 "https://gate.example/auth/callback",
-                "https://gate.example/elsewhere",
                 "redirect_url",
             ),
             (

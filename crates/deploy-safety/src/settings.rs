@@ -547,6 +547,10 @@ impl Settings {
                     other => bail!("`{other}`: expected true or false"),
                 }
             }
+            "auth.sso.client_secret" => match &mut self.auth.sso {
+                Some(sso) => sso.client_secret = value.to_owned(),
+                None => bail!("there is no [auth.sso] section for the client secret to go to"),
+            },
             other => bail!("unknown setting {other}"),
         }
         Ok(())
@@ -1026,6 +1030,33 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:3");
         assert_eq!(s.database_url, "sqlite://flag.db");
         assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn the_sso_client_secret_can_come_from_the_environment_and_is_never_shown() {
+        let f = file(
+            "[auth.sso]\nissuer = \"https://idp.example\"\nclient_id = \"deploy-safety\"\n\
+             redirect_url = \"https://gate.example/api/deploy-safety/auth/callback\"\n\
+             roles = { \"leads\" = \"eng-lead\" }\n",
+        );
+        let err = Settings::load(Some(f.path()), env(&[]), &FlagSettings::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("auth.sso.client_secret"),
+            "{err:#}"
+        );
+        let e = env(&[("DEPLOY_SAFETY_AUTH_SSO_CLIENT_SECRET", "from-the-vault")]);
+        let s = Settings::load(Some(f.path()), e, &FlagSettings::default()).unwrap();
+        assert_eq!(s.app().auth.sso.unwrap().client_secret, "from-the-vault");
+        let shown = s.to_redacted_toml().unwrap();
+        assert!(!shown.contains("from-the-vault"), "{shown}");
+        assert!(!format!("{s:?}").contains("from-the-vault"));
+
+        let e = env(&[("DEPLOY_SAFETY_AUTH_SSO_CLIENT_SECRET", "x")]);
+        let err = Settings::load(None, e, &FlagSettings::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no [auth.sso] section"),
+            "{err:#}"
+        );
     }
 
     #[test]

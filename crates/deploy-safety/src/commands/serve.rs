@@ -98,10 +98,16 @@ pub(super) async fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     app.sync_probes(settings.probe_definitions()?)
         .await
         .context("cannot set up the probes from the settings")?;
-    // The issuers' keys, fetched before the first pipeline asks (failures are logged; the
-    // first token with an unknown key tries again).
+    // The issuers' keys: fetched before the first pipeline asks, then refreshed on a schedule
+    // (failures are logged; cached keys keep verifying, and a token with an unknown key tries
+    // again).
     let warming = app.clone();
-    tokio::spawn(async move { warming.warm_oidc_keys().await });
+    tokio::spawn(async move {
+        loop {
+            warming.warm_oidc_keys().await;
+            tokio::time::sleep(deploy_safety_app::KEY_REFRESH_INTERVAL).await;
+        }
+    });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let background = [
         tokio::spawn(ProbeRunner::new(app.clone(), PROBE_CONCURRENCY).run(stopped.clone())),

@@ -89,7 +89,7 @@ fn error_page(error: AppError) -> Response {
         AppError::Invalid { .. } => (StatusCode::BAD_REQUEST, "Sign-in failed"),
         AppError::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "The identity provider cannot be reached",
+            "Sign-in is unavailable right now",
         ),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed"),
     };
@@ -98,7 +98,7 @@ fn error_page(error: AppError) -> Response {
         AppError::Forbidden { message, .. } => message.clone(),
         AppError::NotFound(message) => message.clone(),
         AppError::Unavailable(_) => {
-            "deploy-safety could not reach the identity provider. Try again in a minute; static tokens keep working.".to_owned()
+            "The identity provider or the database did not answer in time, or too many sign-ins are in progress. Try again in a minute; static tokens keep working.".to_owned()
         }
         _ => "Something went wrong on our side; the server log has the details.".to_owned(),
     };

@@ -58,13 +58,19 @@ impl SessionTx for SqlTx<'_> {
                 })
             },
         )?;
-        if found.is_some() {
-            self.execute(
-                "DELETE FROM login_requests WHERE state_hash = $1",
-                vals![state_hash.to_vec()],
-            )?;
+        if found.is_none() {
+            return Ok(None);
         }
-        Ok(found)
+        // Only the transaction that deletes the row has used the state.
+        let deleted = self.execute(
+            "DELETE FROM login_requests WHERE state_hash = $1",
+            vals![state_hash.to_vec()],
+        )?;
+        Ok(found.filter(|_| deleted == 1))
+    }
+
+    fn count_login_requests(&mut self) -> Result<u64, StoreError> {
+        self.count("SELECT count(*) FROM login_requests", vals![])
     }
 
     fn purge_login_requests(&mut self, now: Timestamp) -> Result<u64, StoreError> {

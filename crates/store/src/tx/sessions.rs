@@ -13,6 +13,8 @@ pub trait SessionTx {
         &mut self,
         state_hash: &[u8],
     ) -> Result<Option<LoginRequestRecord>, StoreError>;
+    /// How many logins are in progress (expired ones not yet purged included).
+    fn count_login_requests(&mut self) -> Result<u64, StoreError>;
     /// Deletes logins that expired before `now`; returns how many.
     fn purge_login_requests(&mut self, now: Timestamp) -> Result<u64, StoreError>;
     /// Inserts a session of an existing principal.

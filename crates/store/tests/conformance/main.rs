@@ -100,6 +100,7 @@ conformance!(
         stored_entries_heads_and_checkpoints,
         github_requests_round_trip_dedupe_and_come_due,
         verdict_lookups_are_per_release_and_exact_service,
+        logins_are_single_use_and_sessions_revocable,
     ]
 );
 
@@ -209,5 +210,6 @@ conformance!(
         stored_entries_heads_and_checkpoints,
         github_requests_round_trip_dedupe_and_come_due,
         verdict_lookups_are_per_release_and_exact_service,
+        logins_are_single_use_and_sessions_revocable,
     ]
 );

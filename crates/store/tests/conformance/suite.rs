@@ -8,7 +8,10 @@ use deploy_safety_core::{
     SecurityMode, Severity, StatusRange, ThreatLevel, Timestamp, Validation, ValidationRun,
     ValidationStatus,
 };
-use deploy_safety_store::{AuditQuery, IncidentQuery, Store, StoreError, TokenRecord, Tx};
+use deploy_safety_store::{
+    AuditQuery, IncidentQuery, LoginRequestRecord, SessionRecord, Store, StoreError, TokenRecord,
+    Tx,
+};
 use serde_json::json;
 
 use crate::TestDatabase;
@@ -1486,5 +1489,118 @@ pub async fn verdict_lookups_are_per_release_and_exact_service(db: &impl TestDat
     assert_eq!(
         rollback(Some("payments"), "v5", true).await.as_deref(),
         Some("rbk_3")
+    );
+}
+
+fn a_session(id: &str, principal: &str, created_min: i64) -> SessionRecord {
+    SessionRecord {
+        id: id.to_owned(),
+        secret_hash: vec![9; 32],
+        principal: principal.to_owned(),
+        role: Role::EngLead,
+        csrf_token: format!("csrf-{id}"),
+        created_at: at(created_min),
+        last_seen_at: at(created_min),
+        expires_at: at(created_min + 720),
+        revoked_at: None,
+        revoked_by: None,
+    }
+}
+
+fn a_login(state: u8, expires_min: i64) -> LoginRequestRecord {
+    LoginRequestRecord {
+        state_hash: vec![state; 32],
+        nonce: format!("nonce-{state}"),
+        pkce_verifier: format!("verifier-{state}"),
+        return_to: Some("/canaries".to_owned()),
+        created_at: T0,
+        expires_at: at(expires_min),
+    }
+}
+
+/// A login's state is taken once, whatever happens next; expired logins are purged; sessions
+/// belong to a principal with its role, record activity only forwards, and are revoked one by
+/// one or all of a principal's at once.
+pub async fn logins_are_single_use_and_sessions_revocable(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| {
+        tx.insert_login_request(&a_login(1, 10))?;
+        tx.insert_login_request(&a_login(2, 5))
+    })
+    .await;
+    let taken = write(&store, |tx| tx.take_login_request(&[1; 32])).await;
+    assert_eq!(taken, Some(a_login(1, 10)));
+    assert_eq!(
+        write(&store, |tx| tx.take_login_request(&[1; 32])).await,
+        None,
+        "a state is used once"
+    );
+    assert_eq!(read(&store, |tx| tx.count_login_requests()).await, 1);
+    assert_eq!(write(&store, |tx| tx.purge_login_requests(at(6))).await, 1);
+    assert_eq!(read(&store, |tx| tx.count_login_requests()).await, 0);
+    assert_eq!(
+        write(&store, |tx| tx.take_login_request(&[2; 32])).await,
+        None
+    );
+
+    write(&store, |tx| {
+        tx.insert_principal("alice@example.com", Role::EngLead, T0)?;
+        tx.insert_session(&a_session("s1", "alice@example.com", 0))?;
+        tx.insert_session(&a_session("s2", "alice@example.com", 1))
+    })
+    .await;
+    let orphan = store
+        .write(|tx| tx.insert_session(&a_session("s3", "nobody", 0)))
+        .await;
+    assert!(orphan.is_err(), "a session needs its principal: {orphan:?}");
+    assert_eq!(
+        read(&store, |tx| tx.get_session("s1")).await,
+        Some(a_session("s1", "alice@example.com", 0))
+    );
+    assert!(write(&store, |tx| tx.touch_session("s1", at(5))).await);
+    assert!(
+        !write(&store, |tx| tx.touch_session("s1", at(4))).await,
+        "activity never moves back"
+    );
+    assert_eq!(
+        read(&store, |tx| tx.get_session("s1"))
+            .await
+            .unwrap()
+            .last_seen_at,
+        at(5)
+    );
+    let listed: Vec<String> = read(&store, |tx| tx.list_sessions())
+        .await
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, ["s2", "s1"], "newest first");
+
+    assert!(write(&store, |tx| tx.revoke_session("s1", "cli:ops", at(6))).await);
+    assert!(!write(&store, |tx| tx.revoke_session("s1", "cli:ops", at(7))).await);
+    assert!(
+        !write(&store, |tx| tx.touch_session("s1", at(8))).await,
+        "a revoked session records no activity"
+    );
+    let revoked = read(&store, |tx| tx.get_session("s1")).await.unwrap();
+    assert_eq!(
+        (revoked.revoked_at, revoked.revoked_by.as_deref()),
+        (Some(at(6)), Some("cli:ops"))
+    );
+    let of_alice = write(&store, |tx| {
+        tx.revoke_sessions_of("alice@example.com", "sec", at(9))
+    })
+    .await;
+    assert_eq!(
+        of_alice.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["s2"],
+        "only sessions still active"
+    );
+    assert!(
+        read(&store, |tx| tx.get_session("s2"))
+            .await
+            .unwrap()
+            .revoked_at
+            .is_some()
     );
 }
