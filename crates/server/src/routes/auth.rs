@@ -19,7 +19,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct LoginQuery {
     /// A path on this server to go to once signed in (anything else is ignored).
-    #[param(max_length = 1000)]
+    #[param(max_length = 1000, pattern = "^[!-~]{1,1000}$")]
     pub return_to: Option<String>,
 }
 
@@ -28,15 +28,15 @@ pub struct LoginQuery {
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     /// The authorization code.
-    #[param(max_length = 4096)]
+    #[param(max_length = 4096, pattern = "^[ -~]{1,4096}$")]
     pub code: Option<String>,
     /// The login's `state`, as `/auth/login` sent it.
-    #[param(max_length = 4096)]
+    #[param(max_length = 4096, pattern = "^[ -~]{1,4096}$")]
     pub state: Option<String>,
     /// The provider's refusal, instead of a code.
-    #[param(max_length = 4096)]
+    #[param(max_length = 4096, pattern = "^[ -~]{1,4096}$")]
     pub error: Option<String>,
-    #[param(max_length = 4096)]
+    #[param(max_length = 4096, pattern = "^[ -~]{1,4096}$")]
     pub error_description: Option<String>,
 }
 
@@ -137,7 +137,7 @@ fn session_cookie(value: &str, max_age_seconds: u64, secure: bool) -> String {
             headers(("Location" = String, description = "the provider's authorization URL"))),
         (status = 404, description = "single sign-on is not configured", content_type = "text/html"),
         (status = 400, body = ErrorBody, description = "an unreadable query"),
-        (status = 503, description = "the identity provider's metadata cannot be read", content_type = "text/html"),
+        (status = 503, description = "the identity provider's metadata cannot be read, or 10,000 sign-ins are in progress already", content_type = "text/html"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -171,10 +171,11 @@ pub async fn login(
     responses(
         (status = 303, description = "signed in: the session cookie is set",
             headers(("Set-Cookie" = String, description = "`ds_session`: HttpOnly, SameSite=Lax, Secure except on plain http to a loopback address"))),
-        (status = 400, description = "the login cannot complete (state unknown, used or expired; ID token invalid)", content_type = "text/html"),
+        (status = 400, description = "the login cannot complete (state missing, unknown, used or expired; the code refused; the ID token invalid): a page; an unreadable query: the error body",
+            content(("text/html"), (ErrorBody = "application/json"))),
         (status = 403, description = "no role mapping for the person's groups (`NO_ROLE_MAPPING`) or a principal with another role", content_type = "text/html"),
         (status = 404, description = "single sign-on is not configured", content_type = "text/html"),
-        (status = 503, description = "the identity provider cannot be reached", content_type = "text/html"),
+        (status = 503, description = "the database did not answer in time, or the identity provider's metadata cannot be read", content_type = "text/html"),
     ))]
 pub async fn callback(
     State(state): State<AppState>,
