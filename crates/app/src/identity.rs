@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deploy_safety_core::Role;
+use deploy_safety_core::{AuditDecision, AuditDraft, ReasonCode, Role};
 use serde_json::{Map, Value};
 
 use crate::oidc::{DEFAULT_IDENTITY_TIMEOUT, Issuers, OidcIssuerSettings};
@@ -136,5 +136,32 @@ impl Identity {
             }
             known.insert(name.to_owned(), role);
         }
+    }
+}
+
+/// The audit entry of a refused identity (a token no binding matches, a failed sign-in, a role
+/// conflict): denied, with how the caller tried to authenticate and why, in words.
+pub(crate) fn identity_refusal(
+    principal: &str,
+    role: Option<Role>,
+    action: &str,
+    reason: ReasonCode,
+    method: &str,
+    message: &str,
+    details: Value,
+) -> AuditDraft {
+    let mut details = details;
+    if let Some(object) = details.as_object_mut() {
+        object.insert("authenticatedBy".to_owned(), method.into());
+        object.insert("message".to_owned(), message.into());
+    }
+    AuditDraft {
+        principal: principal.to_owned(),
+        role,
+        action: action.to_owned(),
+        environment: None,
+        decision: AuditDecision::Denied,
+        reason: reason.as_str().to_owned(),
+        details,
     }
 }

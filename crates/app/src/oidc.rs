@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::identity::identity_refusal;
 use crate::{App, AppError, AuthMethod, Caller};
 
 /// An unknown `kid` refetches the issuer's keys at most this often (SPEC §18).
@@ -488,20 +489,15 @@ impl App {
             .unwrap_or("unknown")
             .to_owned();
         tracing::warn!(%method, %subject, reason = reason.as_str(), "{message}");
-        let mut details = details;
-        if let Some(object) = details.as_object_mut() {
-            object.insert("authenticatedBy".to_owned(), method.into());
-            object.insert("message".to_owned(), message.clone().into());
-        }
-        let draft = AuditDraft {
-            principal: subject,
-            role: None,
-            action: "auth.authenticate".to_owned(),
-            environment: None,
-            decision: AuditDecision::Denied,
-            reason: reason.as_str().to_owned(),
+        let draft = identity_refusal(
+            &subject,
+            None,
+            "auth.authenticate",
+            reason,
+            method,
+            &message,
             details,
-        };
+        );
         if let Err(e) = self.append_audit_entry(draft).await {
             return e;
         }
@@ -563,21 +559,19 @@ impl App {
                 );
                 let mut refused = details.clone();
                 if let Some(object) = refused.as_object_mut() {
-                    object.insert("authenticatedBy".to_owned(), method.into());
                     object.insert("existingRole".to_owned(), existing.as_str().into());
                     object.insert("boundRole".to_owned(), role.as_str().into());
-                    object.insert("message".to_owned(), message.clone().into());
                 }
                 tracing::warn!(principal = %name, %method, "{message}");
-                self.append_audit_entry(AuditDraft {
-                    principal: name.to_owned(),
-                    role: Some(existing),
-                    action: refused_action.to_owned(),
-                    environment: None,
-                    decision: AuditDecision::Denied,
-                    reason: ReasonCode::PrincipalRoleConflict.as_str().to_owned(),
-                    details: refused,
-                })
+                self.append_audit_entry(identity_refusal(
+                    name,
+                    Some(existing),
+                    refused_action,
+                    ReasonCode::PrincipalRoleConflict,
+                    method,
+                    &message,
+                    refused,
+                ))
                 .await?;
                 Err(AppError::Forbidden {
                     reason: ReasonCode::PrincipalRoleConflict,

@@ -27,6 +27,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::identity::identity_refusal;
 use crate::tokens::{hash_secret, random_secret, random_token_parts, split_token};
 use crate::{App, AppError, AuthMethod, Caller};
 
@@ -433,7 +434,7 @@ impl App {
             revoked_at: None,
             revoked_by: None,
         };
-        let view = self.session_view(&record, &settings);
+        let view = Self::session_view(&record, Some(settings.session_idle_timeout));
         let entry = AuditDraft {
             principal: record.principal.clone(),
             role: Some(role),
@@ -549,20 +550,15 @@ impl App {
             reason = reason.as_str(),
             "single sign-on failed: {message}"
         );
-        let mut details = details;
-        if let Some(object) = details.as_object_mut() {
-            object.insert("authenticatedBy".to_owned(), "sso".into());
-            object.insert("message".to_owned(), message.into());
-        }
-        let draft = AuditDraft {
-            principal: principal.unwrap_or("unknown").to_owned(),
-            role: None,
-            action: "auth.login.failed".to_owned(),
-            environment: None,
-            decision: AuditDecision::Denied,
-            reason: reason.as_str().to_owned(),
+        let draft = identity_refusal(
+            principal.unwrap_or("unknown"),
+            None,
+            "auth.login.failed",
+            reason,
+            "sso",
+            message,
             details,
-        };
+        );
         if let Err(e) = self.append_audit_entry(draft).await {
             return e;
         }
@@ -579,8 +575,13 @@ impl App {
         }
     }
 
-    fn session_view(&self, record: &SessionRecord, settings: &SsoSettings) -> SessionView {
-        let idle = millis(settings.session_idle_timeout);
+    /// A session as lists show it; without the idle timeout (single sign-on not configured
+    /// where the list is read), only the absolute end is known.
+    fn session_view(record: &SessionRecord, idle_timeout: Option<Duration>) -> SessionView {
+        let idle_expires_at = match idle_timeout {
+            Some(idle) => record.last_seen_at.plus_millis(millis(idle)),
+            None => record.expires_at,
+        };
         SessionView {
             id: record.id.clone(),
             principal: record.principal.clone(),
@@ -588,7 +589,7 @@ impl App {
             created_at: record.created_at,
             last_seen_at: record.last_seen_at,
             expires_at: record.expires_at,
-            idle_expires_at: record.last_seen_at.plus_millis(idle).min(record.expires_at),
+            idle_expires_at: idle_expires_at.min(record.expires_at),
             revoked_at: record.revoked_at,
             revoked_by: record.revoked_by.clone(),
         }
@@ -670,23 +671,14 @@ impl App {
     /// Every session, newest first (`deploy-safety session list`).
     pub async fn list_sessions(&self) -> Result<Vec<SessionView>, AppError> {
         let records = self.store.read(|tx| tx.list_sessions()).await?;
-        let settings = self.identity.sso.as_ref().map(|s| s.settings.clone());
+        let idle = self
+            .identity
+            .sso
+            .as_ref()
+            .map(|s| s.settings.session_idle_timeout);
         Ok(records
             .iter()
-            .map(|r| match &settings {
-                Some(settings) => self.session_view(r, settings),
-                None => SessionView {
-                    id: r.id.clone(),
-                    principal: r.principal.clone(),
-                    role: r.role,
-                    created_at: r.created_at,
-                    last_seen_at: r.last_seen_at,
-                    expires_at: r.expires_at,
-                    idle_expires_at: r.expires_at,
-                    revoked_at: r.revoked_at,
-                    revoked_by: r.revoked_by.clone(),
-                },
-            })
+            .map(|r| Self::session_view(r, idle))
             .collect())
     }
 
