@@ -13,7 +13,7 @@ use crate::sso::{Sso, SsoSettings};
 
 /// How a caller authenticated: recorded in every audit entry made on its behalf, so an
 /// investigation can tell a pipeline from a person.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum AuthMethod {
     /// A static bearer token (its public id).
     Token { id: String },
@@ -28,6 +28,25 @@ pub enum AuthMethod {
         session_id: String,
         csrf_token: String,
     },
+}
+
+/// Never shows a session's CSRF token.
+impl std::fmt::Debug for AuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthMethod::Token { id } => f.debug_struct("Token").field("id", id).finish(),
+            AuthMethod::Oidc { issuer, claims } => f
+                .debug_struct("Oidc")
+                .field("issuer", issuer)
+                .field("claims", claims)
+                .finish(),
+            AuthMethod::Sso { session_id, .. } => f
+                .debug_struct("Sso")
+                .field("session_id", session_id)
+                .field("csrf_token", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 impl AuthMethod {
@@ -72,6 +91,24 @@ pub fn check_provider_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// An identity provider's answer is read up to this size: discovery documents and key sets
+/// are kilobytes.
+pub const MAX_PROVIDER_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// The body of a provider's response, refused beyond [`MAX_PROVIDER_RESPONSE_BYTES`].
+pub(crate) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_PROVIDER_RESPONSE_BYTES {
+            return Err(format!(
+                "the answer is larger than {MAX_PROVIDER_RESPONSE_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// `[auth]`: identity providers beside static tokens.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
@@ -98,10 +135,12 @@ pub(crate) struct Identity {
     pub(crate) issuers: Issuers,
     pub(crate) sso: Option<Sso>,
     /// For identity providers only: bounded timeout, no redirects followed.
-    pub(crate) http: reqwest::Client,
+    http: Result<reqwest::Client, String>,
     /// Principals confirmed to exist with this role. Principals never change role and are
     /// never deleted, so an entry never goes stale.
     known_principals: Mutex<HashMap<String, Role>>,
+    /// When each identity refusal was last recorded (see `refuse_identity`).
+    recorded_refusals: Mutex<HashMap<String, deploy_safety_core::Timestamp>>,
 }
 
 impl Identity {
@@ -112,13 +151,24 @@ impl Identity {
             .connect_timeout(settings.provider_timeout)
             .user_agent(concat!("deploy-safety/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
+            .map_err(|e| {
+                // Never a default client instead: it would follow redirects, without a time
+                // limit. Every provider request fails closed.
+                tracing::error!(error = %e, "cannot build the identity providers' HTTP client; OIDC tokens and single sign-on are refused");
+                format!("no HTTP client for identity providers: {e}")
+            });
         Identity {
             issuers: Issuers::new(&settings.oidc),
             sso: settings.sso.clone().map(Sso::new),
             http,
             known_principals: Mutex::new(HashMap::new()),
+            recorded_refusals: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The identity providers' HTTP client, or why there is none.
+    pub(crate) fn http(&self) -> Result<&reqwest::Client, String> {
+        self.http.as_ref().map_err(Clone::clone)
     }
 
     pub(crate) fn known_principal(&self, name: &str) -> Option<Role> {
@@ -126,6 +176,31 @@ impl Identity {
             .lock()
             .ok()
             .and_then(|known| known.get(name).copied())
+    }
+
+    /// Whether the refusal `key` is to be recorded now: the first time, and again once
+    /// [`crate::oidc::REFUSAL_AUDIT_WINDOW_MS`] has passed. Bounded like the principal cache.
+    pub(crate) fn first_refusal_in_window(
+        &self,
+        key: &str,
+        now: deploy_safety_core::Timestamp,
+    ) -> bool {
+        let Ok(mut recorded) = self.recorded_refusals.lock() else {
+            return true;
+        };
+        if let Some(at) = recorded.get(key)
+            && now.millis_since(*at) < crate::oidc::REFUSAL_AUDIT_WINDOW_MS
+        {
+            return false;
+        }
+        if recorded.len() >= 100_000 {
+            recorded.retain(|_, at| now.millis_since(*at) < crate::oidc::REFUSAL_AUDIT_WINDOW_MS);
+            if recorded.len() >= 100_000 {
+                recorded.clear();
+            }
+        }
+        recorded.insert(key.to_owned(), now);
+        true
     }
 
     pub(crate) fn remember_principal(&self, name: &str, role: Role) {

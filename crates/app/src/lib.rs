@@ -47,7 +47,10 @@ pub use events::{Executor, Webhook, retry_delay_ms};
 pub use github::{GithubAppKey, GithubSettings};
 pub use identity::{AuthMethod, AuthSettings, check_provider_url};
 pub use integrations::{FlaggerAnswer, FlaggerSettings};
-pub use oidc::{KEY_REFRESH_INTERVAL, MAX_TOKEN_BYTES, OidcIssuerSettings, REFETCH_INTERVAL_MS};
+pub use oidc::{
+    KEY_REFRESH_INTERVAL, MAX_TOKEN_BYTES, OidcIssuerSettings, REFETCH_INTERVAL_MS,
+    REFUSAL_AUDIT_WINDOW_MS,
+};
 pub use probes::{DATABASE_PROBE, PROBE_HISTORY, check_url, probe_definition};
 pub use prometheus::{PrometheusQueries, PrometheusSettings};
 pub use soaks::SoakSettings;

@@ -22,6 +22,8 @@ use crate::{App, AppError, AuthMethod, Caller};
 
 /// An unknown `kid` refetches the issuer's keys at most this often (SPEC §18).
 pub const REFETCH_INTERVAL_MS: i64 = 10_000;
+/// An identical identity refusal is recorded at most once in this long, per replica.
+pub const REFUSAL_AUDIT_WINDOW_MS: i64 = 10 * 60_000;
 /// How often the server fetches every issuer's keys again, whatever the tokens ask for.
 pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// Longer presented credentials are refused before any parsing: real OIDC tokens are a few
@@ -245,7 +247,7 @@ fn key_algorithm_is(key: KeyAlgorithm, alg: Algorithm) -> bool {
 pub(crate) async fn get_json(app: &App, url: &str) -> Result<Value, String> {
     let response = app
         .identity
-        .http
+        .http()?
         .get(url)
         .send()
         .await
@@ -253,10 +255,10 @@ pub(crate) async fn get_json(app: &App, url: &str) -> Result<Value, String> {
     if !response.status().is_success() {
         return Err(format!("{url}: HTTP {}", response.status()));
     }
-    response
-        .json::<Value>()
+    let body = crate::identity::read_limited(response)
         .await
-        .map_err(|e| format!("{url}: not JSON: {e}"))
+        .map_err(|e| format!("{url}: {e}"))?;
+    serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
 }
 
 /// The JWKS address from the issuer's discovery document, which must name the issuer exactly
@@ -472,8 +474,11 @@ impl App {
         }
     }
 
-    /// Records a refused identity (403) and answers with it. The entry names the token's
-    /// subject, never the token.
+    /// Records a refused identity (403) and answers with it. The entry's principal is the issuer
+    /// (`oidc:NAME`): on a public issuer anyone can mint a valid token, so the `sub` it claims
+    /// goes in the details, never in the principal. The same refusal (issuer, reason, `sub`,
+    /// claims) is recorded once per [`REFUSAL_AUDIT_WINDOW_MS`] per replica and logged every
+    /// time: a replayed token must not grow the audit log without end.
     async fn refuse_identity(
         &self,
         claims: &Map<String, Value>,
@@ -486,11 +491,26 @@ impl App {
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned();
+            .unwrap_or("unknown");
         tracing::warn!(%method, %subject, reason = reason.as_str(), "{message}");
+        let refused = AppError::Forbidden {
+            reason,
+            message: message.clone(),
+            hints,
+        };
+        let key = format!("{method}\n{}\n{subject}\n{details}", reason.as_str());
+        if !self
+            .identity
+            .first_refusal_in_window(&key, self.clock.now())
+        {
+            return refused;
+        }
+        let mut details = details;
+        if let Some(object) = details.as_object_mut() {
+            object.insert("sub".to_owned(), subject.into());
+        }
         let draft = identity_refusal(
-            &subject,
+            method,
             None,
             "auth.authenticate",
             reason,
@@ -501,11 +521,7 @@ impl App {
         if let Err(e) = self.append_audit_entry(draft).await {
             return e;
         }
-        AppError::Forbidden {
-            reason,
-            message,
-            hints,
-        }
+        refused
     }
 
     /// Makes `name` a principal with `role` on first sight; a principal that exists with
@@ -563,6 +579,17 @@ impl App {
                     object.insert("boundRole".to_owned(), role.as_str().into());
                 }
                 tracing::warn!(principal = %name, %method, "{message}");
+                let key = format!("{refused_action}\n{name}\n{role}");
+                if !self
+                    .identity
+                    .first_refusal_in_window(&key, self.clock.now())
+                {
+                    return Err(AppError::Forbidden {
+                        reason: ReasonCode::PrincipalRoleConflict,
+                        message,
+                        hints: Vec::new(),
+                    });
+                }
                 self.append_audit_entry(identity_refusal(
                     name,
                     Some(existing),

@@ -39,7 +39,7 @@ pub const TOUCH_INTERVAL_MS: i64 = 60_000;
 const METADATA_MAX_AGE_MS: i64 = 10 * 60_000;
 /// Logins in progress at most: `/auth/login` needs no credential, so without a bound anyone
 /// could fill the table. Beyond it, new logins wait (503) until old ones expire.
-pub const MAX_PENDING_LOGINS: u64 = 10_000;
+pub const MAX_PENDING_LOGINS: u64 = 100_000;
 /// The prefix of a session cookie's value, beside tokens' `ds_`.
 const SESSION_PREFIX: &str = "dss_";
 
@@ -123,16 +123,26 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp<'_> {
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);
             }
-            let body = response.bytes().await.map_err(Box::new)?;
-            builder.body(body.to_vec()).map_err(HttpClientError::Http)
+            let body = crate::identity::read_limited(response)
+                .await
+                .map_err(HttpClientError::Other)?;
+            builder.body(body).map_err(HttpClientError::Http)
         })
     }
 }
 
-/// A started login: where to send the browser.
-#[derive(Debug)]
+/// A started login: where to send the browser, and the value of the cookie that ties the
+/// login to that browser (the callback must bring it back).
 pub struct LoginStart {
     pub authorize_url: String,
+    pub browser_binding: String,
+}
+
+impl std::fmt::Debug for LoginStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL carries the login's `state`.
+        f.debug_struct("LoginStart").finish_non_exhaustive()
+    }
 }
 
 /// A finished login: the cookie to set and where to go.
@@ -216,7 +226,7 @@ impl App {
         }
         let issuer = IssuerUrl::new(sso.settings.issuer.clone())
             .map_err(|e| AppError::Internal(format!("auth.sso.issuer: {e}")))?;
-        let http = ProviderHttp(&self.identity.http);
+        let http = ProviderHttp(self.identity.http().map_err(AppError::Unavailable)?);
         let metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await
             .map_err(|e| {
@@ -225,6 +235,17 @@ impl App {
                     "the identity provider's metadata cannot be read: {e}"
                 ))
             })?;
+        // The addresses the document names must be as safe as the issuer's own.
+        let endpoints = [
+            Some(metadata.jwks_uri().url().as_str()),
+            metadata.token_endpoint().map(|u| u.url().as_str()),
+        ];
+        for url in endpoints.into_iter().flatten() {
+            crate::identity::check_provider_url(url).map_err(|e| {
+                tracing::error!(issuer = %sso.settings.issuer, "single sign-on: the provider's metadata names {e}");
+                AppError::Unavailable(format!("the identity provider's metadata names {e}"))
+            })?;
+        }
         *cached = Some((metadata.clone(), now));
         Ok(metadata)
     }
@@ -253,9 +274,11 @@ impl App {
             }
         }
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        let browser_binding = random_secret()?;
         let now = self.clock.now();
         let record = LoginRequestRecord {
             state_hash: hash_secret(state.secret()),
+            browser_hash: hash_secret(&browser_binding),
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.secret().clone(),
             return_to: safe_return_to(return_to),
@@ -283,68 +306,76 @@ impl App {
         }
         Ok(LoginStart {
             authorize_url: url.to_string(),
+            browser_binding,
         })
     }
 
     /// `GET /auth/callback`: exchanges the code, verifies the ID token and starts a session.
-    /// Every failure starts nothing. The failure of a login that was started here is recorded
-    /// as `auth.login.failed`; a callback naming no login in progress (no, unknown or used
-    /// `state`) is only logged: it needs no credential, so recording it would let anyone grow
-    /// the audit log.
+    /// Every failure starts nothing. A failure before the provider has vouched for a person (no,
+    /// unknown, used or expired `state`, a login begun in another browser, the provider's
+    /// refusal, no code, a code it will not exchange) is 400 and only logged: anyone can cause
+    /// those without an account, so recording them would let anyone grow the audit log. Once an
+    /// ID token arrived, every failure is recorded as `auth.login.failed` (an identical one once
+    /// per ten minutes per replica).
     pub async fn finish_login(
         &self,
         code: Option<&str>,
         state: Option<&str>,
         provider_error: Option<&str>,
+        browser_binding: Option<&str>,
     ) -> Result<LoginDone, AppError> {
         let settings = self.sso()?.settings.clone();
         let Some(state) = state.filter(|s| !s.is_empty()) else {
             return Err(no_login("the callback has no `state`"));
         };
         let state_hash = hash_secret(state);
-        let request = self
+        // Looked up before writing: a callback with a made-up state costs a read, not a place
+        // in the writer's queue.
+        let lookup = state_hash.clone();
+        let known = self
             .store
-            .write(move |tx| tx.take_login_request(&state_hash))
-            .await?;
+            .read(move |tx| tx.get_login_request(&lookup))
+            .await?
+            .is_some();
+        let request = if known {
+            self.store
+                .write(move |tx| tx.take_login_request(&state_hash))
+                .await?
+        } else {
+            None
+        };
         let now = self.clock.now();
         let Some(request) = request else {
             return Err(no_login(
                 "this login's `state` is unknown or was used already: start again at /auth/login",
             ));
         };
+        let same_browser = browser_binding
+            .is_some_and(|b| bool::from(hash_secret(b).ct_eq(&request.browser_hash)));
+        if !same_browser {
+            return Err(no_login(
+                "this sign-in was started in another browser, or its cookie was lost: start again at /auth/login",
+            ));
+        }
         if request.expires_at < now {
-            return Err(self
-                .login_failed(
-                    None,
-                    ReasonCode::LoginFailed,
-                    "this login took longer than 10 minutes: start again at /auth/login",
-                    json!({}),
-                )
-                .await);
+            return Err(no_login(
+                "this login took longer than 10 minutes: start again at /auth/login",
+            ));
         }
         if let Some(error) = provider_error {
-            return Err(self
-                .login_failed(
-                    None,
-                    ReasonCode::LoginFailed,
-                    &format!("the identity provider refused the login: {error}"),
-                    json!({"providerError": error}),
-                )
-                .await);
+            let shown: String = error.chars().take(300).collect();
+            return Err(no_login(&format!(
+                "the identity provider refused the login: {shown}"
+            )));
         }
         let Some(code) = code.filter(|c| !c.is_empty()) else {
-            return Err(self
-                .login_failed(
-                    None,
-                    ReasonCode::LoginFailed,
-                    "the callback has no `code`",
-                    json!({}),
-                )
-                .await);
+            return Err(no_login("the callback has no `code`"));
         };
         let claims = match self.exchange_and_verify(&settings, code, &request).await {
             Ok(claims) => claims,
-            Err(message) => {
+            Err(LoginError::Unavailable(e)) => return Err(e),
+            Err(LoginError::Exchange(message)) => return Err(no_login(&message)),
+            Err(LoginError::Verify(message)) => {
                 return Err(self
                     .login_failed(None, ReasonCode::LoginFailed, &message, json!({}))
                     .await);
@@ -473,11 +504,11 @@ impl App {
         settings: &SsoSettings,
         code: &str,
         request: &LoginRequestRecord,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, LoginError> {
         let metadata = self
             .provider_metadata(false)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(LoginError::Unavailable)?;
         let client = |metadata: CoreProviderMetadata| -> Result<_, String> {
             Ok(CoreClient::from_provider_metadata(
                 metadata,
@@ -488,22 +519,31 @@ impl App {
                 RedirectUrl::new(settings.redirect_url.clone()).map_err(|e| e.to_string())?,
             ))
         };
-        let http = ProviderHttp(&self.identity.http);
-        let tokens = client(metadata.clone())?
+        let http = ProviderHttp(
+            self.identity
+                .http()
+                .map_err(|e| LoginError::Unavailable(AppError::Unavailable(e)))?,
+        );
+        let tokens = client(metadata.clone())
+            .map_err(LoginError::Exchange)?
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .map_err(|e| format!("the provider has no token endpoint: {e}"))?
+            .map_err(|e| LoginError::Exchange(format!("the provider has no token endpoint: {e}")))?
             .set_pkce_verifier(PkceCodeVerifier::new(request.pkce_verifier.clone()))
             .request_async(&http)
             .await
             .map_err(|e| {
-                format!(
+                LoginError::Exchange(format!(
                     "the identity provider did not exchange the code: {}",
                     describe_token_error(&e)
-                )
+                ))
             })?;
         let id_token = tokens
             .id_token()
-            .ok_or_else(|| "the identity provider answered without an ID token".to_owned())?
+            .ok_or_else(|| {
+                LoginError::Exchange(
+                    "the identity provider answered without an ID token".to_owned(),
+                )
+            })?
             .clone();
         let nonce = Nonce::new(request.nonce.clone());
         let clock = self.clock.clone();
@@ -528,12 +568,12 @@ impl App {
             let fresh = self
                 .provider_metadata(true)
                 .await
-                .map_err(|_| first.clone())?;
-            verify(fresh)?;
+                .map_err(|_| LoginError::Verify(first.clone()))?;
+            verify(fresh).map_err(LoginError::Verify)?;
         }
         // Verified above; read every claim (the role claim is not a standard one).
         jsonwebtoken::dangerous::insecure_decode_claims::<Map<String, Value>>(id_token.to_string())
-            .map_err(|e| format!("the ID token's claims cannot be read: {e}"))
+            .map_err(|e| LoginError::Verify(format!("the ID token's claims cannot be read: {e}")))
     }
 
     /// Records a failed login and answers with it: 403 for a person without a role, 400 for
@@ -550,6 +590,17 @@ impl App {
             reason = reason.as_str(),
             "single sign-on failed: {message}"
         );
+        let key = format!(
+            "auth.login.failed\n{}\n{}\n{message}",
+            reason.as_str(),
+            principal.unwrap_or("unknown")
+        );
+        if !self
+            .identity
+            .first_refusal_in_window(&key, self.clock.now())
+        {
+            return login_refusal(reason, message);
+        }
         let draft = identity_refusal(
             principal.unwrap_or("unknown"),
             None,
@@ -562,17 +613,7 @@ impl App {
         if let Err(e) = self.append_audit_entry(draft).await {
             return e;
         }
-        match reason {
-            ReasonCode::NoRoleMapping => AppError::Forbidden {
-                reason,
-                message: message.to_owned(),
-                hints: Vec::new(),
-            },
-            _ => AppError::Invalid {
-                field: "state".to_owned(),
-                message: message.to_owned(),
-            },
-        }
+        login_refusal(reason, message)
     }
 
     /// A session as lists show it; without the idle timeout (single sign-on not configured
@@ -743,6 +784,32 @@ impl App {
                 Ok(Ok(revoked.into_iter().map(|r| r.id).collect()))
             })
             .await?
+    }
+}
+
+/// Why a callback's code did not become verified claims.
+enum LoginError {
+    /// The provider's metadata cannot be read (503).
+    Unavailable(AppError),
+    /// The provider did not give tokens for the code: nobody is vouched for yet.
+    Exchange(String),
+    /// The provider's ID token fails a check.
+    Verify(String),
+}
+
+/// The answer to a failed login: 403 for a person without a role (or with another one), 400
+/// for everything else (SPEC §18).
+fn login_refusal(reason: ReasonCode, message: &str) -> AppError {
+    match reason {
+        ReasonCode::NoRoleMapping | ReasonCode::PrincipalRoleConflict => AppError::Forbidden {
+            reason,
+            message: message.to_owned(),
+            hints: Vec::new(),
+        },
+        _ => AppError::Invalid {
+            field: "state".to_owned(),
+            message: message.to_owned(),
+        },
     }
 }
 

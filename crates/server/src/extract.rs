@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
+use deploy_safety_api_types::API_PREFIX;
 use deploy_safety_app::{AppError, AuthMethod, Caller};
 use deploy_safety_core::ReasonCode;
 use serde::de::DeserializeOwned;
@@ -136,6 +137,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 /// The session cookie's name (SPEC §18).
 pub const SESSION_COOKIE: &str = "ds_session";
+/// The cookie that ties a single sign-on login to the browser that began it.
+pub const LOGIN_COOKIE: &str = "ds_login";
 /// The header a state-changing request authenticated by a session cookie must carry.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -157,6 +160,21 @@ impl FromRequestParts<AppState> for Authenticated {
         if parts.headers.get(header::AUTHORIZATION).is_none()
             && let Some(session) = cookie(parts, SESSION_COOKIE)
         {
+            // Deploy engines answer with a bearer token. A browser's cookie there would let a
+            // cross-site link record a decision in the signed-in person's name (a GET that
+            // writes an audit entry).
+            // Nested routes see their path without the prefix; the original URI has it.
+            let path = parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or_else(|| parts.uri.path(), |original| original.0.path());
+            if path.starts_with(&format!("{API_PREFIX}/integrations/")) {
+                return Err(AppError::Unauthorized(
+                    "deploy engines' endpoints take a bearer token, not a session cookie"
+                        .to_owned(),
+                )
+                .into());
+            }
             let caller = state.app.authenticate_session(session).await?;
             if changes_state(&parts.method) {
                 check_csrf(parts, &caller)?;
@@ -197,8 +215,12 @@ fn check_csrf(parts: &Parts, caller: &Caller) -> Result<(), ApiError> {
 
 /// The value of cookie `name`, if the request carries it.
 pub(crate) fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+    cookie_value(&parts.headers, name)
+}
+
+/// The value of cookie `name` among `headers`.
+pub(crate) fn cookie_value<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -233,6 +233,15 @@ fn every_operation(doc: &mut Value) {
             operation["operationId"] = json!(unique);
         }
         let has_body = operation.get("requestBody").is_some();
+        // Query parameters that may be kilobytes long (a sign-in callback's code and state).
+        let has_long_query = operation["parameters"]
+            .as_array()
+            .is_some_and(|parameters| {
+                parameters.iter().any(|p| {
+                    p["in"] == "query"
+                        && p["schema"]["maxLength"].as_u64().is_some_and(|n| n >= 1000)
+                })
+            });
         let Some(responses) = operation
             .get_mut("responses")
             .and_then(Value::as_object_mut)
@@ -313,6 +322,14 @@ fn every_operation(doc: &mut Value) {
                     );
                 }
             }
+        }
+        // The HTTP layer refuses a URL longer than 64 KiB before any handler sees it: no body,
+        // no request id. Only an operation with long query parameters can get there.
+        if has_long_query {
+            responses.insert(
+                "414".to_owned(),
+                json!({ "description": "the URL is longer than the server reads (64 KiB)" }),
+            );
         }
     }
 }

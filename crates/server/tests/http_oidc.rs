@@ -600,16 +600,21 @@ async fn a_valid_token_that_no_binding_matches_is_403_no_binding_and_audited_wit
         None,
     );
 
+    // The same refusal again (a replayed token: anyone can mint one on a public issuer) is
+    // recorded once per window, not once per request.
     let entries = h.audit("action=auth.authenticate").await;
-    assert_eq!(entries.len(), 2, "each refusal is recorded");
+    assert_eq!(
+        entries.len(),
+        1,
+        "one record for the same refusal: {entries:?}"
+    );
     for entry in &entries {
         assert_eq!(entry["decision"], "denied");
         assert_eq!(entry["reason"], "NO_BINDING");
-        assert_eq!(
-            entry["principal"], "repo:evil/payments:environment:production",
-            "named by the token's subject"
-        );
+        // The subject is the token's word, not a principal's name: the issuer is the principal.
+        assert_eq!(entry["principal"], "oidc:github");
         let details = &entry["details"];
+        assert_eq!(details["sub"], "repo:evil/payments:environment:production");
         assert_eq!(details["authenticatedBy"], "oidc:github");
         // The claims the bindings look at, with the token's values: what an operator needs to
         // see why nothing matched.
@@ -623,6 +628,16 @@ async fn a_valid_token_that_no_binding_matches_is_403_no_binding_and_audited_wit
         );
         assert!(details["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    // After the window it is recorded again.
+    h.clock
+        .advance_millis(deploy_safety_app::REFUSAL_AUDIT_WINDOW_MS + 1);
+    let mut later = claims.clone();
+    later["iat"] = json!(now(&h));
+    later["nbf"] = json!(now(&h));
+    later["exp"] = json!(now(&h) + 300);
+    let got = whoami(&h, &provider.sign(&later)).await;
+    assert_eq!(got.0, StatusCode::FORBIDDEN);
+    assert_eq!(h.audit("action=auth.authenticate").await.len(), 2);
     assert!(
         h.audit("action=security-gate.check").await.is_empty(),
         "no decision was made for it"
@@ -668,7 +683,11 @@ async fn a_binding_cannot_give_an_existing_principal_another_role() {
         .iter()
         .filter(|e| e["reason"] == "PRINCIPAL_ROLE_CONFLICT")
         .collect();
-    assert_eq!(conflicts.len(), 2, "every refusal is logged: {entries:?}");
+    assert_eq!(
+        conflicts.len(),
+        1,
+        "the same refusal is recorded once per window: {entries:?}"
+    );
     for entry in conflicts {
         assert_eq!(entry["decision"], "denied");
         assert_eq!(entry["principal"], "eng-lead");

@@ -88,6 +88,8 @@ struct World {
     settings: SsoSettings,
     /// The browser's connection to the provider: follows no redirects, as the test does.
     browser: reqwest::Client,
+    /// The browser's `ds_login` cookie, set by the last `/auth/login` (sent to the callback).
+    login_binding: std::sync::Mutex<Option<String>>,
 }
 
 /// A session as a browser holds it.
@@ -115,21 +117,41 @@ impl SetCookie {
     }
 }
 
-fn set_cookie(reply: &Reply) -> Option<SetCookie> {
-    let all: Vec<&str> = reply
+fn set_cookies(reply: &Reply) -> Vec<SetCookie> {
+    reply
         .headers
         .get_all(header::SET_COOKIE)
         .iter()
-        .map(|v| v.to_str().unwrap())
+        .map(|v| {
+            let mut parts = v.to_str().unwrap().split(';').map(str::trim);
+            let (name, value) = parts.next().unwrap().split_once('=').unwrap();
+            SetCookie {
+                name: name.to_owned(),
+                value: value.to_owned(),
+                attributes: parts.map(str::to_owned).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The session cookie a reply sets, if any (at most one).
+fn set_cookie(reply: &Reply) -> Option<SetCookie> {
+    let mut sessions: Vec<SetCookie> = set_cookies(reply)
+        .into_iter()
+        .filter(|c| c.name == "ds_session")
         .collect();
-    assert!(all.len() <= 1, "one cookie at most: {all:?}");
-    let mut parts = all.first()?.split(';').map(str::trim);
-    let (name, value) = parts.next().unwrap().split_once('=').unwrap();
-    Some(SetCookie {
-        name: name.to_owned(),
-        value: value.to_owned(),
-        attributes: parts.map(str::to_owned).collect(),
-    })
+    assert!(
+        sessions.len() <= 1,
+        "one session cookie at most: {sessions:?}"
+    );
+    sessions.pop()
+}
+
+/// The cookie tying a login to its browser, if the reply sets one.
+fn login_cookie(reply: &Reply) -> Option<SetCookie> {
+    set_cookies(reply)
+        .into_iter()
+        .find(|c| c.name == "ds_login")
 }
 
 fn location(reply: &Reply) -> String {
@@ -226,6 +248,7 @@ impl World {
             provider,
             settings,
             browser,
+            login_binding: std::sync::Mutex::new(None),
         }
     }
 
@@ -244,7 +267,11 @@ impl World {
             ),
             None => format!("{API}/auth/login"),
         };
-        request(router, Method::GET, &path, &[], None).await
+        let reply = request(router, Method::GET, &path, &[], None).await;
+        if let Some(cookie) = login_cookie(&reply) {
+            *self.login_binding.lock().unwrap() = Some(cookie.value);
+        }
+        reply
     }
 
     /// The browser at the provider's authorization URL: signs in and is sent back. Returns the
@@ -265,9 +292,25 @@ impl World {
         format!("{}?{}", url.path(), url.query().unwrap_or_default())
     }
 
+    /// The provider's redirect back, followed by the browser that began the login (with its
+    /// `ds_login` cookie).
     async fn callback(&self, router: &Router, path_and_query: &str) -> Reply {
+        let binding = self.login_binding.lock().unwrap().clone();
+        let cookie = binding.map(|b| format!("ds_login={b}"));
+        self.callback_with_cookie(router, path_and_query, cookie.as_deref())
+            .await
+    }
+
+    /// The same redirect followed with exactly this `Cookie` header (or none).
+    async fn callback_with_cookie(
+        &self,
+        router: &Router,
+        path_and_query: &str,
+        cookie: Option<&str>,
+    ) -> Reply {
         self.sync_clock();
-        request(router, Method::GET, path_and_query, &[], None).await
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        request(router, Method::GET, path_and_query, &headers, None).await
     }
 
     /// The whole flow on `router` (login → provider → callback), asserting it signs in.
@@ -324,10 +367,14 @@ async fn a_person_signs_in_with_pkce_state_and_nonce_and_gets_a_session() {
     let w = World::start().await;
     let return_to = "/api/deploy-safety/security-gate/status";
 
-    // 1. /auth/login sends the browser to the provider, keeping nothing in the browser.
+    // 1. /auth/login sends the browser to the provider; the login's secrets stay server-side
+    //    (the browser holds only the `ds_login` cookie that ties the login to it).
     let started = w.begin(&w.h.router, Some(return_to)).await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{started:?}");
-    assert!(set_cookie(&started).is_none(), "state is kept server-side");
+    assert!(
+        set_cookie(&started).is_none(),
+        "no session before the callback"
+    );
     assert_eq!(started.headers[header::CACHE_CONTROL], "no-store");
     let authorize_url = location(&started);
     assert!(
@@ -608,33 +655,55 @@ async fn a_state_is_single_use_and_unknown_or_expired_states_are_refused() {
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
     assert!(refused.text.contains("access_denied"), "{}", refused.text);
 
-    // These two name a real login in progress (its secret state): recorded.
+    // Neither had an identity the provider vouched for (anyone can start a login and send
+    // such a callback): refused and logged, not recorded.
     assert_eq!(w.sessions().await.len(), 1);
-    let failed = w.h.audit("action=auth.login.failed").await;
-    assert_eq!(failed.len(), 2, "{failed:?}");
-    assert!(
-        failed[0]["details"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("access_denied")
-    );
-    assert!(
-        failed[1]["details"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("10 minutes")
-    );
-    for entry in &failed {
-        assert_eq!(entry["decision"], "denied");
-        assert_eq!(entry["reason"], "LOGIN_FAILED");
-        assert_eq!(entry["details"]["authenticatedBy"], "sso");
-        assert!(
-            entry["details"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
-    }
+    assert!(w.h.audit("action=auth.login.failed").await.is_empty());
     assert_eq!(w.h.audit("action=auth.login").await.len(), 1);
+}
+
+/// Login CSRF: someone begins a login, signs in at the provider as themselves, and sends the
+/// callback URL to a victim. The victim's browser does not hold the `ds_login` cookie that
+/// began the login, so no session starts, and the state is spent.
+#[tokio::test]
+async fn a_callback_from_another_browser_starts_no_session() {
+    let w = World::start().await;
+    let started = w.begin(&w.h.router, None).await;
+    let binding = login_cookie(&started).expect("a ds_login cookie");
+    assert!(binding.value.len() >= 43, "256 random bits");
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/api/deploy-safety/auth",
+        "Max-Age=600",
+    ] {
+        assert!(binding.has(attribute), "{attribute}: {binding:?}");
+    }
+    let back = w.authorize(&location(&started)).await;
+    for cookie in [
+        None,
+        Some("ds_login=someone-elses"),
+        Some("ds_session=dss_x.y"),
+    ] {
+        let reply = w.callback_with_cookie(&w.h.router, &back, cookie).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{cookie:?}: {reply:?}"
+        );
+        assert!(set_cookie(&reply).is_none(), "no session: {reply:?}");
+    }
+    assert!(w.sessions().await.is_empty());
+    // The right browser comes too late: the first attempt spent the state.
+    let reply = w.callback(&w.h.router, &back).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
+    assert!(w.sessions().await.is_empty());
+    // Every callback clears the binding cookie.
+    let cleared = login_cookie(&reply).expect("a clearing ds_login cookie");
+    assert!(
+        cleared.value.is_empty() && cleared.has("Max-Age=0"),
+        "{cleared:?}"
+    );
 }
 
 #[tokio::test]
@@ -1316,5 +1385,28 @@ async fn an_unverified_email_starts_no_session() {
         "groups": ["platform-leads"]
     }));
     let session = w.login().await;
+    assert_eq!(whoami(&w.h.router, &session).await.status, StatusCode::OK);
+}
+
+/// Deploy engines' endpoints take a bearer token. A session cookie there would let a
+/// cross-site link (a top-level GET carries a `SameSite=Lax` cookie) record a decision in the
+/// signed-in person's name.
+#[tokio::test]
+async fn a_session_cookie_does_not_reach_the_deploy_engines_endpoints() {
+    let w = World::start().await;
+    let session = w.login().await;
+    let before = w.h.audit("limit=1000").await.len();
+    let path = format!(
+        "{API}/integrations/decision?action=deploy.canary.start&environment=staging&releaseId=v1"
+    );
+    let reply = with_session(&w.h.router, Method::GET, &path, &session, None, None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+    assert!(reply.text.contains("bearer token"), "{}", reply.text);
+    assert_eq!(
+        w.h.audit("limit=1000").await.len(),
+        before,
+        "nothing recorded"
+    );
+    // Elsewhere the same session reads as usual.
     assert_eq!(whoami(&w.h.router, &session).await.status, StatusCode::OK);
 }

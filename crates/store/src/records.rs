@@ -20,7 +20,7 @@ pub struct TokenRecord {
 }
 
 /// A single sign-on session as stored (SPEC §18): only the SHA-256 of the cookie's secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// The public part of the cookie, used to find, list and revoke the session.
     pub id: String,
@@ -40,11 +40,30 @@ pub struct SessionRecord {
     pub revoked_by: Option<String>,
 }
 
+/// Never shows the CSRF token.
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("role", &self.role)
+            .field("csrf_token", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .field("revoked_by", &self.revoked_by)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A single sign-on login in progress: what the callback must find again, once.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LoginRequestRecord {
     /// SHA-256 of the `state` sent to the identity provider.
     pub state_hash: Vec<u8>,
+    /// SHA-256 of the cookie that ties the login to the browser that began it.
+    pub browser_hash: Vec<u8>,
     pub nonce: String,
     pub pkce_verifier: String,
     /// A path on this server to go to once signed in.

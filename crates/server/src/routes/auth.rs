@@ -3,14 +3,14 @@
 //! that say what happened and what to do.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use deploy_safety_api_types::ErrorBody;
-use deploy_safety_app::AppError;
+use deploy_safety_api_types::{API_PREFIX, ErrorBody};
+use deploy_safety_app::{AppError, LOGIN_LIFETIME_MINUTES};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
-use crate::extract::{ApiQuery, Authenticated, SESSION_COOKIE};
+use crate::extract::{ApiQuery, Authenticated, LOGIN_COOKIE, SESSION_COOKIE, cookie_value};
 use crate::middleware::OwnProtocol;
 use crate::state::AppState;
 
@@ -123,21 +123,35 @@ fn error_page(error: AppError) -> Response {
 /// The session cookie (SPEC §18): `HttpOnly`, `SameSite=Lax`, `Secure` unless served over
 /// plain http on a loopback address.
 fn session_cookie(value: &str, max_age_seconds: u64, secure: bool) -> String {
+    cookie(SESSION_COOKIE, value, "/", max_age_seconds, secure)
+}
+
+/// The cookie that ties a login to the browser that began it, so a callback URL made by
+/// someone else's login cannot sign this browser in as them (login CSRF). Sent only to the
+/// sign-in routes, for as long as a login may take.
+fn login_cookie(value: &str, max_age_seconds: u64, secure: bool) -> String {
+    let path = format!("{API_PREFIX}/auth");
+    cookie(LOGIN_COOKIE, value, &path, max_age_seconds, secure)
+}
+
+fn cookie(name: &str, value: &str, path: &str, max_age_seconds: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}"
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}"
     )
 }
 
 /// Starts a single sign-on login: redirects to the identity provider (authorization code with
-/// PKCE S256; `state` and `nonce` kept server-side for 10 minutes, single use).
+/// PKCE S256; `state` and `nonce` kept server-side for 10 minutes, single use), and sets the
+/// cookie that ties the login to this browser.
 #[utoipa::path(get, path = "/auth/login", tag = "auth", security(()), params(LoginQuery),
     responses(
         (status = 303, description = "to the identity provider's authorization endpoint",
-            headers(("Location" = String, description = "the provider's authorization URL"))),
+            headers(("Location" = String, description = "the provider's authorization URL"),
+                ("Set-Cookie" = String, description = "`ds_login`: ties the login to this browser; the callback needs it"))),
         (status = 404, description = "single sign-on is not configured", content_type = "text/html"),
         (status = 400, body = ErrorBody, description = "an unreadable query"),
-        (status = 503, description = "the identity provider's metadata cannot be read, or 10,000 sign-ins are in progress already", content_type = "text/html"),
+        (status = 503, description = "the identity provider's metadata cannot be read, or 100,000 sign-ins are in progress already", content_type = "text/html"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -146,15 +160,25 @@ pub async fn login(
     match state.app.begin_login(query.return_to.as_deref()).await {
         Ok(start) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
-            match HeaderValue::from_str(&start.authorize_url) {
-                Ok(location) => {
+            let lifetime = u64::try_from(LOGIN_LIFETIME_MINUTES * 60).unwrap_or(600);
+            let binding = login_cookie(
+                &start.browser_binding,
+                lifetime,
+                state.app.sso_secure_cookie(),
+            );
+            match (
+                HeaderValue::from_str(&start.authorize_url),
+                HeaderValue::from_str(&binding),
+            ) {
+                (Ok(location), Ok(binding)) => {
+                    response.headers_mut().insert(header::SET_COOKIE, binding);
                     response.headers_mut().insert(header::LOCATION, location);
                     response
                         .headers_mut()
                         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                     response
                 }
-                Err(_) => error_page(AppError::Internal(
+                _ => error_page(AppError::Internal(
                     "the authorization URL is not a valid header".to_owned(),
                 )),
             }
@@ -165,13 +189,13 @@ pub async fn login(
 
 /// The identity provider's redirect back: exchanges the code, verifies the ID token, and
 /// starts a session (a cookie), then goes to where the login began. An unknown, used or
-/// expired `state`, or an ID token that fails a check, is 400 and starts nothing; a person
-/// whose groups map to no role is 403.
+/// expired `state`, a login begun in another browser, or an ID token that fails a check, is
+/// 400 and starts nothing; a person whose groups map to no role is 403.
 #[utoipa::path(get, path = "/auth/callback", tag = "auth", security(()), params(CallbackQuery),
     responses(
         (status = 303, description = "signed in: the session cookie is set",
             headers(("Set-Cookie" = String, description = "`ds_session`: HttpOnly, SameSite=Lax, Secure except on plain http to a loopback address"))),
-        (status = 400, description = "the login cannot complete (state missing, unknown, used or expired; the code refused; the ID token invalid): a page; an unreadable query: the error body",
+        (status = 400, description = "the login cannot complete (state missing, unknown, used or expired; begun in another browser; the code refused; the ID token invalid): a page; an unreadable query: the error body",
             content(("text/html"), (ErrorBody = "application/json"))),
         (status = 403, description = "no role mapping for the person's groups (`NO_ROLE_MAPPING`) or a principal with another role", content_type = "text/html"),
         (status = 404, description = "single sign-on is not configured", content_type = "text/html"),
@@ -179,8 +203,10 @@ pub async fn login(
     ))]
 pub async fn callback(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(query): ApiQuery<CallbackQuery>,
 ) -> Response {
+    let binding = cookie_value(&headers, LOGIN_COOKIE).map(str::to_owned);
     let provider_error = query
         .error
         .as_deref()
@@ -194,11 +220,14 @@ pub async fn callback(
             query.code.as_deref(),
             query.state.as_deref(),
             provider_error.as_deref(),
+            binding.as_deref(),
         )
         .await;
-    match done {
+    let secure = state.app.sso_secure_cookie();
+    // The login is over, whatever its outcome: its binding cookie goes.
+    let spent = HeaderValue::from_str(&login_cookie("", 0, secure)).ok();
+    let mut response = match done {
         Ok(done) => {
-            let secure = state.app.sso_secure_cookie();
             let cookie = session_cookie(&done.cookie_value, done.max_age_seconds, secure);
             let mut response = StatusCode::SEE_OTHER.into_response();
             let headers = response.headers_mut();
@@ -218,7 +247,11 @@ pub async fn callback(
             }
         }
         Err(e) => error_page(e),
+    };
+    if let Some(spent) = spent {
+        response.headers_mut().append(header::SET_COOKIE, spent);
     }
+    response
 }
 
 /// Ends the caller's single sign-on session and clears its cookie. Needs the session's

@@ -5,6 +5,8 @@
 CREATE TABLE login_requests (
     -- SHA-256 of the `state` sent to the identity provider: the state itself is not kept.
     state_hash    BYTEA   PRIMARY KEY,
+    -- SHA-256 of the cookie that ties the login to the browser that began it (no login CSRF).
+    browser_hash  BYTEA   NOT NULL,
     nonce         TEXT    NOT NULL,
     pkce_verifier TEXT    NOT NULL,
     -- Where the browser goes once signed in (a path on this server).

@@ -25,8 +25,9 @@ impl SessionTx for SqlTx<'_> {
     fn insert_login_request(&mut self, r: &LoginRequestRecord) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO login_requests
-                 (state_hash, nonce, pkce_verifier, return_to, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+                 (state_hash, nonce, pkce_verifier, return_to, created_at, expires_at,
+                  browser_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             vals![
                 r.state_hash.clone(),
                 r.nonce,
@@ -34,30 +35,40 @@ impl SessionTx for SqlTx<'_> {
                 r.return_to.clone(),
                 r.created_at.unix_millis(),
                 r.expires_at.unix_millis(),
+                r.browser_hash.clone(),
             ],
         )?;
         Ok(())
+    }
+
+    fn get_login_request(
+        &mut self,
+        state_hash: &[u8],
+    ) -> Result<Option<LoginRequestRecord>, StoreError> {
+        self.one(
+            "SELECT state_hash, browser_hash, nonce, pkce_verifier, return_to, created_at,
+                    expires_at
+             FROM login_requests WHERE state_hash = $1",
+            vals![state_hash.to_vec()],
+            |row| {
+                Ok(LoginRequestRecord {
+                    state_hash: row.get(0)?,
+                    browser_hash: row.get(1)?,
+                    nonce: row.get(2)?,
+                    pkce_verifier: row.get(3)?,
+                    return_to: row.get(4)?,
+                    created_at: timestamp(row, 5)?,
+                    expires_at: timestamp(row, 6)?,
+                })
+            },
+        )
     }
 
     fn take_login_request(
         &mut self,
         state_hash: &[u8],
     ) -> Result<Option<LoginRequestRecord>, StoreError> {
-        let found = self.one(
-            "SELECT state_hash, nonce, pkce_verifier, return_to, created_at, expires_at
-             FROM login_requests WHERE state_hash = $1",
-            vals![state_hash.to_vec()],
-            |row| {
-                Ok(LoginRequestRecord {
-                    state_hash: row.get(0)?,
-                    nonce: row.get(1)?,
-                    pkce_verifier: row.get(2)?,
-                    return_to: row.get(3)?,
-                    created_at: timestamp(row, 4)?,
-                    expires_at: timestamp(row, 5)?,
-                })
-            },
-        )?;
+        let found = self.get_login_request(state_hash)?;
         if found.is_none() {
             return Ok(None);
         }

@@ -7,6 +7,11 @@ use crate::{LoginRequestRecord, SessionRecord, StoreError};
 /// Logins in progress and the sessions they start.
 pub trait SessionTx {
     fn insert_login_request(&mut self, request: &LoginRequestRecord) -> Result<(), StoreError>;
+    /// The login with this state hash, if it is in progress (read only).
+    fn get_login_request(
+        &mut self,
+        state_hash: &[u8],
+    ) -> Result<Option<LoginRequestRecord>, StoreError>;
     /// Removes and returns the login with this state hash: a state is used once, whatever the
     /// outcome. The caller checks its expiry.
     fn take_login_request(

@@ -1510,6 +1510,7 @@ fn a_session(id: &str, principal: &str, created_min: i64) -> SessionRecord {
 fn a_login(state: u8, expires_min: i64) -> LoginRequestRecord {
     LoginRequestRecord {
         state_hash: vec![state; 32],
+        browser_hash: vec![state.wrapping_add(100); 32],
         nonce: format!("nonce-{state}"),
         pkce_verifier: format!("verifier-{state}"),
         return_to: Some("/canaries".to_owned()),
@@ -1528,6 +1529,11 @@ pub async fn logins_are_single_use_and_sessions_revocable(db: &impl TestDatabase
         tx.insert_login_request(&a_login(2, 5))
     })
     .await;
+    assert_eq!(
+        read(&store, |tx| tx.get_login_request(&[1; 32])).await,
+        Some(a_login(1, 10)),
+        "looking does not use it"
+    );
     let taken = write(&store, |tx| tx.take_login_request(&[1; 32])).await;
     assert_eq!(taken, Some(a_login(1, 10)));
     assert_eq!(
