@@ -272,6 +272,15 @@ pub(crate) fn record_lockdown_trigger(
                     "note": "already in lockdown: the first reason stands" }),
         ),
     };
+    // The gate acted, so `system` is the principal; how the person whose change set it off
+    // authenticated is recorded beside their name.
+    let mut details = details;
+    if let Some(object) = details.as_object_mut() {
+        object.insert(
+            "triggeredByAuthenticatedBy".to_owned(),
+            caller.auth.label().into(),
+        );
+    }
     tx.append_audit(
         AuditDraft {
             principal: "system".to_owned(),

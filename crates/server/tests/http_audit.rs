@@ -430,3 +430,55 @@ async fn concurrent_checks_each_get_their_own_entry_and_share_commits() {
         "the seqs answered are the seqs recorded"
     );
 }
+
+/// SPEC §18: every entry made on a caller's behalf says how the caller authenticated, so an
+/// investigation can tell a pipeline from a person. Entries the server makes on its own are
+/// `system`'s.
+#[tokio::test]
+async fn every_entry_made_for_a_caller_says_how_it_authenticated() {
+    let h = populated().await;
+    h.set_threat("high", "INC-1: credential leak").await;
+    h.set_threat("low", "INC-1 contained").await;
+    let incident = h
+        .open_incident(
+            &h.tokens.oncall,
+            json!({"title": "payments errors", "severity": "critical", "category": "security"}),
+        )
+        .await;
+    let id = incident["id"].as_str().unwrap();
+    let (status, body) = h
+        .post(
+            &format!("/incidents/{id}/resolve"),
+            &h.tokens.security,
+            json!({"reason": "rotated the keys"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.validate("v1.2.3", "staging").await;
+    let (status, body) = h
+        .post(
+            "/rollback/create",
+            &h.tokens.oncall,
+            json!({"environment": "production", "fromVersion": "v1.2.3", "toVersion": "v1.2.2",
+                   "reason": "INC-2: errors"}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+
+    let entries = h.audit("limit=1000").await;
+    assert!(entries.len() >= 12, "{entries:?}");
+    let mut callers = 0;
+    for entry in &entries {
+        let by = &entry["details"]["authenticatedBy"];
+        match entry["principal"].as_str().unwrap() {
+            "system" => {}
+            // Tokens are made on the database directly (the CLI), or here by the harness.
+            _ if entry["action"] == "token.create" => assert_eq!(by, "cli", "{entry}"),
+            _ => {
+                callers += 1;
+                assert_eq!(by, "token", "{entry}");
+            }
+        }
+    }
+    assert!(callers >= 10, "{entries:?}");
+}

@@ -729,6 +729,7 @@ async fn a_second_automatic_trigger_keeps_the_first_reason_and_audits_the_new_ca
     assert_eq!(trigger["reason"], "LOCKDOWN_TRIGGERED");
     assert_eq!(trigger["details"]["lockdownReason"], first_reason.as_str());
     assert_eq!(trigger["details"]["triggeredBy"], "oncall-lead");
+    assert_eq!(trigger["details"]["triggeredByAuthenticatedBy"], "token");
     let cause = trigger["details"]["cause"].as_str().unwrap();
     assert!(cause.contains(&second_id), "{cause}");
     assert_eq!(
