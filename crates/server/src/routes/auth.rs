@@ -24,7 +24,7 @@ pub struct LoginQuery {
 }
 
 /// What the identity provider sends back (OAuth 2.0 names, snake_case).
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     /// The authorization code.
@@ -38,6 +38,16 @@ pub struct CallbackQuery {
     pub error: Option<String>,
     #[param(max_length = 4096, pattern = "^[ -~]{1,4096}$")]
     pub error_description: Option<String>,
+}
+
+/// Never shows the code or the state: either would let someone finish the login.
+impl std::fmt::Debug for CallbackQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackQuery")
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .finish_non_exhaustive()
+    }
 }
 
 fn page(title: &str, body: Markup) -> String {
