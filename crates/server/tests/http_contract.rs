@@ -179,6 +179,12 @@ async fn every_operation_states_what_all_share() {
                     .is_some_and(|d| !d.is_empty()),
                 "{method} {path} {status}: description"
             );
+            // A 414 comes from the HTTP layer before any of ours: it has no request id, and
+            // the document says only what it is.
+            if status == "414" {
+                assert!(response.get("headers").is_none(), "{method} {path} 414");
+                continue;
+            }
             assert_eq!(
                 response["headers"]["X-Request-Id"]["required"], true,
                 "{method} {path} {status}"

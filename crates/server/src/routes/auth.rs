@@ -112,8 +112,9 @@ fn error_page(error: AppError) -> Response {
         }
         _ => "Something went wrong on our side; the server log has the details.".to_owned(),
     };
-    if status.is_server_error() {
-        tracing::error!(error = %error, "single sign-on");
+    // An unavailable provider or database was logged with its cause where it happened.
+    if let AppError::Internal(cause) = &error {
+        tracing::error!(%cause, "single sign-on");
     }
     let retry = !matches!(error, AppError::NotFound(_));
     html_response(
