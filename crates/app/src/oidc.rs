@@ -154,18 +154,13 @@ impl IssuerState {
             )));
         }
         *last_attempt = Some(now);
-        match self.fetch(app).await {
-            Ok(keys) => {
-                let found = keys.get(kid).cloned();
-                tracing::info!(issuer = %self.settings.name, keys = keys.len(), "fetched the issuer's signing keys");
-                self.cache.write().map_err(|_| lock_poisoned())?.keys = keys;
-                found.ok_or_else(|| {
-                    unauthorized(format!(
-                        "the token's key `{kid}` is not among issuer `{}`'s keys",
-                        self.settings.name
-                    ))
-                })
-            }
+        match self.refresh(app).await {
+            Ok(()) => self.cached_key(kid)?.ok_or_else(|| {
+                unauthorized(format!(
+                    "the token's key `{kid}` is not among issuer `{}`'s keys",
+                    self.settings.name
+                ))
+            }),
             Err(e) => {
                 tracing::warn!(issuer = %self.settings.name, error = %e, "could not fetch the issuer's signing keys; unknown keys are refused");
                 Err(unauthorized(format!(
@@ -174,6 +169,18 @@ impl IssuerState {
                 )))
             }
         }
+    }
+
+    /// Fetches the key set and replaces the cached one with it; on failure the cached keys
+    /// stay.
+    async fn refresh(&self, app: &App) -> Result<(), String> {
+        let keys = self.fetch(app).await?;
+        tracing::info!(issuer = %self.settings.name, keys = keys.len(), "fetched the issuer's signing keys");
+        self.cache
+            .write()
+            .map_err(|_| "the key cache lock is poisoned".to_owned())?
+            .keys = keys;
+        Ok(())
     }
 
     /// Fetches the key set (discovering its address first if needed).
@@ -285,8 +292,8 @@ async fn discover_jwks_url(app: &App, issuer: &str) -> Result<String, String> {
 }
 
 /// What a verified token says, before its principal is checked against the store.
-struct Verified {
-    issuer: String,
+struct Verified<'a> {
+    issuer: &'a IssuerState,
     claims: Map<String, Value>,
 }
 
@@ -304,23 +311,15 @@ impl App {
                 cache.jwks_url = None;
             }
             *last_attempt = Some(self.clock.now());
-            match issuer.fetch(self).await {
-                Ok(keys) => {
-                    tracing::info!(issuer = %issuer.settings.name, keys = keys.len(), "fetched the issuer's signing keys");
-                    if let Ok(mut cache) = issuer.cache.write() {
-                        cache.keys = keys;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(issuer = %issuer.settings.name, error = %e, "could not fetch the issuer's signing keys; its tokens are refused until they can be")
-                }
+            if let Err(e) = issuer.refresh(self).await {
+                tracing::error!(issuer = %issuer.settings.name, error = %e, "could not fetch the issuer's signing keys; unknown keys are refused until they can be");
             }
         }
     }
 
     /// Verifies an OIDC token's signature, issuer, audience and times (SPEC §18): 401 if any
     /// fails.
-    async fn verify_jwt(&self, presented: &str) -> Result<Verified, AppError> {
+    async fn verify_jwt(&self, presented: &str) -> Result<Verified<'_>, AppError> {
         if presented.len() > MAX_TOKEN_BYTES {
             return Err(unauthorized(format!(
                 "the token is longer than {MAX_TOKEN_BYTES} bytes"
@@ -402,7 +401,7 @@ impl App {
             all.insert("nbf".to_owned(), nbf.into());
         }
         Ok(Verified {
-            issuer: settings.name.clone(),
+            issuer,
             claims: all,
         })
     }
@@ -410,16 +409,11 @@ impl App {
     /// The caller behind a workload token: verified, bound to a principal, and that principal
     /// made permanent on first use (SPEC §18).
     pub(crate) async fn authenticate_jwt(&self, presented: &str) -> Result<Caller, AppError> {
-        let Verified { issuer, claims } = self.verify_jwt(presented).await?;
-        let Some(state) = self
-            .identity
-            .issuers
-            .issuers
-            .iter()
-            .find(|i| i.settings.name == issuer)
-        else {
-            return Err(AppError::Internal(format!("issuer `{issuer}` vanished")));
-        };
+        let Verified {
+            issuer: state,
+            claims,
+        } = self.verify_jwt(presented).await?;
+        let issuer = state.settings.name.clone();
         let method = format!("oidc:{issuer}");
         match bind(&state.settings.bindings, &claims) {
             Bound::Principal {

@@ -19,9 +19,9 @@ use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpClientError,
-    HttpRequest, HttpResponse, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    Scope, TokenResponse,
+    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, HttpClientError, HttpRequest, HttpResponse, IssuerUrl, Nonce,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -78,7 +78,29 @@ impl std::fmt::Debug for SsoSettings {
     }
 }
 
+/// The client `from_provider_metadata` makes: authorization and token endpoints from the
+/// provider's metadata.
+type SsoClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
 impl SsoSettings {
+    /// This server as the provider's client, redirected back to `redirect_url`.
+    fn client(&self, metadata: CoreProviderMetadata) -> Result<SsoClient, String> {
+        let redirect = RedirectUrl::new(self.redirect_url.clone()).map_err(|e| e.to_string())?;
+        Ok(CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.client_id.clone()),
+            Some(ClientSecret::new(self.client_secret.clone())),
+        )
+        .set_redirect_uri(redirect))
+    }
+
     /// The cookie is `Secure` unless the server is reached over plain http on a loopback
     /// address (development, tests), where a browser would not send a secure cookie back.
     pub fn secure_cookie(&self) -> bool {
@@ -254,14 +276,9 @@ impl App {
     pub async fn begin_login(&self, return_to: Option<&str>) -> Result<LoginStart, AppError> {
         let settings = &self.sso()?.settings;
         let metadata = self.provider_metadata(false).await?;
-        let redirect = RedirectUrl::new(settings.redirect_url.clone())
+        let client = settings
+            .client(metadata)
             .map_err(|e| AppError::Internal(format!("auth.sso.redirect_url: {e}")))?;
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(settings.client_id.clone()),
-            Some(ClientSecret::new(settings.client_secret.clone())),
-        )
-        .set_redirect_uri(redirect);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client.authorize_url(
             CoreAuthenticationFlow::AuthorizationCode,
@@ -509,16 +526,7 @@ impl App {
             .provider_metadata(false)
             .await
             .map_err(LoginError::Unavailable)?;
-        let client = |metadata: CoreProviderMetadata| -> Result<_, String> {
-            Ok(CoreClient::from_provider_metadata(
-                metadata,
-                ClientId::new(settings.client_id.clone()),
-                Some(ClientSecret::new(settings.client_secret.clone())),
-            )
-            .set_redirect_uri(
-                RedirectUrl::new(settings.redirect_url.clone()).map_err(|e| e.to_string())?,
-            ))
-        };
+        let client = |metadata| settings.client(metadata);
         let http = ProviderHttp(
             self.identity
                 .http()
