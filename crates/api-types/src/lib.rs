@@ -7,9 +7,10 @@
 pub use deploy_safety_core::OverallHealth;
 use deploy_safety_core::{
     Action, AuditDecision, AuditEntry, ChainBreak, Checkpoint, Decision, Environment, GateResult,
-    GateState, Incident, IncidentCategory, IncidentStatus, Override, OverrideStatus, Probe,
-    ProbeKind, ProbeResult, ProbeStatus, ReasonCode, Role, SecurityMode, Severity, ThreatLevel,
-    Timestamp, Validation, ValidationRun, ValidationStatus,
+    GateState, Incident, IncidentCategory, IncidentStatus, Override, OverrideRequest,
+    OverrideStatus, Probe, ProbeKind, ProbeResult, ProbeStatus, ReasonCode, RequestStatus, Role,
+    SecurityMode, Severity, ThreatLevel, Timestamp, Validation, ValidationRun, ValidationStatus,
+    Vote, VoteKind,
 };
 use deploy_safety_core::{
     Canary, Evaluation, LoadShedding, Name, PrincipalName, Reason, ReleaseId, ReleaseRecord,
@@ -168,6 +169,126 @@ pub struct OverrideListQuery {
     /// Include expired and revoked overrides.
     #[serde(default)]
     pub all: Option<bool>,
+}
+
+/// `POST /security-gate/override-requests`: ask for an override that other people approve
+/// (SPEC §19). The override it makes has exactly this action, environment, service and
+/// release.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewOverrideRequest {
+    pub action: Action,
+    pub environment: Environment,
+    /// 1–128 characters of `a-z A-Z 0-9 - _ . /`; absent: the environment as a whole.
+    #[serde(default)]
+    #[schema(value_type = Option<ServiceName>)]
+    pub service: Option<String>,
+    /// Binds the override to one release.
+    #[serde(default)]
+    #[schema(value_type = Option<ReleaseId>)]
+    pub release_id: Option<String>,
+    /// Business justification, with a ticket reference. Required.
+    #[schema(value_type = Reason)]
+    pub reason: String,
+    /// The override's lifetime once approved: 1 to the configured maximum; default 60.
+    #[serde(default, deserialize_with = "deploy_safety_core::wire::whole_option")]
+    #[schema(minimum = 1, maximum = 240)]
+    pub ttl_minutes: Option<i64>,
+}
+
+/// `POST /security-gate/override-requests/{id}/approve` and `/deny`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VoteBody {
+    /// Why: optional for an approval, required for a denial.
+    #[serde(default)]
+    #[schema(value_type = Option<Reason>)]
+    pub comment: Option<String>,
+}
+
+/// An override request and where it stands now.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideRequestView {
+    pub id: String,
+    /// `pending`, `approved`, `denied` or `expired` (a pending request past `expiresAt` is
+    /// `expired` at once).
+    pub status: RequestStatus,
+    pub action: Action,
+    pub environment: Environment,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub release_id: Option<String>,
+    pub reason: String,
+    pub ttl_minutes: u32,
+    #[schema(value_type = PrincipalName)]
+    pub requested_by: String,
+    pub requested_by_role: Role,
+    /// Approvals needed, not counting the requester.
+    pub required: u32,
+    /// The roles whose votes count.
+    pub approver_roles: Vec<Role>,
+    /// Every approval, in the order cast.
+    pub approvals: Vec<Vote>,
+    /// The deny that ended the request.
+    pub denial: Option<Vote>,
+    pub created_at: Timestamp,
+    /// A pending request is `expired` from this instant on.
+    pub expires_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+    /// The override the last approval made.
+    pub override_id: Option<String>,
+}
+
+impl OverrideRequestView {
+    pub fn new(request: OverrideRequest, now: Timestamp) -> Self {
+        let status = request.status_at(now);
+        let denial = request
+            .votes
+            .iter()
+            .find(|v| v.vote == VoteKind::Deny)
+            .cloned();
+        let approvals = request.approvals().cloned().collect();
+        OverrideRequestView {
+            id: request.id,
+            status,
+            action: request.action,
+            environment: request.environment,
+            service: request.service,
+            release_id: request.release_id,
+            reason: request.reason,
+            ttl_minutes: request.ttl_minutes,
+            requested_by: request.requested_by,
+            requested_by_role: request.requested_by_role,
+            required: request.required,
+            approver_roles: request.approver_roles,
+            approvals,
+            denial,
+            created_at: request.created_at,
+            expires_at: request.expires_at,
+            decided_at: request.decided_at,
+            override_id: request.override_id,
+        }
+    }
+}
+
+/// `GET /security-gate/override-requests`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideRequestList {
+    /// Newest first, at most 1000.
+    pub requests: Vec<OverrideRequestView>,
+    /// More requests exist than were listed.
+    pub truncated: bool,
+}
+
+/// Query of `GET /security-gate/override-requests`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OverrideRequestListQuery {
+    /// Only requests that stand so now; absent: every one.
+    pub status: Option<RequestStatus>,
 }
 
 /// `POST /security-gate/check`: what would the gate decide now?

@@ -370,6 +370,15 @@ impl App {
                 format!("must be from 1 to {MAX_PAGE}"),
             ));
         }
+        if query
+            .cursor
+            .is_some_and(|cursor| i64::try_from(cursor).is_err())
+        {
+            return Err(AppError::invalid(
+                "cursor",
+                format!("must be at most {}", i64::MAX),
+            ));
+        }
         let query = AuditQuery {
             since: parse_time("since", query.since.as_deref())?,
             until: parse_time("until", query.until.as_deref())?,

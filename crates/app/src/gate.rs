@@ -26,7 +26,7 @@ fn view(record: Override, now: Timestamp) -> OverrideView {
 }
 
 /// What events say about an override.
-fn override_event(o: &Override) -> serde_json::Value {
+pub(crate) fn override_event(o: &Override) -> serde_json::Value {
     json!({
         "overrideId": o.id,
         "action": o.action,
@@ -501,6 +501,7 @@ impl App {
         let service = crate::parse_service("service", request.service.as_deref())?;
         let known = self.environment("environment", request.environment)?;
         let (action, environment) = (request.action, known.name);
+        let requirement = self.approval_requirement(action, known);
         let caller = caller.clone();
         let clock = self.clock.clone();
         self.write_emitting(move |tx, emitter| {
@@ -533,6 +534,11 @@ impl App {
                     };
                     return refuse(tx, &caller, ACTION, env, refusal, now);
                 }
+                let requirement = requirement.clone();
+                if requirement.ruled {
+                    let refusal = crate::approvals::approvals_required(action, known, &requirement);
+                    return refuse(tx, &caller, ACTION, env, refusal, now);
+                }
                 if !may_create_override(caller.role, action, known.tier) {
                     let roles: Vec<&str> = roles_that_may_override(action, known.tier)
                         .into_iter()
@@ -556,7 +562,9 @@ impl App {
                     service: service.clone(),
                     reason: reason.into_string(),
                     approver: caller.name.clone(),
+                    approvers: vec![caller.name.clone()],
                     approver_role: caller.role,
+                    request_id: None,
                     created_at: now,
                     expires_at: now.plus_minutes(i64::from(ttl.get())),
                     revoked_at: None,
@@ -701,7 +709,8 @@ impl App {
                     return Ok(Err(AppError::NotFound(format!("no override with id `{key}`"))));
                 };
                 let env = Some(found.environment);
-                if caller.role != Role::SecurityTeam && caller.name != found.approver {
+                // Every approver of a request's override made it together: each may revoke it.
+                if caller.role != Role::SecurityTeam && !found.approvers.contains(&caller.name) {
                     return refuse(tx, &caller, ACTION, env, not_creator(&found.approver), now);
                 }
                 let status = found.status_at(now);

@@ -9,6 +9,7 @@
 //! `now` is read from the [`Clock`] inside the transaction, at the moment of deciding, so an
 //! override that expires while a request waits for the writer is not honored.
 
+mod approvals;
 mod audit;
 mod audit_key;
 mod canary;
@@ -99,6 +100,10 @@ pub struct AppSettings {
     pub github: Option<GithubSettings>,
     /// OIDC workload identity and single sign-on (SPEC §18); static tokens only without.
     pub auth: AuthSettings,
+    /// The two-person rule's `[[approvals]]` (SPEC §19); none: §4 as written.
+    pub approvals: deploy_safety_core::ApprovalPolicy,
+    /// How long an override request waits for its votes, in minutes (default 1440).
+    pub pending_request_ttl_minutes: u32,
 }
 
 impl Default for AppSettings {
@@ -119,6 +124,8 @@ impl Default for AppSettings {
             flagger: FlaggerSettings::default(),
             github: None,
             auth: AuthSettings::default(),
+            approvals: deploy_safety_core::ApprovalPolicy::default(),
+            pending_request_ttl_minutes: 1_440,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! rest of the product decides — may this action run, is this override active, is the audit
 //! chain intact — is decided here, once, and tested here.
 
+pub mod approvals;
 pub mod audit;
 pub mod canary;
 pub mod checkpoint;
@@ -26,6 +27,10 @@ pub mod time;
 pub mod validation;
 pub mod wire;
 
+pub use approvals::{
+    ApprovalPolicy, ApprovalRule, EnvironmentSelector, OverrideRequest, RequestStatus, Requirement,
+    Vote, VoteKind, VoteOutcome, VoteRefusal, Voter,
+};
 pub use audit::{
     AuditDecision, AuditDraft, AuditEntry, ChainBreak, ChainVerifier, GENESIS_HASH, STORED_COLUMNS,
     StoredEntry, StoredValue,

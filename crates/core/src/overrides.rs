@@ -22,9 +22,18 @@ pub struct Override {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     pub reason: String,
-    /// Who approved it: always the principal that created it.
+    /// Who approved it: the principal that created it, or every approver of the request that
+    /// made it, joined by `, ` (SPEC §19).
     pub approver: String,
+    /// Every approver, one name each.
+    #[schema(value_type = Vec<crate::text::PrincipalName>)]
+    pub approvers: Vec<String>,
+    /// The highest role among the approvers.
     pub approver_role: Role,
+    /// The override request whose approvals made it (SPEC §19); absent for one created
+    /// directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
@@ -299,7 +308,9 @@ mod tests {
             service: None,
             reason: "r".into(),
             approver: "a".into(),
+            approvers: vec!["a".into()],
             approver_role: Role::EngLead,
+            request_id: None,
             created_at: Timestamp::from_unix_millis(created),
             expires_at: Timestamp::from_unix_millis(expires),
             revoked_at: None,

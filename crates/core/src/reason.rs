@@ -96,9 +96,22 @@ string_enum! {
         /// A single sign-on callback that starts no session: unknown, used or expired `state`,
         /// or an ID token that fails a check.
         LoginFailed = "LOGIN_FAILED",
-        /// A workload identity (an OIDC token of a pipeline) asked to approve: an override, a
-        /// vote. Approval is a person's (SPEC §18).
+        /// A workload identity (an OIDC token of a pipeline) asked to approve: an override, an
+        /// override request, a vote. Approval is a person's (SPEC §18, §19).
         WorkloadCannotApprove = "WORKLOAD_CANNOT_APPROVE",
+        /// An `[[approvals]]` rule covers this override: it comes from a request that other
+        /// people approve, not from one person (SPEC §19).
+        ApprovalsRequired = "APPROVALS_REQUIRED",
+        /// The requester voted on their own override request.
+        SelfApproval = "SELF_APPROVAL",
+        /// This person has already voted on the override request.
+        AlreadyVoted = "ALREADY_VOTED",
+        /// The override request is approved, denied or expired: it takes no more votes.
+        RequestNotPending = "REQUEST_NOT_PENDING",
+        /// An override request was approved: its override was created.
+        RequestApproved = "REQUEST_APPROVED",
+        /// An override request was denied.
+        RequestDenied = "REQUEST_DENIED",
         /// A state-changing request authenticated by a session cookie without the session's
         /// `X-CSRF-Token`.
         Csrf = "CSRF",

@@ -130,6 +130,14 @@ string_enum! {
         OverrideRevoked = "override.revoked",
         /// An override reached its expiry.
         OverrideExpired = "override.expired",
+        /// A person asked for an override that other people approve (SPEC §19): votes wanted.
+        OverrideRequestCreated = "override_request.created",
+        /// The last approval a request needed: its override exists now.
+        OverrideRequestApproved = "override_request.approved",
+        /// Someone denied an override request: it is over.
+        OverrideRequestDenied = "override_request.denied",
+        /// An override request waited longer than `pending_ttl_minutes`.
+        OverrideRequestExpired = "override_request.expired",
         LoadSheddingChanged = "load_shedding.changed",
         /// A freeze's window opened: by its start, its schedule, or its creation (SPEC §16).
         FreezeStarted = "freeze.started",

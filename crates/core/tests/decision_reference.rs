@@ -381,7 +381,9 @@ fn to_override(o: &Ov) -> Override {
         release_id: o.release.map(str::to_owned),
         reason: "because".to_owned(),
         approver: "approver".to_owned(),
+        approvers: vec!["approver".to_owned()],
         approver_role: Role::SecurityTeam,
+        request_id: None,
         created_at: Timestamp::from_unix_millis(o.created_ms),
         expires_at: Timestamp::from_unix_millis(o.expires_ms),
         revoked_at: o

@@ -17,8 +17,8 @@ use deploy_safety_app::{
     check_http_gate, check_url, load_or_create_signing_key, probe_definition,
 };
 use deploy_safety_core::{
-    Action, Band, Environment, EnvironmentSpec, Environments, EvaluationThresholds, EventType,
-    Name, ProbeDefinition, StatusRange, Tier,
+    Action, ApprovalPolicy, ApprovalRule, Band, Environment, EnvironmentSelector, EnvironmentSpec,
+    Environments, EvaluationThresholds, EventType, Name, ProbeDefinition, Role, StatusRange, Tier,
 };
 use deploy_safety_server::HttpSettings;
 
@@ -68,6 +68,25 @@ pub struct Settings {
     pub integrations: IntegrationsSection,
     /// OIDC workload identity and single sign-on (`[auth]`, SPEC §18).
     pub auth: AuthSection,
+    /// The two-person rule (`[[approvals]]`, SPEC §19): overrides that only come from a
+    /// request other people approve.
+    pub approvals: Vec<ApprovalSection>,
+}
+
+/// One `[[approvals]]` rule (SPEC §19).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSection {
+    /// The gated actions whose overrides need approvals; absent: every gated action.
+    #[serde(default)]
+    pub actions: Option<Vec<Action>>,
+    /// Environment names, or `tier:production` / `tier:staging`.
+    pub environments: Vec<String>,
+    /// Distinct approvers needed, not counting the requester (at least 1).
+    pub required: u32,
+    /// Who may vote; absent: the roles that may create that override (SPEC §4).
+    #[serde(default)]
+    pub approver_roles: Option<Vec<Role>>,
 }
 
 /// `[integrations]`.
@@ -361,6 +380,8 @@ pub struct HttpSection {
 pub struct OverridesSection {
     /// The longest override anyone may create.
     pub max_ttl_minutes: u32,
+    /// How long an override request waits for its votes before it expires.
+    pub pending_ttl_minutes: u32,
 }
 
 impl Default for Settings {
@@ -385,6 +406,7 @@ impl Default for Settings {
             environments: Vec::new(),
             integrations: IntegrationsSection::default(),
             auth: AuthSection::default(),
+            approvals: Vec::new(),
         }
     }
 }
@@ -402,8 +424,10 @@ impl Default for HttpSection {
 
 impl Default for OverridesSection {
     fn default() -> Self {
+        let defaults = AppSettings::default();
         OverridesSection {
-            max_ttl_minutes: AppSettings::default().max_override_ttl_minutes,
+            max_ttl_minutes: defaults.max_override_ttl_minutes,
+            pending_ttl_minutes: defaults.pending_request_ttl_minutes,
         }
     }
 }
@@ -430,6 +454,7 @@ impl fmt::Debug for Settings {
             .field("environments", &self.environments)
             .field("integrations", &self.integrations)
             .field("auth", &self.auth)
+            .field("approvals", &self.approvals)
             .finish()
     }
 }
@@ -452,6 +477,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "DEPLOY_SAFETY_OVERRIDES_MAX_TTL_MINUTES",
         "overrides.max_ttl_minutes",
+    ),
+    (
+        "DEPLOY_SAFETY_OVERRIDES_PENDING_TTL_MINUTES",
+        "overrides.pending_ttl_minutes",
     ),
     (
         "DEPLOY_SAFETY_AUDIT_SIGNING_KEY_FILE",
@@ -535,6 +564,9 @@ impl Settings {
             "http.body_limit_bytes" => self.http.body_limit_bytes = number(value)?,
             "http.request_timeout_ms" => self.http.request_timeout_ms = number(value)?,
             "overrides.max_ttl_minutes" => self.overrides.max_ttl_minutes = number(value)?,
+            "overrides.pending_ttl_minutes" => {
+                self.overrides.pending_ttl_minutes = number(value)?;
+            }
             "audit.signing_key_file" => self.audit.signing_key_file = value.to_owned(),
             "audit.checkpoint_interval_seconds" => {
                 self.audit.checkpoint_interval_seconds = number(value)?;
@@ -572,6 +604,10 @@ impl Settings {
         if self.overrides.max_ttl_minutes == 0 {
             bail!("overrides.max_ttl_minutes must be at least 1");
         }
+        if !(1..=43_200).contains(&self.overrides.pending_ttl_minutes) {
+            bail!("overrides.pending_ttl_minutes must be from 1 to 43200 (30 days)");
+        }
+        self.approval_policy()?;
         let probes = self.probe_definitions()?;
         for (i, probe) in probes.iter().enumerate() {
             if probes[..i].iter().any(|p| p.name == probe.name) {
@@ -710,7 +746,35 @@ impl Settings {
             flagger: self.flagger().unwrap_or_default(),
             github: self.github().ok().flatten(),
             auth: self.auth.resolve().unwrap_or_default(),
+            approvals: self.approval_policy().unwrap_or_default(),
+            pending_request_ttl_minutes: self.overrides.pending_ttl_minutes,
         }
+    }
+
+    /// The `[[approvals]]` rules, checked against the environments.
+    pub fn approval_policy(&self) -> anyhow::Result<ApprovalPolicy> {
+        let environments = self.environments()?;
+        let mut rules = Vec::with_capacity(self.approvals.len());
+        for (index, section) in self.approvals.iter().enumerate() {
+            let selectors = section
+                .environments
+                .iter()
+                .map(|text| EnvironmentSelector::parse(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    anyhow::anyhow!("[[approvals]] #{}: `environments`: {e}", index + 1)
+                })?;
+            rules.push(ApprovalRule {
+                actions: section
+                    .actions
+                    .clone()
+                    .unwrap_or_else(|| Action::ALL.to_vec()),
+                environments: selectors,
+                required: section.required,
+                approver_roles: section.approver_roles.clone().unwrap_or_default(),
+            });
+        }
+        ApprovalPolicy::new(rules, &environments).map_err(|e| anyhow::anyhow!(e))
     }
 
     /// `[integrations.flagger]`, its namespaces mapped to configured environments.

@@ -1,4 +1,5 @@
-//! Announces overrides as they expire (event `override.expired`, an audit entry).
+//! Announces overrides as they expire (event `override.expired`, an audit entry), and marks
+//! override requests that waited too long expired (event `override_request.expired`, SPEC §19).
 
 use std::time::Duration;
 
@@ -20,9 +21,12 @@ impl ExpiryWatcher {
         ExpiryWatcher { app }
     }
 
-    /// One step: announces every override expired by `now`; returns how many.
+    /// One step: announces every override expired by `now` and expires every override
+    /// request whose time ran out; returns how many of both.
     pub async fn tick(&self, now: Timestamp) -> Result<usize, AppError> {
-        self.app.announce_expired_overrides(now).await
+        let overrides = self.app.announce_expired_overrides(now).await?;
+        let requests = self.app.expire_override_requests(now).await?;
+        Ok(overrides + requests)
     }
 
     /// Ticks while this replica leads, until `stop` turns true.
@@ -31,7 +35,7 @@ impl ExpiryWatcher {
             if leading(&self.app)
                 && let Err(error) = self.tick(self.app.clock().now()).await
             {
-                tracing::warn!(%error, "cannot announce expired overrides");
+                tracing::warn!(%error, "cannot announce expired overrides and requests");
             }
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}

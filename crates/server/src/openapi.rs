@@ -40,8 +40,9 @@ fn complete(doc: &mut Value, max_ttl_minutes: u32) {
     every_operation(doc);
 }
 
-/// Unsigned 64-bit integers go up to 2^64 - 1, past what `format: int64` implies; the derive
-/// can only write a bound as a float, which cannot spell that one.
+/// Sequence numbers (`cursor`, `since`) are signed 64-bit in both databases, so they go up to
+/// 2^63 - 1 and larger ones are refused; an interval goes up to 2^64 - 1. The derive can only
+/// write a bound as a float, which cannot spell either.
 fn unsigned_bounds(doc: &mut Value) {
     for parameters in operations(doc).filter_map(|(_, operation)| {
         operation
@@ -54,7 +55,7 @@ fn unsigned_bounds(doc: &mut Value) {
                 (Some("query"), Some("cursor" | "since"))
             ) && parameter["schema"]["format"] == "int64";
             if unsigned_64 && let Some(schema) = parameter["schema"].as_object_mut() {
-                schema.insert("maximum".to_owned(), json!(u64::MAX));
+                schema.insert("maximum".to_owned(), json!(i64::MAX));
             }
         }
     }
@@ -119,11 +120,13 @@ fn flagger_payload(doc: &mut Value, namespaces: &[(&str, &str)]) {
 
 /// What this server's settings decide.
 fn settings(doc: &mut Value, max_ttl_minutes: u32) {
-    if let Some(ttl) = doc
-        .pointer_mut("/components/schemas/CreateOverrideRequest/properties/ttlMinutes")
-        .and_then(Value::as_object_mut)
-    {
-        ttl.insert("maximum".to_owned(), json!(max_ttl_minutes));
+    for body in ["CreateOverrideRequest", "NewOverrideRequest"] {
+        if let Some(ttl) = doc
+            .pointer_mut(&format!("/components/schemas/{body}/properties/ttlMinutes"))
+            .and_then(Value::as_object_mut)
+        {
+            ttl.insert("maximum".to_owned(), json!(max_ttl_minutes));
+        }
     }
 }
 

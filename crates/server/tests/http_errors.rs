@@ -706,6 +706,9 @@ async fn invalid_query_parameters_are_400_naming_the_parameter() {
         ("/audit?until=yesterday", "until"),
         ("/audit?since=2026-13-01T00:00:00Z", "since"),
         ("/audit?cursor=abc", "cursor"),
+        // Sequence numbers are signed 64-bit in both databases.
+        ("/audit?cursor=9223372036854775808", "cursor"),
+        ("/events?since=9223372036854775808", "since"),
         ("/audit?environment=prod", "environment"),
         ("/audit?decision=maybe", "decision"),
         ("/security-gate/overrides?all=maybe", "all"),
@@ -723,6 +726,12 @@ async fn invalid_query_parameters_are_400_naming_the_parameter() {
     // The bounds themselves are fine.
     assert_eq!(
         h.get("/audit?limit=1", &h.tokens.developer).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.get("/audit?cursor=9223372036854775807", &h.tokens.developer)
+            .await
+            .0,
         StatusCode::OK
     );
     assert_eq!(

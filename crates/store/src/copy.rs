@@ -17,6 +17,8 @@ const TABLES: &[(&str, &[&str])] = &[
     ("gate_state", &["id"]),
     ("principals", &["name"]),
     ("tokens", &["id"]),
+    ("override_requests", &["id"]),
+    ("override_request_votes", &["request_id", "principal"]),
     ("overrides", &["id"]),
     ("audit_log", &["seq"]),
     ("audit_head", &["id"]),

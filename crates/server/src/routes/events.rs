@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use deploy_safety_api_types::{ErrorBody, EventsQuery};
-use deploy_safety_app::App;
+use deploy_safety_app::{App, AppError};
 use deploy_safety_core::{Environment, Event};
 use futures_util::Stream;
 
@@ -46,6 +46,12 @@ pub async fn stream(
     let environment = state
         .app
         .environment_filter("environment", query.environment)?;
+    if query
+        .since
+        .is_some_and(|since| i64::try_from(since).is_err())
+    {
+        return Err(AppError::invalid("since", format!("must be at most {}", i64::MAX)).into());
+    }
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

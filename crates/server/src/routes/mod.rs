@@ -9,6 +9,7 @@ mod freezes;
 mod gate;
 mod incidents;
 mod integrations;
+mod override_requests;
 mod probes;
 mod rollbacks;
 mod soaks;
@@ -63,6 +64,13 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(gate::list_overrides))
         .routes(routes!(gate::get_override, gate::revoke_override))
         .routes(routes!(gate::check))
+        .routes(routes!(
+            override_requests::create_request,
+            override_requests::list_requests
+        ))
+        .routes(routes!(override_requests::show_request))
+        .routes(routes!(override_requests::approve_request))
+        .routes(routes!(override_requests::deny_request))
         .routes(routes!(incidents::open, incidents::list))
         .routes(routes!(incidents::show))
         .routes(routes!(incidents::escalate))

@@ -48,4 +48,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "sessions",
         sql: include_str!("../../migrations/postgres/0009_sessions.sql"),
     },
+    Migration {
+        version: 10,
+        name: "override_requests",
+        sql: include_str!("../../migrations/postgres/0010_override_requests.sql"),
+    },
 ];

@@ -3,9 +3,16 @@
 use super::tx::*;
 
 const OVERRIDE_COLUMNS: &str = "id, action, environment, release_id, reason, approver, approver_role, \
-     created_at, expires_at, revoked_at, revoked_by, use_count, last_used_at, service";
+     created_at, expires_at, revoked_at, revoked_by, use_count, last_used_at, service, approvers, \
+     request_id";
 
 fn override_from_row(row: &Row) -> Result<Override, StoreError> {
+    let approver: String = row.get(5)?;
+    // Before the two-person rule, the creator was the only approver.
+    let approvers = match row.get::<Option<String>>(14)? {
+        Some(text) => serde_json::from_str(&text).map_err(|e| corrupt(14, e))?,
+        None => vec![approver.clone()],
+    };
     Ok(Override {
         id: row.get(0)?,
         action: text_enum(row, 1)?,
@@ -13,8 +20,10 @@ fn override_from_row(row: &Row) -> Result<Override, StoreError> {
         release_id: row.get(3)?,
         service: row.get(13)?,
         reason: row.get(4)?,
-        approver: row.get(5)?,
+        approver,
+        approvers,
         approver_role: text_enum(row, 6)?,
+        request_id: row.get(15)?,
         created_at: timestamp(row, 7)?,
         expires_at: timestamp(row, 8)?,
         revoked_at: optional_timestamp(row, 9)?,
@@ -77,7 +86,7 @@ impl GateTx for SqlTx<'_> {
         self.execute(
             &format!(
                 "INSERT INTO overrides ({OVERRIDE_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ),
             vals![
                 o.id,
@@ -94,6 +103,8 @@ impl GateTx for SqlTx<'_> {
                 signed(o.use_count),
                 o.last_used_at.map(Timestamp::unix_millis),
                 o.service.as_deref(),
+                to_json(&o.approvers)?,
+                o.request_id.as_deref(),
             ],
         )?;
         Ok(())

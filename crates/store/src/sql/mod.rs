@@ -6,6 +6,7 @@
 //! chain's head across replicas, skipping rows another replica has claimed — is a [`Dialect`]
 //! switch in one place each.
 
+mod approvals;
 mod audit;
 mod canaries;
 mod events;

@@ -6,9 +6,10 @@ pub(super) use std::str::FromStr;
 
 pub(super) use deploy_safety_core::{
     Action, AuditDraft, AuditEntry, Canary, Environment, Event, EventType, GENESIS_HASH,
-    GateResult, GateState, GithubRequest, Incident, LoadShedding, OpenIncident, Override, Probe,
-    ProbeDefinition, ProbeResult, ProbeState, ReleaseRecord, Role, Rollback, StatusRange,
-    Timestamp, UnknownValue, Validation, ValidationRun, ValidationStatus,
+    GateResult, GateState, GithubRequest, Incident, LoadShedding, OpenIncident, Override,
+    OverrideRequest, Probe, ProbeDefinition, ProbeResult, ProbeState, ReleaseRecord, RequestStatus,
+    Role, Rollback, StatusRange, Timestamp, UnknownValue, Validation, ValidationRun,
+    ValidationStatus, Vote,
 };
 
 pub(super) use super::value::vals;

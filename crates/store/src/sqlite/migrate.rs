@@ -43,4 +43,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "sessions",
         sql: include_str!("../../migrations/sqlite/0008_sessions.sql"),
     },
+    Migration {
+        version: 9,
+        name: "override_requests",
+        sql: include_str!("../../migrations/sqlite/0009_override_requests.sql"),
+    },
 ];

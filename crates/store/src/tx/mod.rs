@@ -2,6 +2,7 @@
 //! take `&mut dyn Tx`. Every backend implements all of them with the same meaning; the
 //! conformance suite in `tests/` holds them to it.
 
+mod approvals;
 mod audit;
 mod canaries;
 mod events;
@@ -16,6 +17,7 @@ mod soaks;
 mod tokens;
 mod validations;
 
+pub use approvals::ApprovalTx;
 pub use audit::AuditTx;
 pub use canaries::CanaryTx;
 pub use events::EventTx;
@@ -34,6 +36,7 @@ pub use validations::ValidationTx;
 /// nothing is visible to others until the store commits.
 pub trait Tx:
     GateTx
+    + ApprovalTx
     + TokenTx
     + SessionTx
     + IncidentTx
@@ -52,8 +55,8 @@ pub trait Tx:
 impl<
     T: ?Sized
         + GateTx
+        + ApprovalTx
         + TokenTx
-        + SessionTx
         + SessionTx
         + IncidentTx
         + ValidationTx
