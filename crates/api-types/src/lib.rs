@@ -196,14 +196,30 @@ pub struct NewOverrideRequest {
     pub ttl_minutes: Option<i64>,
 }
 
-/// `POST /security-gate/override-requests/{id}/approve` and `/deny`.
+/// `POST /security-gate/override-requests/{id}/approve`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VoteBody {
-    /// Why: optional for an approval, required for a denial.
+    /// Why, if you like: optional for an approval (required for a denial).
     #[serde(default)]
     #[schema(value_type = Option<Reason>)]
     pub comment: Option<String>,
+}
+
+/// `POST /security-gate/override-requests/{id}/deny`: a denial says why.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DenyBody {
+    #[schema(value_type = Reason)]
+    pub comment: String,
+}
+
+impl From<DenyBody> for VoteBody {
+    fn from(body: DenyBody) -> Self {
+        VoteBody {
+            comment: Some(body.comment),
+        }
+    }
 }
 
 /// An override request and where it stands now.
@@ -235,6 +251,7 @@ pub struct OverrideRequestView {
     pub created_at: Timestamp,
     /// A pending request is `expired` from this instant on.
     pub expires_at: Timestamp,
+    /// When it was approved or denied; for an expired request, `expiresAt`.
     pub decided_at: Option<Timestamp>,
     /// The override the last approval made.
     pub override_id: Option<String>,
@@ -249,6 +266,11 @@ impl OverrideRequestView {
             .find(|v| v.vote == VoteKind::Deny)
             .cloned();
         let approvals = request.approvals().cloned().collect();
+        // Expired at `expiresAt`, marked by the engine or not yet.
+        let decided_at = match status {
+            RequestStatus::Expired => Some(request.expires_at),
+            _ => request.decided_at,
+        };
         OverrideRequestView {
             id: request.id,
             status,
@@ -266,7 +288,7 @@ impl OverrideRequestView {
             denial,
             created_at: request.created_at,
             expires_at: request.expires_at,
-            decided_at: request.decided_at,
+            decided_at,
             override_id: request.override_id,
         }
     }

@@ -339,19 +339,39 @@ impl App {
                 return refuse(tx, &caller, action, None, workload_vote(&caller), now);
             }
             let Some(mut request) = tx.get_override_request(&key)? else {
+                // A role that may approve no override votes on no request: 403 before 404
+                // (SPEC §3), as revocation is.
+                let may_vote_anywhere = Action::ALL.iter().any(|a| {
+                    deploy_safety_core::Tier::ALL
+                        .iter()
+                        .any(|t| deploy_safety_core::may_create_override(caller.role, *a, *t))
+                });
+                if !may_vote_anywhere {
+                    let refusal = Refusal {
+                        reason: ReasonCode::OverrideNotPermitted,
+                        message: format!(
+                            "role {} may not vote on override requests: it may approve no override",
+                            caller.role
+                        ),
+                        hints: vec![
+                            "Ask someone in the request's `approverRoles` to vote.".to_owned(),
+                        ],
+                    };
+                    return refuse(tx, &caller, action, None, refusal, now);
+                }
                 return Ok(Err(AppError::NotFound(format!(
                     "no override request with id `{key}`"
                 ))));
             };
-            let Some(known) = settings.environments.resolve(request.environment) else {
-                return Ok(Err(AppError::Conflict {
-                    reason: Some(ReasonCode::RequestNotPending),
-                    message: format!(
-                        "{key} is for environment {}, which the settings no longer define",
-                        request.environment
-                    ),
-                    hints: Vec::new(),
-                }));
+            // An environment removed from the settings takes no new action (SPEC §15).
+            let known = match settings.environments.require(request.environment) {
+                Ok(known) => known,
+                Err(unknown) => {
+                    return Ok(Err(AppError::invalid(
+                        "environment",
+                        format!("{key} is for {unknown}"),
+                    )));
+                }
             };
             let authenticated_by = caller.auth.label();
             let voter = Voter {
@@ -484,7 +504,7 @@ impl App {
                             || !tx.decide_override_request(
                                 &request.id,
                                 RequestStatus::Expired,
-                                now,
+                                request.expires_at,
                                 None,
                             )?
                         {

@@ -160,7 +160,7 @@ impl App {
                     service: service.as_deref(),
                     start_override_id: None,
                 };
-                let decision = match gate_action(tx, &caller, &gate, now)? {
+                let decision = match gate_action(tx, &caller, &gate, &settings.approvals, now)? {
                     Ok(decision) => decision,
                     Err(blocked) => return Ok(Err(blocked)),
                 };
@@ -342,6 +342,7 @@ impl App {
         let known = self.environment("environment", request.environment)?;
         let environment = known.name;
         let caller = caller.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         let clock = self.clock.clone();
         let canary = self
             .write_emitting(move |tx, emitter| -> TxResult<Canary> {
@@ -359,7 +360,7 @@ impl App {
                     service: canary.service.as_deref(),
                     start_override_id: canary.start_override_id.as_deref(),
                 };
-                let decision = match gate_action(tx, &caller, &gate, now)? {
+                let decision = match gate_action(tx, &caller, &gate, &settings.approvals, now)? {
                     Ok(decision) => decision,
                     Err(blocked) => return Ok(Err(blocked)),
                 };
@@ -456,7 +457,7 @@ impl App {
                 service: current.service.as_deref(),
                 start_override_id: current.start_override_id.as_deref(),
             };
-            let decision = decide_in(tx, &gate, now)?;
+            let decision = decide_in(tx, &gate, &settings.approvals, now)?;
             let (next, action) = current.step(evaluation, &decision, now);
             tx.update_canary(&next)?;
             record_step(

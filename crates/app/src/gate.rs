@@ -5,10 +5,10 @@ use deploy_safety_api_types::{
     SetModeRequest, SetThreatLevelRequest,
 };
 use deploy_safety_core::{
-    Action, AuditDecision, AuditDraft, Decision, EventType, GateInputs, GateRequest, GateState,
-    LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason, ReasonCode, ReleaseId, Role,
-    SecurityMode, Tier, Timestamp, TtlMinutes, change_mode, change_threat_level, decide,
-    may_create_override, roles_that_may_override,
+    Action, ApprovalPolicy, AuditDecision, AuditDraft, Decision, EventType, GateInputs,
+    GateRequest, GateState, LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason,
+    ReasonCode, ReleaseId, Role, SecurityMode, Tier, Timestamp, TtlMinutes, change_mode,
+    change_threat_level, decide, may_create_override, roles_that_may_override,
 };
 use deploy_safety_store::{StoreError, Tx};
 use serde_json::json;
@@ -34,6 +34,8 @@ pub(crate) fn override_event(o: &Override) -> serde_json::Value {
         "releaseId": o.release_id,
         "service": o.service,
         "approver": o.approver,
+        "approvers": o.approvers,
+        "requestId": o.request_id,
         "expiresAt": o.expires_at,
         "revokedBy": o.revoked_by,
     })
@@ -76,9 +78,12 @@ pub(crate) fn new_id(prefix: &str, now: Timestamp) -> String {
 pub(crate) fn decide_in(
     tx: &mut dyn Tx,
     request: &GateRequest<'_>,
+    approvals: &ApprovalPolicy,
     now: Timestamp,
 ) -> Result<Decision, StoreError> {
-    with_gate_inputs(tx, request, now, |inputs| decide(request, inputs))
+    with_gate_inputs(tx, request, approvals, now, |inputs| {
+        decide(request, inputs)
+    })
 }
 
 /// Like [`decide_in`], and when what blocks the request ends, where that is known: the end of
@@ -86,9 +91,10 @@ pub(crate) fn decide_in(
 pub(crate) fn decide_with_end_in(
     tx: &mut dyn Tx,
     request: &GateRequest<'_>,
+    approvals: &ApprovalPolicy,
     now: Timestamp,
 ) -> Result<(Decision, Option<Timestamp>), StoreError> {
-    with_gate_inputs(tx, request, now, |inputs| {
+    with_gate_inputs(tx, request, approvals, now, |inputs| {
         let decision = decide(request, inputs);
         let ends = (!decision.allowed && decision.reason == ReasonCode::Freeze)
             .then(|| {
@@ -111,7 +117,7 @@ pub(crate) fn freeze_stop_in(
     request: &GateRequest<'_>,
     now: Timestamp,
 ) -> Result<Option<String>, StoreError> {
-    with_gate_inputs(tx, request, now, |inputs| {
+    with_gate_inputs(tx, request, &ApprovalPolicy::NONE, now, |inputs| {
         deploy_safety_core::freeze_stop_message(request, inputs)
     })
 }
@@ -120,6 +126,7 @@ pub(crate) fn freeze_stop_in(
 fn with_gate_inputs<R>(
     tx: &mut dyn Tx,
     request: &GateRequest<'_>,
+    approvals: &ApprovalPolicy,
     now: Timestamp,
     use_them: impl FnOnce(&GateInputs<'_>) -> R,
 ) -> Result<R, StoreError> {
@@ -144,6 +151,7 @@ fn with_gate_inputs<R>(
         overrides: &overrides,
         open_incidents: &open_incidents,
         freezes: &freezes,
+        approvals,
         now,
     }))
 }
@@ -155,9 +163,10 @@ pub(crate) fn gate_action(
     tx: &mut dyn Tx,
     caller: &Caller,
     request: &GateRequest<'_>,
+    approvals: &ApprovalPolicy,
     now: Timestamp,
 ) -> TxResult<Decision> {
-    let decision = decide_in(tx, request, now)?;
+    let decision = decide_in(tx, request, approvals, now)?;
     if !decision.allowed {
         tx.append_audit(
             decision_entry(caller, request.action.as_str(), &decision),
@@ -451,6 +460,7 @@ impl App {
         let service = crate::parse_service("service", request.service.as_deref())?;
         let known = self.environment("environment", request.environment)?;
         let caller = caller.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         let clock = self.clock.clone();
         let response = self
             .store
@@ -463,7 +473,7 @@ impl App {
                     service: service.as_deref(),
                     start_override_id: None,
                 };
-                let decision = decide_in(tx, &gate_request, now)?;
+                let decision = decide_in(tx, &gate_request, &settings.approvals, now)?;
                 let recorded = tx.append_audit(decision_entry(&caller, ACTION, &decision), now)?;
                 Ok(CheckResponse {
                     decision,

@@ -219,7 +219,7 @@ fn decide_request_in(
         service: Some(&request.service),
         start_override_id: None,
     };
-    let decided = engine_answer_in(tx, &gate_request, now)?;
+    let decided = engine_answer_in(tx, &gate_request, &settings.approvals, now)?;
     let told = &decided.told;
     let details = json!({ "requestId": request.id, "githubEnvironment": request.github_environment,
                           "sender": request.sender, "verdict": decided.verdict });

@@ -115,9 +115,10 @@ pub(crate) struct EngineDecision {
 pub(crate) fn engine_answer_in(
     tx: &mut dyn Tx,
     request: &GateRequest<'_>,
+    approvals: &deploy_safety_core::ApprovalPolicy,
     now: Timestamp,
 ) -> Result<EngineDecision, StoreError> {
-    let (decision, block_ends) = decide_with_end_in(tx, request, now)?;
+    let (decision, block_ends) = decide_with_end_in(tx, request, approvals, now)?;
     let verdict = match request.release_id {
         Some(release) => {
             release_verdict_in(tx, request.environment.name, request.service, release)?
@@ -306,6 +307,7 @@ impl App {
             Err(error) => return Err(self.refuse_integration_request(caller, ACTION, error).await),
         };
         let caller = caller.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         let clock = self.clock.clone();
         Ok(self
             .store
@@ -318,7 +320,7 @@ impl App {
                     service: service.as_deref(),
                     start_override_id: None,
                 };
-                let decided = engine_answer_in(tx, &gate_request, now)?;
+                let decided = engine_answer_in(tx, &gate_request, &settings.approvals, now)?;
                 let audit_seq = record_engine_decision(
                     tx,
                     (&caller).into(),
@@ -513,6 +515,7 @@ impl App {
         target: FlaggerTarget,
     ) -> Result<FlaggerAnswer, AppError> {
         let caller = caller.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         let clock = self.clock.clone();
         let details = json!({ "hook": hook, "canary": format!("{}/{}", payload.namespace, payload.name),
                               "phase": payload.phase });
@@ -535,7 +538,7 @@ impl App {
                     service,
                     start_override_id: start_override.as_deref(),
                 };
-                let decided = engine_answer_in(tx, &gate_request, now)?;
+                let decided = engine_answer_in(tx, &gate_request, &settings.approvals, now)?;
                 let mut details = details;
                 if let Some(fields) = details.as_object_mut() {
                     fields.insert("verdict".to_owned(), json!(decided.verdict));

@@ -204,7 +204,7 @@ impl App {
                 service: rollback.service.as_deref(),
                 start_override_id: None,
             };
-            let decision = match gate_action(tx, &caller, &request, now)? {
+            let decision = match gate_action(tx, &caller, &request, &settings.approvals, now)? {
                 Ok(decision) => decision,
                 Err(blocked) => return Ok(Err(blocked)),
             };
@@ -309,6 +309,7 @@ impl App {
         let known = self.environment("environment", request.environment)?;
         let environment = known.name;
         let caller = caller.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         let clock = self.clock.clone();
         self.write_emitting(move |tx, emitter| -> TxResult<LoadShedding> {
             let now = clock.now();
@@ -319,7 +320,7 @@ impl App {
                 service: service.as_deref(),
                 start_override_id: None,
             };
-            let decision = match gate_action(tx, &caller, &request, now)? {
+            let decision = match gate_action(tx, &caller, &request, &settings.approvals, now)? {
                 Ok(decision) => decision,
                 Err(blocked) => return Ok(Err(blocked)),
             };

@@ -5,10 +5,11 @@ use std::time::Duration;
 use deploy_safety_api_types::{
     API_PREFIX, AuditListQuery, AuditPage, AuditPublicKey, AuditVerification, CheckRequest,
     CheckResponse, CreateOverrideRequest, CreateProbeRequest, ErrorBody, EscalateIncidentRequest,
-    GateStatus, HealthReport, IncidentList, IncidentListQuery, OpenIncidentRequest, OverrideList,
-    OverrideView, ProbeList, ProbeView, ResolveIncidentRequest, SetModeRequest,
-    SetThreatLevelRequest, StartValidationRequest, ValidationList, ValidationListQuery,
-    ValidationView, WhoAmI,
+    GateStatus, HealthReport, IncidentList, IncidentListQuery, NewOverrideRequest,
+    OpenIncidentRequest, OverrideList, OverrideRequestList, OverrideRequestListQuery,
+    OverrideRequestView, OverrideView, ProbeList, ProbeView, ResolveIncidentRequest,
+    SetModeRequest, SetThreatLevelRequest, StartValidationRequest, ValidationList,
+    ValidationListQuery, ValidationView, VoteBody, WhoAmI,
 };
 use deploy_safety_api_types::{
     AbortSoakRequest, SoakList, SoakListQuery, SoakMetricsRequest, StartSoakRequest,
@@ -19,7 +20,9 @@ use deploy_safety_api_types::{
     FreezeView, PromoteCanaryRequest, ReleaseHistory, RollbackList, ServiceQuery,
     SetLoadSheddingRequest, StartCanaryRequest,
 };
-use deploy_safety_core::{Checkpoint, Environment, Event, Incident, LoadShedding, Rollback, Soak};
+use deploy_safety_core::{
+    Checkpoint, Environment, Event, Incident, LoadShedding, RequestStatus, Rollback, Soak,
+};
 use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -204,6 +207,56 @@ impl Client {
     pub async fn revoke_override(&self, id: &str) -> Result<OverrideView, ClientError> {
         self.delete(&format!("/security-gate/override/{}", encode(id)))
             .await
+    }
+
+    /// `POST /security-gate/override-requests`: ask for an override others approve.
+    pub async fn request_override(
+        &self,
+        request: &NewOverrideRequest,
+    ) -> Result<OverrideRequestView, ClientError> {
+        self.post("/security-gate/override-requests", request).await
+    }
+
+    /// `GET /security-gate/override-requests`, newest first; `status` keeps only those that
+    /// stand so now.
+    pub async fn list_override_requests(
+        &self,
+        status: Option<RequestStatus>,
+    ) -> Result<OverrideRequestList, ClientError> {
+        self.get_query(
+            "/security-gate/override-requests",
+            &OverrideRequestListQuery { status },
+        )
+        .await
+    }
+
+    pub async fn get_override_request(&self, id: &str) -> Result<OverrideRequestView, ClientError> {
+        self.get(&format!("/security-gate/override-requests/{}", encode(id)))
+            .await
+    }
+
+    pub async fn approve_override_request(
+        &self,
+        id: &str,
+        vote: &VoteBody,
+    ) -> Result<OverrideRequestView, ClientError> {
+        self.post(
+            &format!("/security-gate/override-requests/{}/approve", encode(id)),
+            vote,
+        )
+        .await
+    }
+
+    pub async fn deny_override_request(
+        &self,
+        id: &str,
+        vote: &VoteBody,
+    ) -> Result<OverrideRequestView, ClientError> {
+        self.post(
+            &format!("/security-gate/override-requests/{}/deny", encode(id)),
+            vote,
+        )
+        .await
     }
 
     pub async fn check(&self, request: &CheckRequest) -> Result<CheckResponse, ClientError> {

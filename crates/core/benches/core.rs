@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use deploy_safety_core::{
-    Action, AuditDecision, AuditDraft, AuditEntry, CanaryMetrics, DEFAULT_ACTIONS, Environment,
-    EvaluationThresholds, Freeze, FreezeIndex, GENESIS_HASH, GateInputs, GateRequest, GateState,
-    MetricsSource, Override, OverrideIndex, ReasonCode, Role, Schedule, Timestamp, decide,
-    evaluate,
+    Action, ApprovalPolicy, AuditDecision, AuditDraft, AuditEntry, CanaryMetrics, DEFAULT_ACTIONS,
+    Environment, EvaluationThresholds, Freeze, FreezeIndex, GENESIS_HASH, GateInputs, GateRequest,
+    GateState, MetricsSource, Override, OverrideIndex, ReasonCode, Role, Schedule, Timestamp,
+    decide, evaluate,
 };
 
 const NOW: Timestamp = Timestamp::from_unix_millis(1_767_225_600_000);
@@ -193,6 +193,7 @@ fn gate_decision(c: &mut Criterion) {
         let index = overrides(count);
         let inputs = GateInputs {
             freezes: &deploy_safety_core::FreezeIndex::default(),
+            approvals: &ApprovalPolicy::NONE,
             state: &state,
             overrides: &index,
             open_incidents: &[],
@@ -220,6 +221,7 @@ fn gate_decision(c: &mut Criterion) {
     let none = FreezeIndex::default();
     let inputs = GateInputs {
         freezes: &none,
+        approvals: &ApprovalPolicy::NONE,
         state: &state,
         overrides: &index,
         open_incidents: &[],
@@ -247,6 +249,7 @@ fn gate_decision(c: &mut Criterion) {
         );
         let inputs = GateInputs {
             freezes: &freezes,
+            approvals: &ApprovalPolicy::NONE,
             state: &state,
             overrides: &index,
             open_incidents: &[],

@@ -28,7 +28,7 @@ pub enum EnvironmentSelector {
 impl EnvironmentSelector {
     /// `production`, or `tier:production`.
     pub fn parse(text: &str) -> Result<EnvironmentSelector, String> {
-        match text.strip_prefix("tier:") {
+        let parsed = match text.strip_prefix("tier:") {
             Some(tier) => tier
                 .parse::<Tier>()
                 .map(EnvironmentSelector::Tier)
@@ -36,7 +36,8 @@ impl EnvironmentSelector {
             None => Environment::parse(text)
                 .map(EnvironmentSelector::Named)
                 .map_err(|e| e.to_string()),
-        }
+        };
+        parsed.map_err(|e| format!("`{text}`: {e}"))
     }
 
     pub fn matches(self, environment: KnownEnvironment) -> bool {
@@ -94,6 +95,9 @@ pub struct ApprovalPolicy {
 }
 
 impl ApprovalPolicy {
+    /// No rules: §4 as written everywhere.
+    pub const NONE: ApprovalPolicy = ApprovalPolicy { rules: Vec::new() };
+
     /// Refuses a rule that could never be met or names what does not exist: no environments,
     /// no actions, `required` of 0, an unknown environment, or an action and environment for
     /// which none of its approver roles may approve under §4.

@@ -3,12 +3,13 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::approvals::ApprovalPolicy;
 use crate::environment::KnownEnvironment;
 use crate::freeze::{ActiveFreeze, FreezeIndex};
 use crate::model::{
     Action, Environment, GateState, OpenIncident, SecurityMode, Severity, ThreatLevel,
 };
-use crate::overrides::{Override, OverrideIndex, roles_that_may_override};
+use crate::overrides::{Override, OverrideIndex};
 use crate::reason::ReasonCode;
 use crate::text::Reason;
 use crate::time::Timestamp;
@@ -38,6 +39,9 @@ pub struct GateInputs<'a> {
     pub open_incidents: &'a [OpenIncident],
     /// Freezes in force now (SPEC §16).
     pub freezes: &'a FreezeIndex,
+    /// The two-person rule (SPEC §19): where a rule applies, hints say to request an override
+    /// rather than create one.
+    pub approvals: &'a ApprovalPolicy,
     pub now: Timestamp,
 }
 
@@ -129,7 +133,7 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
         (None, Some(soft), None) => {
             return verdict
                 .deny(ReasonCode::Freeze, freeze_message(soft))
-                .override_hints(request)
+                .override_hints(request, inputs.approvals)
                 .hint(&format!(
                     "Or end the freeze (security team or eng-lead): deploy-safety freeze end {} --reason \"...\".",
                     soft.freeze.id
@@ -147,7 +151,7 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
                     ReasonCode::OverrideRequired,
                     "Production actions require explicit override".to_owned(),
                 )
-                .override_hints(request)
+                .override_hints(request, inputs.approvals)
                 .build(request, inputs),
         };
     }
@@ -169,7 +173,7 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
                             .map_or("all environments", Environment::as_str)
                     ),
                 )
-                .override_hints(request)
+                .override_hints(request, inputs.approvals)
                 .hint("Resolve the incident to lift this requirement.")
                 .build(request, inputs),
         };
@@ -298,11 +302,7 @@ impl Verdict {
         self
     }
 
-    fn override_hints(mut self, request: &GateRequest<'_>) -> Self {
-        let roles: Vec<&str> = roles_that_may_override(request.action, request.environment.tier)
-            .into_iter()
-            .map(|r| r.as_str())
-            .collect();
+    fn override_hints(mut self, request: &GateRequest<'_>, approvals: &ApprovalPolicy) -> Self {
         let release = request
             .release_id
             .map(|r| format!(" --release {r}"))
@@ -311,14 +311,28 @@ impl Verdict {
             .service
             .map(|s| format!(" --service {s}"))
             .unwrap_or_default();
-        self.hints.push(format!(
-            "Create an override for {} in {} (roles that may: {}): deploy-safety override create --action {} --environment {}{service}{release} --reason \"...\", or POST /api/deploy-safety/security-gate/override.",
-            request.action,
-            request.environment.name,
-            roles.join(", "),
-            request.action,
-            request.environment.name,
-        ));
+        let requirement = approvals.requirement(request.action, request.environment);
+        let roles: Vec<&str> = requirement.roles.iter().map(|r| r.as_str()).collect();
+        if requirement.ruled {
+            self.hints.push(format!(
+                "Request an override for {} in {}: it needs {} approval(s) from other people (roles that may approve: {}): deploy-safety override request --action {} --environment {}{service}{release} --reason \"...\", or POST /api/deploy-safety/security-gate/override-requests.",
+                request.action,
+                request.environment.name,
+                requirement.required,
+                roles.join(", "),
+                request.action,
+                request.environment.name,
+            ));
+        } else {
+            self.hints.push(format!(
+                "Create an override for {} in {} (roles that may: {}): deploy-safety override create --action {} --environment {}{service}{release} --reason \"...\", or POST /api/deploy-safety/security-gate/override.",
+                request.action,
+                request.environment.name,
+                roles.join(", "),
+                request.action,
+                request.environment.name,
+            ));
+        }
         if request.release_id.is_none() {
             self.hints.push(
                 "Overrides bound to a release cover only requests that name that release."

@@ -9,9 +9,9 @@
 use std::sync::{Arc, OnceLock};
 
 use deploy_safety_core::{
-    Action, DEFAULT_ACTIONS, Environment, EnvironmentSpec, Environments, Freeze, FreezeIndex,
-    GateInputs, GateRequest, GateState, OpenIncident, Override, OverrideIndex, ReasonCode, Role,
-    Schedule, SecurityMode, Severity, ThreatLevel, Tier, Timestamp, decide,
+    Action, ApprovalPolicy, DEFAULT_ACTIONS, Environment, EnvironmentSpec, Environments, Freeze,
+    FreezeIndex, GateInputs, GateRequest, GateState, OpenIncident, Override, OverrideIndex,
+    ReasonCode, Role, Schedule, SecurityMode, Severity, ThreatLevel, Tier, Timestamp, decide,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -473,6 +473,7 @@ fn run(s: &Scenario, now: i64) -> deploy_safety_core::Decision {
         },
         &GateInputs {
             freezes: &freezes,
+            approvals: &ApprovalPolicy::NONE,
             state: &state,
             overrides: &index,
             open_incidents: &incidents,

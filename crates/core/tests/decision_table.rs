@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use deploy_safety_core::{
-    Action, DEFAULT_ACTIONS, Decision, Environment, EnvironmentSpec, Environments, Freeze,
-    FreezeIndex, GateInputs, GateRequest, GateState, KnownEnvironment, LockdownTrigger,
+    Action, ApprovalPolicy, DEFAULT_ACTIONS, Decision, Environment, EnvironmentSpec, Environments,
+    Freeze, FreezeIndex, GateInputs, GateRequest, GateState, KnownEnvironment, LockdownTrigger,
     ModeChangeError, OpenIncident, Override, OverrideIndex, Reason, ReasonCode, Role, Schedule,
     SecurityMode, Severity, ThreatLevel, Tier, Timestamp, change_mode, change_threat_level, decide,
     trigger_lockdown,
@@ -377,6 +377,7 @@ impl Row {
         };
         let inputs = GateInputs {
             freezes: &freezes,
+            approvals: &ApprovalPolicy::NONE,
             state: &state,
             overrides: &index,
             open_incidents: &self.incidents,
@@ -2581,6 +2582,7 @@ fn lockdown_without_recorded_reason_still_denies() {
         },
         &GateInputs {
             freezes: &deploy_safety_core::FreezeIndex::default(),
+            approvals: &ApprovalPolicy::NONE,
             state: &state,
             overrides: &index,
             open_incidents: &[],
@@ -2607,6 +2609,7 @@ fn threat_level_denial_says_no_override_lifts_it() {
         },
         &GateInputs {
             freezes: &deploy_safety_core::FreezeIndex::default(),
+            approvals: &ApprovalPolicy::NONE,
             state: &state,
             overrides: &index,
             open_incidents: &[],
@@ -2861,6 +2864,7 @@ fn lowering_threat_never_leaves_lockdown() {
         },
         &GateInputs {
             freezes: &deploy_safety_core::FreezeIndex::default(),
+            approvals: &ApprovalPolicy::NONE,
             state: &lowered,
             overrides: &index,
             open_incidents: &[],

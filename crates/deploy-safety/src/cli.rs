@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use deploy_safety_core::{
-    Action, AuditDecision, Environment, IncidentCategory, IncidentStatus, ProbeKind, Role,
-    SecurityMode, Severity, SoakStatus, ThreatLevel,
+    Action, AuditDecision, Environment, IncidentCategory, IncidentStatus, ProbeKind, RequestStatus,
+    Role, SecurityMode, Severity, SoakStatus, ThreatLevel,
 };
 
 use crate::settings::LogFormat;
@@ -43,7 +43,8 @@ pub enum Command {
     /// Change the threat level (security team).
     #[command(subcommand)]
     Threat(ThreatCommand),
-    /// Create, list, show and revoke overrides.
+    /// Create, list, show and revoke overrides; request them and vote on requests where two
+    /// people must approve.
     #[command(subcommand)]
     Override(OverrideCommand),
     /// Ask the gate. Exit code 0 when allowed, 3 when blocked.
@@ -649,6 +650,56 @@ pub enum OverrideCommand {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Ask for an override that other people approve (any person, developers included). Where
+    /// an `[[approvals]]` rule applies, this is the only way to get one.
+    Request {
+        #[arg(long, value_parser = parse::<Action>)]
+        action: Action,
+        #[arg(long, value_parser = parse::<Environment>)]
+        environment: Environment,
+        /// One service of the environment (absent: the environment as a whole).
+        #[arg(long)]
+        service: Option<String>,
+        /// Bind the override to one release.
+        #[arg(long)]
+        release: Option<String>,
+        /// Business justification with a ticket reference.
+        #[arg(long)]
+        reason: String,
+        /// The override's lifetime once approved, in minutes (default 60).
+        #[arg(long, visible_alias = "ttl", value_name = "MINUTES")]
+        ttl_minutes: Option<i64>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Approve someone else's override request; the approval that reaches the number required
+    /// creates the override at once.
+    Approve {
+        id: String,
+        /// Why (optional).
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Deny an override request: one deny ends it, and no override is made.
+    Deny {
+        id: String,
+        /// Why (required).
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Override requests, newest first (--status pending: those waiting for votes); with an
+    /// ID, that request and its votes.
+    Requests {
+        id: Option<String>,
+        #[arg(long, value_parser = parse::<RequestStatus>, conflicts_with = "id")]
+        status: Option<RequestStatus>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -920,5 +971,146 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("expected one of"), "{err}");
+    }
+
+    fn parse_override(args: &[&str]) -> Result<OverrideCommand, clap::Error> {
+        let mut all = vec!["deploy-safety", "override"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|cli| match cli.command {
+            Command::Override(command) => command,
+            other => panic!("not an override command: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn override_request_takes_the_override_fields() {
+        let command = parse_override(&[
+            "request",
+            "--action",
+            "deploy.canary.start",
+            "--environment",
+            "production",
+            "--service",
+            "payments",
+            "--release",
+            "v1.2.3",
+            "--reason",
+            "CHG-1234",
+            "--ttl",
+            "30",
+            "--json",
+        ])
+        .unwrap();
+        let OverrideCommand::Request {
+            action,
+            environment,
+            service,
+            release,
+            reason,
+            ttl_minutes,
+            remote,
+        } = command
+        else {
+            panic!("not a request: {command:?}");
+        };
+        assert_eq!(action, Action::CanaryStart);
+        assert_eq!(environment, Environment::PRODUCTION);
+        assert_eq!(service.as_deref(), Some("payments"));
+        assert_eq!(release.as_deref(), Some("v1.2.3"));
+        assert_eq!(reason, "CHG-1234");
+        assert_eq!(ttl_minutes, Some(30));
+        assert!(remote.json);
+        // `--ttl-minutes`, as `override create` spells it, is the same flag.
+        let command = parse_override(&[
+            "request",
+            "--action",
+            "deploy.rollback",
+            "--environment",
+            "production",
+            "--reason",
+            "INC-1",
+            "--ttl-minutes",
+            "15",
+        ])
+        .unwrap();
+        assert!(matches!(
+            command,
+            OverrideCommand::Request {
+                action: Action::Rollback,
+                ttl_minutes: Some(15),
+                service: None,
+                release: None,
+                ..
+            }
+        ));
+        // A reason is required, as for `override create`.
+        let err = parse_override(&[
+            "request",
+            "--action",
+            "deploy.canary.start",
+            "--environment",
+            "production",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn votes_take_an_id_and_a_deny_needs_a_comment() {
+        let command = parse_override(&["approve", "oreq_1"]).unwrap();
+        assert!(matches!(
+            command,
+            OverrideCommand::Approve { ref id, comment: None, .. } if id == "oreq_1"
+        ));
+        let command = parse_override(&["approve", "oreq_1", "--comment", "ok"]).unwrap();
+        assert!(matches!(
+            command,
+            OverrideCommand::Approve { comment: Some(ref c), .. } if c == "ok"
+        ));
+        let command = parse_override(&["deny", "oreq_1", "--comment", "no CAB"]).unwrap();
+        assert!(matches!(
+            command,
+            OverrideCommand::Deny { ref id, ref comment, .. } if id == "oreq_1" && comment == "no CAB"
+        ));
+        let err = parse_override(&["deny", "oreq_1"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(err.to_string().contains("--comment"), "{err}");
+        let err = parse_override(&["approve"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn override_requests_lists_by_status_or_shows_one() {
+        let command = parse_override(&["requests"]).unwrap();
+        assert!(matches!(
+            command,
+            OverrideCommand::Requests {
+                id: None,
+                status: None,
+                ..
+            }
+        ));
+        for (text, status) in [
+            ("pending", RequestStatus::Pending),
+            ("approved", RequestStatus::Approved),
+            ("denied", RequestStatus::Denied),
+            ("expired", RequestStatus::Expired),
+        ] {
+            let command = parse_override(&["requests", "--status", text]).unwrap();
+            assert!(
+                matches!(command, OverrideCommand::Requests { status: Some(s), .. } if s == status),
+                "{text}"
+            );
+        }
+        let command = parse_override(&["requests", "oreq_1", "--json"]).unwrap();
+        assert!(matches!(
+            command,
+            OverrideCommand::Requests { id: Some(ref id), ref remote, .. } if id == "oreq_1" && remote.json
+        ));
+        let err = parse_override(&["requests", "--status", "open"]).unwrap_err();
+        assert!(err.to_string().contains("expected one of"), "{err}");
+        // One request, or a list: not both.
+        let err = parse_override(&["requests", "oreq_1", "--status", "pending"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use deploy_safety_api_types::{
     AuditListEntry, AuditPage, AuditVerification, ErrorBody, GateStatus, HealthReport,
-    OverrideView, ProbeView, ValidationView,
+    OverrideRequestList, OverrideRequestView, OverrideView, ProbeView, ValidationView,
 };
 use deploy_safety_api_types::{
     CanaryView, EnvironmentList, FreezeList, FreezeView, ReleaseHistory,
@@ -12,7 +12,7 @@ use deploy_safety_api_types::{
 use deploy_safety_app::CheckpointProof;
 use deploy_safety_client::ClientError;
 use deploy_safety_core::{Canary, Event, Incident, LoadShedding, Rollback, Soak, SoakEvaluation};
-use deploy_safety_core::{Decision, ReasonCode, Timestamp};
+use deploy_safety_core::{Decision, ReasonCode, RequestStatus, Role, Timestamp, Vote};
 
 /// Exit codes. 2 is clap's, for usage errors.
 pub mod exit {
@@ -140,9 +140,18 @@ pub fn override_detail(o: &OverrideView) -> String {
         format!("{:?}", o.status).to_lowercase()
     );
     let _ = writeln!(out, "  Action:       {} in {}", r.action, r.environment);
+    if let Some(service) = &r.service {
+        let _ = writeln!(out, "  Service:      {service}");
+    }
     let _ = writeln!(out, "  Release:      {}", or_dash(r.release_id.as_deref()));
     let _ = writeln!(out, "  Reason:       {}", r.reason);
     let _ = writeln!(out, "  Approver:     {} ({})", r.approver, r.approver_role);
+    if let Some(request) = &r.request_id {
+        let _ = writeln!(
+            out,
+            "  Request:      {request} (its votes: deploy-safety override requests {request})"
+        );
+    }
     let _ = writeln!(out, "  Created:      {}", r.created_at);
     let _ = writeln!(out, "  Expires:      {}", r.expires_at);
     if let Some(at) = r.revoked_at {
@@ -153,6 +162,223 @@ pub fn override_detail(o: &OverrideView) -> String {
         );
     }
     let _ = writeln!(out, "  Uses:         {}", r.use_count);
+    out
+}
+
+/// How long from `now` until `at`, coarsely: `2d3h`, `23h59m`, `29m`, `45s`; `none` once
+/// past.
+fn time_left(now: Timestamp, at: Timestamp) -> String {
+    let seconds = at.millis_since(now) / 1_000;
+    if seconds <= 0 {
+        return "none".to_owned();
+    }
+    let (days, hours, minutes) = (seconds / 86_400, seconds / 3_600 % 24, seconds / 60 % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h{m}m"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
+}
+
+/// `eng-lead or security-team`.
+fn roles_or(roles: &[Role]) -> String {
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    match names.as_slice() {
+        [] => "nobody".to_owned(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// When the override an approved request made expires: its TTL counts from the approval.
+fn override_expiry(r: &OverrideRequestView) -> Option<Timestamp> {
+    r.decided_at
+        .map(|at| at.plus_minutes(i64::from(r.ttl_minutes)))
+}
+
+/// One vote, on one line: `lead (eng-lead) at 2026-…Z: the comment`.
+fn vote_line(v: &Vote) -> String {
+    format!(
+        "{} ({}) at {}{}",
+        v.principal,
+        v.role,
+        v.at,
+        v.comment
+            .as_deref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default()
+    )
+}
+
+/// Who the request still waits for: `1 more approval from eng-lead or security-team (not dev,
+/// lead)`.
+fn still_needed(r: &OverrideRequestView) -> String {
+    let have = u32::try_from(r.approvals.len()).unwrap_or(u32::MAX);
+    let more = r.required.saturating_sub(have);
+    let mut not: Vec<&str> = vec![r.requested_by.as_str()];
+    not.extend(r.approvals.iter().map(|v| v.principal.as_str()));
+    format!(
+        "{more} more approval{} from {} (not {})",
+        if more == 1 { "" } else { "s" },
+        roles_or(&r.approver_roles),
+        not.join(", ")
+    )
+}
+
+/// An override request: what it asks, who voted, how long it waits, its override.
+pub fn override_request(r: &OverrideRequestView, now: Timestamp) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Override request {}: {}",
+        r.id,
+        r.status.as_str().to_uppercase()
+    );
+    let _ = writeln!(out, "  Action:        {} in {}", r.action, r.environment);
+    let _ = writeln!(out, "  Service:       {}", or_dash(r.service.as_deref()));
+    let _ = writeln!(out, "  Release:       {}", or_dash(r.release_id.as_deref()));
+    let _ = writeln!(out, "  Reason:        {}", r.reason);
+    let _ = writeln!(
+        out,
+        "  Requested by:  {} ({}) at {}",
+        r.requested_by, r.requested_by_role, r.created_at
+    );
+    let _ = writeln!(
+        out,
+        "  Approvals:     {}/{} from {}",
+        r.approvals.len(),
+        r.required,
+        roles_or(&r.approver_roles)
+    );
+    for vote in &r.approvals {
+        let _ = writeln!(out, "    approved by {}", vote_line(vote));
+    }
+    if let Some(denial) = &r.denial {
+        let _ = writeln!(out, "  Denied by:     {}", vote_line(denial));
+    }
+    match r.status {
+        RequestStatus::Pending => {
+            let _ = writeln!(out, "  Waiting for:   {}", still_needed(r));
+            let _ = writeln!(
+                out,
+                "  Expires:       {} ({} left to vote)",
+                r.expires_at,
+                time_left(now, r.expires_at)
+            );
+            let _ = writeln!(
+                out,
+                "  Override:      none yet; it will last {} minutes from the last approval",
+                r.ttl_minutes
+            );
+        }
+        RequestStatus::Approved => {
+            let expiry = override_expiry(r);
+            let _ = writeln!(
+                out,
+                "  Override:      {}, {} minutes from {}: expires {} ({} left)",
+                or_dash(r.override_id.as_deref()),
+                r.ttl_minutes,
+                time(r.decided_at),
+                time(expiry),
+                expiry.map_or_else(|| "-".to_owned(), |at| time_left(now, at))
+            );
+        }
+        RequestStatus::Denied => {
+            let _ = writeln!(out, "  Decided:       {}: no override", time(r.decided_at));
+        }
+        RequestStatus::Expired => {
+            let _ = writeln!(
+                out,
+                "  Expired:       {} without enough approvals: no override; make a new request",
+                r.expires_at
+            );
+        }
+    }
+    out
+}
+
+/// What a vote did, in one headline, then the request.
+pub fn override_vote(r: &OverrideRequestView, now: Timestamp) -> String {
+    let headline = match (r.status, r.override_id.as_deref()) {
+        (RequestStatus::Approved, Some(id)) => format!(
+            "approved: override {id} created, expires {}",
+            time(override_expiry(r))
+        ),
+        (RequestStatus::Pending, _) => format!(
+            "counted: {} of {} approvals, waiting for {}",
+            r.approvals.len(),
+            r.required,
+            still_needed(r)
+        ),
+        (RequestStatus::Denied, _) => format!(
+            "denied: {} by {}: no override will be made",
+            r.id,
+            r.denial.as_ref().map_or("-", |v| v.principal.as_str())
+        ),
+        (status, _) => format!("{}: {status}", r.id),
+    };
+    format!("{headline}\n{}", override_request(r, now))
+}
+
+pub fn override_requests(list: &OverrideRequestList, now: Timestamp) -> String {
+    if list.requests.is_empty() {
+        return "No override requests.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .requests
+        .iter()
+        .map(|r| {
+            let voters: Vec<&str> = r.approvals.iter().map(|v| v.principal.as_str()).collect();
+            let approvals = if voters.is_empty() {
+                format!("0/{}", r.required)
+            } else {
+                format!("{}/{} ({})", voters.len(), r.required, voters.join(", "))
+            };
+            let waits = match r.status {
+                RequestStatus::Pending => format!("{} left", time_left(now, r.expires_at)),
+                RequestStatus::Approved => match override_expiry(r) {
+                    Some(at) if at > now => format!("override {} left", time_left(now, at)),
+                    _ => "override expired".to_owned(),
+                },
+                RequestStatus::Denied => format!(
+                    "denied by {}",
+                    r.denial.as_ref().map_or("-", |v| v.principal.as_str())
+                ),
+                RequestStatus::Expired => format!("expired {}", r.expires_at),
+            };
+            vec![
+                r.id.clone(),
+                r.status.to_string(),
+                r.action.to_string(),
+                r.environment.to_string(),
+                or_dash(r.service.as_deref()),
+                or_dash(r.release_id.as_deref()),
+                r.requested_by.clone(),
+                approvals,
+                waits,
+                or_dash(r.override_id.as_deref()),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "ID",
+            "STATUS",
+            "ACTION",
+            "ENVIRONMENT",
+            "SERVICE",
+            "RELEASE",
+            "REQUESTED BY",
+            "APPROVALS",
+            "TIME",
+            "OVERRIDE",
+        ],
+        &rows,
+    );
+    if list.truncated {
+        out.push_str("(more requests exist; narrow with --status)\n");
+    }
     out
 }
 
@@ -1083,5 +1309,136 @@ mod tests {
             ],
         );
         assert_eq!(text, "A     BB\nlong  x\ns     yy\n");
+    }
+
+    #[test]
+    fn time_left_is_coarse() {
+        let now = Timestamp::from_unix_millis(1_000_000);
+        for (seconds, text) in [
+            (-5, "none"),
+            (0, "none"),
+            (45, "45s"),
+            (29 * 60 + 59, "29m"),
+            (23 * 3_600 + 59 * 60, "23h59m"),
+            (2 * 86_400 + 3 * 3_600 + 5, "2d3h"),
+        ] {
+            assert_eq!(time_left(now, now.plus_seconds(seconds)), text, "{seconds}");
+        }
+    }
+
+    fn vote(name: &str, role: Role, kind: deploy_safety_core::VoteKind, at: Timestamp) -> Vote {
+        Vote {
+            principal: name.to_owned(),
+            role,
+            vote: kind,
+            comment: Some(format!("{name} says so")),
+            at,
+            authenticated_by: "token".to_owned(),
+        }
+    }
+
+    fn pending(now: Timestamp) -> OverrideRequestView {
+        OverrideRequestView {
+            id: "oreq_1".to_owned(),
+            status: RequestStatus::Pending,
+            action: deploy_safety_core::Action::CanaryStart,
+            environment: deploy_safety_core::Environment::PRODUCTION,
+            service: None,
+            release_id: Some("v1.2.3".to_owned()),
+            reason: "CHG-1234".to_owned(),
+            ttl_minutes: 30,
+            requested_by: "dev".to_owned(),
+            requested_by_role: Role::Developer,
+            required: 2,
+            approver_roles: vec![Role::SecurityTeam, Role::EngLead],
+            approvals: Vec::new(),
+            denial: None,
+            created_at: now,
+            expires_at: now.plus_minutes(24 * 60),
+            decided_at: None,
+            override_id: None,
+        }
+    }
+
+    #[test]
+    fn a_vote_says_what_it_did() {
+        use deploy_safety_core::VoteKind::{Approve, Deny};
+        let now = Timestamp::from_unix_millis(1_767_225_600_000);
+        let mut r = pending(now);
+        r.approvals.push(vote("lead", Role::EngLead, Approve, now));
+        let text = override_vote(&r, now);
+        assert!(
+            text.starts_with(
+                "counted: 1 of 2 approvals, waiting for 1 more approval from security-team or eng-lead (not dev, lead)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Approvals:     1/2"), "{text}");
+        assert!(
+            text.contains("approved by lead (eng-lead) at 2026-01-01T00:00:00.000Z: lead says so"),
+            "{text}"
+        );
+        assert!(text.contains("(1d0h left to vote)"), "{text}");
+
+        let later = now.plus_minutes(1);
+        let mut approved = r.clone();
+        approved
+            .approvals
+            .push(vote("sec", Role::SecurityTeam, Approve, later));
+        approved.status = RequestStatus::Approved;
+        approved.decided_at = Some(later);
+        approved.override_id = Some("ovr_1".to_owned());
+        let text = override_vote(&approved, later);
+        assert!(
+            text.starts_with(
+                "approved: override ovr_1 created, expires 2026-01-01T00:31:00.000Z\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("ovr_1, 30 minutes from"), "{text}");
+
+        let mut denied = r;
+        denied.denial = Some(vote("sec", Role::SecurityTeam, Deny, later));
+        denied.status = RequestStatus::Denied;
+        denied.decided_at = Some(later);
+        let text = override_vote(&denied, later);
+        assert!(
+            text.starts_with("denied: oreq_1 by sec: no override will be made\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Denied by:     sec (security-team) at 2026-01-01T00:01:00.000Z: sec says so"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn requests_list_shows_votes_and_time() {
+        let now = Timestamp::from_unix_millis(1_767_225_600_000);
+        let mut r = pending(now);
+        r.approvals.push(vote(
+            "lead",
+            Role::EngLead,
+            deploy_safety_core::VoteKind::Approve,
+            now,
+        ));
+        let list = OverrideRequestList {
+            requests: vec![r],
+            truncated: true,
+        };
+        let text = override_requests(&list, now.plus_minutes(60));
+        assert!(text.contains("1/2 (lead)"), "{text}");
+        assert!(text.contains("23h0m left"), "{text}");
+        assert!(
+            text.ends_with("(more requests exist; narrow with --status)\n"),
+            "{text}"
+        );
+        let empty = OverrideRequestList {
+            requests: Vec::new(),
+            truncated: false,
+        };
+        assert_eq!(override_requests(&empty, now), "No override requests.\n");
     }
 }

@@ -1145,6 +1145,81 @@ mod tests {
     }
 
     #[test]
+    fn approval_rules_come_from_the_file_and_are_checked() {
+        let f = file(
+            r#"
+[overrides]
+pending_ttl_minutes = 90
+
+[[approvals]]
+environments = ["tier:production"]
+actions = ["deploy.canary.start"]
+required = 2
+approver_roles = ["eng-lead", "security-team"]
+
+[[approvals]]
+environments = ["staging"]
+required = 1
+"#,
+        );
+        let s = Settings::load(Some(f.path()), env(&[]), &FlagSettings::default()).unwrap();
+        let app = s.app();
+        assert_eq!(app.pending_request_ttl_minutes, 90);
+        let environments = s.environments().unwrap();
+        let production = environments.parse("production").unwrap();
+        let staging = environments.parse("staging").unwrap();
+        let start = app.approvals.requirement(Action::CanaryStart, production);
+        assert_eq!(
+            (start.required, start.roles, start.ruled),
+            (2, vec![Role::SecurityTeam, Role::EngLead], true)
+        );
+        assert!(
+            !app.approvals
+                .requirement(Action::Rollback, production)
+                .ruled
+        );
+        // No `actions`: every gated action.
+        assert!(app.approvals.requirement(Action::LoadShed, staging).ruled);
+
+        for (text, expected) in [
+            (
+                "[[approvals]]\nenvironments = [\"tier:prod\"]\nrequired = 1\n",
+                "tier:prod",
+            ),
+            (
+                "[[approvals]]\nenvironments = [\"qa\"]\nrequired = 1\n",
+                "qa",
+            ),
+            (
+                "[[approvals]]\nenvironments = [\"production\"]\nrequired = 0\n",
+                "required",
+            ),
+            (
+                "[[approvals]]\nenvironments = []\nrequired = 1\n",
+                "environments",
+            ),
+            ("[[approvals]]\nrequired = 1\n", "environments"),
+            (
+                "[[approvals]]\nenvironments = [\"production\"]\nactions = [\"deploy.canary.start\"]\nrequired = 1\napprover_roles = [\"developer\"]\n",
+                "approver_roles",
+            ),
+            (
+                "[[approvals]]\nenvironments = [\"production\"]\nrequired = 1\nquorum = 2\n",
+                "quorum",
+            ),
+            (
+                "[overrides]\npending_ttl_minutes = 0\n",
+                "pending_ttl_minutes",
+            ),
+        ] {
+            let f = file(text);
+            let err =
+                Settings::load(Some(f.path()), env(&[]), &FlagSettings::default()).expect_err(text);
+            assert!(format!("{err:#}").contains(expected), "{text}: {err:#}");
+        }
+    }
+
+    #[test]
     fn probes_and_gates_come_from_the_file_and_are_checked() {
         let f = file(
             r#"

@@ -191,16 +191,25 @@ fn field_rules(doc: &mut Value) {
             schema.extend(rule);
         }
     }
-    // `DELETE /freezes/{id}`: no body, or a JSON object (not `null`).
-    if let Some(body) = doc
-        .pointer_mut("/paths/~1api~1deploy-safety~1freezes~1{id}/delete/requestBody")
-        .and_then(Value::as_object_mut)
-    {
-        body.insert("required".to_owned(), json!(false));
-        body.insert(
-            "content".to_owned(),
-            json!({ "application/json": { "schema": { "$ref": "#/components/schemas/EndFreezeRequest" } } }),
-        );
+    // `DELETE /freezes/{id}` and approving an override request: no body, or a JSON object
+    // (not `null`).
+    for (pointer, schema) in [
+        (
+            "/paths/~1api~1deploy-safety~1freezes~1{id}/delete/requestBody",
+            "EndFreezeRequest",
+        ),
+        (
+            "/paths/~1api~1deploy-safety~1security-gate~1override-requests~1{id}~1approve/post/requestBody",
+            "VoteBody",
+        ),
+    ] {
+        if let Some(body) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
+            body.insert("required".to_owned(), json!(false));
+            body.insert(
+                "content".to_owned(),
+                json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }),
+            );
+        }
     }
 }
 

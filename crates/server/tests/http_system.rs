@@ -74,6 +74,20 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/deploy-safety/security-gate/override/{id}"),
     ("delete", "/api/deploy-safety/security-gate/override/{id}"),
     ("post", "/api/deploy-safety/security-gate/check"),
+    ("post", "/api/deploy-safety/security-gate/override-requests"),
+    ("get", "/api/deploy-safety/security-gate/override-requests"),
+    (
+        "get",
+        "/api/deploy-safety/security-gate/override-requests/{id}",
+    ),
+    (
+        "post",
+        "/api/deploy-safety/security-gate/override-requests/{id}/approve",
+    ),
+    (
+        "post",
+        "/api/deploy-safety/security-gate/override-requests/{id}/deny",
+    ),
     ("get", "/api/deploy-safety/audit"),
     ("get", "/api/deploy-safety/audit/verify"),
     ("get", "/api/deploy-safety/audit/public-key"),
@@ -220,7 +234,9 @@ async fn every_documented_route_is_served() {
                 .starts_with("no such endpoint"),
             "{method} {path}: {json}"
         );
-        let takes_no_body = path.ends_with("/run") || path.ends_with("/execute");
+        // An approval's body is all optional: `{}` is valid, and the request is missing.
+        let takes_no_body =
+            path.ends_with("/run") || path.ends_with("/execute") || path.ends_with("/approve");
         // Metrics bodies are all optional: `{}` is valid, and the soak or canary is missing.
         let no_canary = path.contains("/canary/staging")
             || (method == Method::POST && path.ends_with("/metrics"));

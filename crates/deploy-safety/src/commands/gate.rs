@@ -2,9 +2,10 @@
 //! shedding.
 
 use deploy_safety_api_types::{
-    CheckRequest, CreateOverrideRequest, OverallHealth, SetLoadSheddingRequest, SetModeRequest,
-    SetThreatLevelRequest,
+    CheckRequest, CreateOverrideRequest, NewOverrideRequest, OverallHealth, SetLoadSheddingRequest,
+    SetModeRequest, SetThreatLevelRequest, VoteBody,
 };
+use deploy_safety_app::{Clock, SystemClock};
 
 use super::{client, client_without_token, show};
 use crate::cli::{
@@ -150,6 +151,73 @@ async fn override_command(command: OverrideCommand) -> anyhow::Result<u8> {
             client(&remote)?.revoke_override(&id).await,
             &remote,
             output::override_detail,
+        ),
+        OverrideCommand::Request {
+            action,
+            environment,
+            service,
+            release,
+            reason,
+            ttl_minutes,
+            remote,
+        } => show(
+            client(&remote)?
+                .request_override(&NewOverrideRequest {
+                    action,
+                    environment,
+                    service,
+                    release_id: release,
+                    reason,
+                    ttl_minutes,
+                })
+                .await,
+            &remote,
+            |r| output::override_request(r, SystemClock.now()),
+        ),
+        OverrideCommand::Approve {
+            id,
+            comment,
+            remote,
+        } => show(
+            client(&remote)?
+                .approve_override_request(&id, &VoteBody { comment })
+                .await,
+            &remote,
+            |r| output::override_vote(r, SystemClock.now()),
+        ),
+        OverrideCommand::Deny {
+            id,
+            comment,
+            remote,
+        } => show(
+            client(&remote)?
+                .deny_override_request(
+                    &id,
+                    &VoteBody {
+                        comment: Some(comment),
+                    },
+                )
+                .await,
+            &remote,
+            |r| output::override_vote(r, SystemClock.now()),
+        ),
+        OverrideCommand::Requests {
+            id: Some(id),
+            remote,
+            ..
+        } => show(
+            client(&remote)?.get_override_request(&id).await,
+            &remote,
+            |r| output::override_request(r, SystemClock.now()),
+        ),
+        OverrideCommand::Requests {
+            id: None,
+            status,
+            remote,
+        } => show(
+            client(&remote)?.list_override_requests(status).await,
+            &remote,
+            |list| output::override_requests(list, SystemClock.now()),
         ),
     })
 }

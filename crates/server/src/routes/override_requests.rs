@@ -1,16 +1,17 @@
 //! `/security-gate/override-requests*`: the two-person rule (SPEC §19).
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use deploy_safety_api_types::{
-    ErrorBody, NewOverrideRequest, OverrideRequestList, OverrideRequestListQuery,
+    DenyBody, ErrorBody, NewOverrideRequest, OverrideRequestList, OverrideRequestListQuery,
     OverrideRequestView, VoteBody,
 };
 use deploy_safety_core::VoteKind;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, Authenticated};
+use crate::extract::{ApiJson, ApiQuery, Authenticated, parse_json};
 use crate::state::AppState;
 
 const TAG: &str = "security-gate";
@@ -71,9 +72,10 @@ pub async fn show_request(
 }
 
 /// Approves a request. The approval that reaches `required` creates the override, at once.
+/// The body `{"comment": "..."}` is optional.
 #[utoipa::path(post, path = "/security-gate/override-requests/{id}/approve", tag = TAG, security(("bearer" = [])),
     params(("id" = String, Path, description = "override request id")),
-    request_body = VoteBody,
+    request_body(content = Option<VoteBody>, description = "optional: no body (or only whitespace) is `{}`; a body is a JSON object"),
     responses(
         (status = 200, body = OverrideRequestView),
         (status = 400, body = ErrorBody),
@@ -88,8 +90,13 @@ pub async fn approve_request(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<VoteBody>,
+    body: Bytes,
 ) -> Result<Json<OverrideRequestView>, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        VoteBody::default()
+    } else {
+        parse_json(&body)?
+    };
     let view = state
         .app
         .vote_on_override_request(&caller, &id, VoteKind::Approve, body)
@@ -100,10 +107,10 @@ pub async fn approve_request(
 /// Denies a request, with a comment: one deny ends it.
 #[utoipa::path(post, path = "/security-gate/override-requests/{id}/deny", tag = TAG, security(("bearer" = [])),
     params(("id" = String, Path, description = "override request id")),
-    request_body = VoteBody,
+    request_body = DenyBody,
     responses(
         (status = 200, body = OverrideRequestView),
-        (status = 400, description = "no comment", body = ErrorBody),
+        (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "SELF_APPROVAL, WORKLOAD_CANNOT_APPROVE or OVERRIDE_NOT_PERMITTED", body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -115,11 +122,11 @@ pub async fn deny_request(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<VoteBody>,
+    ApiJson(body): ApiJson<DenyBody>,
 ) -> Result<Json<OverrideRequestView>, ApiError> {
     let view = state
         .app
-        .vote_on_override_request(&caller, &id, VoteKind::Deny, body)
+        .vote_on_override_request(&caller, &id, VoteKind::Deny, body.into())
         .await?;
     Ok(Json(view))
 }

@@ -86,11 +86,16 @@ impl Harness {
 
     /// As [`Harness::with_settings`], with the use cases' settings too (e.g. HTTP release
     /// gates).
-    pub async fn with_app_settings(http: HttpSettings, mut settings: AppSettings) -> Harness {
+    pub async fn with_app_settings(http: HttpSettings, settings: AppSettings) -> Harness {
+        Harness::on_database(TestDb::new(), http, settings).await
+    }
+
+    /// As [`Harness::with_app_settings`], on a database the test chose (e.g.
+    /// [`TestDb::postgres`] for a test that needs PostgreSQL whatever the run's backend).
+    pub async fn on_database(db: TestDb, http: HttpSettings, mut settings: AppSettings) -> Harness {
         if settings.checkpoints.is_none() {
             settings.checkpoints = Some(test_checkpoints());
         }
-        let db = TestDb::new();
         let url = db.url();
         // Off the async threads: the PostgreSQL client blocks.
         let store = std::thread::spawn(move || Store::open(&url))
@@ -129,6 +134,16 @@ impl Harness {
         };
         harness.check_due_probes().await;
         harness
+    }
+
+    /// A new static token for principal `name` with `role` (a principal beyond the harness's
+    /// one per role).
+    pub async fn token(&self, name: &str, role: Role) -> String {
+        self.app
+            .create_token(name, role, "test")
+            .await
+            .expect("create a token")
+            .token
     }
 
     /// Checks every probe due now, as one tick of the engine's probe runner would.

@@ -33,9 +33,11 @@ CREATE INDEX override_requests_created ON override_requests (created_at);
 -- The engine's look for pending requests whose time is up.
 CREATE INDEX override_requests_pending ON override_requests (expires_at) WHERE status = 'pending';
 
--- One vote per person per request, by the primary key.
+-- One vote per person per request, by the primary key; `position` keeps the order they were
+-- cast in (1, 2, ...), even within one millisecond.
 CREATE TABLE override_request_votes (
     request_id        TEXT    NOT NULL REFERENCES override_requests (id),
+    position          INTEGER NOT NULL,
     principal         TEXT    NOT NULL,
     role              TEXT    NOT NULL,
     vote              TEXT    NOT NULL,

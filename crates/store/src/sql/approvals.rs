@@ -64,7 +64,7 @@ impl SqlTx<'_> {
             &format!(
                 "SELECT request_id, principal, role, vote, comment, at, authenticated_by
                  FROM override_request_votes WHERE request_id IN ({})
-                 ORDER BY at, principal",
+                 ORDER BY request_id, position",
                 placeholders.join(", ")
             ),
             ids,
@@ -168,10 +168,14 @@ impl ApprovalTx for SqlTx<'_> {
                 v.principal
             )));
         }
+        let position = self.count(
+            "SELECT count(*) FROM override_request_votes WHERE request_id = $1",
+            [request_id],
+        )? + 1;
         self.execute(
             "INSERT INTO override_request_votes
-                 (request_id, principal, role, vote, comment, at, authenticated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 (request_id, principal, role, vote, comment, at, authenticated_by, position)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             vals![
                 request_id,
                 v.principal,
@@ -180,6 +184,7 @@ impl ApprovalTx for SqlTx<'_> {
                 v.comment.as_deref(),
                 v.at.unix_millis(),
                 v.authenticated_by,
+                signed(position),
             ],
         )?;
         Ok(())

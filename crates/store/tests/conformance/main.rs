@@ -101,6 +101,8 @@ conformance!(
         github_requests_round_trip_dedupe_and_come_due,
         verdict_lookups_are_per_release_and_exact_service,
         logins_are_single_use_and_sessions_revocable,
+        override_requests_votes_and_decisions,
+        votes_at_the_same_instant_keep_the_order_cast,
     ]
 );
 
@@ -211,5 +213,7 @@ conformance!(
         github_requests_round_trip_dedupe_and_come_due,
         verdict_lookups_are_per_release_and_exact_service,
         logins_are_single_use_and_sessions_revocable,
+        override_requests_votes_and_decisions,
+        votes_at_the_same_instant_keep_the_order_cast,
     ]
 );

@@ -3,10 +3,10 @@
 use deploy_safety_core::GithubRequest;
 use deploy_safety_core::{
     Action, AuditDecision, AuditDraft, ChainVerifier, CheckOutcome, CheckStatus, Environment,
-    GateKind, GateResult, GateState, Incident, IncidentCategory, IncidentStatus, Override, Probe,
-    ProbeDefinition, ProbeKind, ProbeResult, ProbeSource, ProbeState, ProbeStatus, Reason, Role,
-    SecurityMode, Severity, StatusRange, ThreatLevel, Timestamp, Validation, ValidationRun,
-    ValidationStatus,
+    GateKind, GateResult, GateState, Incident, IncidentCategory, IncidentStatus, Override,
+    OverrideRequest, Probe, ProbeDefinition, ProbeKind, ProbeResult, ProbeSource, ProbeState,
+    ProbeStatus, Reason, RequestStatus, Role, SecurityMode, Severity, StatusRange, ThreatLevel,
+    Timestamp, Validation, ValidationRun, ValidationStatus, Vote, VoteKind,
 };
 use deploy_safety_store::{
     AuditQuery, IncidentQuery, LoginRequestRecord, SessionRecord, Store, StoreError, TokenRecord,
@@ -1611,4 +1611,283 @@ pub async fn logins_are_single_use_and_sessions_revocable(db: &impl TestDatabase
             .revoked_at
             .is_some()
     );
+}
+
+fn a_request(id: &str, created_min: i64, expires_min: i64) -> OverrideRequest {
+    OverrideRequest {
+        id: id.to_owned(),
+        action: Action::CanaryStart,
+        environment: Environment::PRODUCTION,
+        service: Some("payments/api".to_owned()),
+        release_id: Some("v1.2.3".to_owned()),
+        reason: "CHG-1: hotfix".to_owned(),
+        ttl_minutes: 30,
+        requested_by: "dev".to_owned(),
+        requested_by_role: Role::Developer,
+        required: 2,
+        approver_roles: vec![Role::SecurityTeam, Role::EngLead],
+        status: RequestStatus::Pending,
+        votes: Vec::new(),
+        created_at: at(created_min),
+        expires_at: at(expires_min),
+        decided_at: None,
+        override_id: None,
+    }
+}
+
+fn a_vote(principal: &str, role: Role, vote: VoteKind, at_min: i64) -> Vote {
+    Vote {
+        principal: principal.to_owned(),
+        role,
+        vote,
+        comment: (vote == VoteKind::Deny).then(|| format!("{principal} says no")),
+        at: at(at_min),
+        authenticated_by: "token".to_owned(),
+    }
+}
+
+fn request_ids(list: &[OverrideRequest]) -> Vec<&str> {
+    list.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// Override requests (SPEC §19): stored with their votes in the order cast; listed newest
+/// first by where they stand at `now` (a pending request past its time is expired, marked or
+/// not); one vote per person; decided once; due for expiry while pending and past their time;
+/// and at most one override per request.
+pub async fn override_requests_votes_and_decisions(db: &impl TestDatabase) {
+    let store = db.open();
+    // r1 waits until 60 and already holds two votes (not in name order); r2 until 30; r3
+    // until 120.
+    let mut r1 = a_request("oreq_1", 0, 60);
+    r1.votes = vec![
+        a_vote("zed", Role::SecurityTeam, VoteKind::Approve, 1),
+        a_vote("amy", Role::EngLead, VoteKind::Approve, 2),
+    ];
+    let r2 = a_request("oreq_2", 1, 30);
+    let mut r3 = a_request("oreq_3", 2, 120);
+    r3.service = None;
+    r3.release_id = None;
+    r3.approver_roles = vec![Role::SecurityTeam];
+    let stored = [r1.clone(), r2.clone(), r3.clone()];
+    write(&store, move |tx| {
+        for r in &stored {
+            tx.insert_override_request(r)?;
+        }
+        Ok(())
+    })
+    .await;
+    assert_eq!(
+        read(&store, |tx| tx.get_override_request("oreq_1")).await,
+        Some(r1.clone())
+    );
+    assert_eq!(
+        read(&store, |tx| tx.get_override_request("oreq_2")).await,
+        Some(r2.clone())
+    );
+    assert_eq!(
+        read(&store, |tx| tx.get_override_request("oreq_3")).await,
+        Some(r3.clone())
+    );
+    assert_eq!(
+        read(&store, |tx| tx.get_override_request("nope")).await,
+        None
+    );
+
+    // A third vote, in order; a second vote by the same person is a conflict and changes nothing.
+    let bob = a_vote("bob", Role::EngLead, VoteKind::Approve, 5);
+    let saved = bob.clone();
+    write(&store, move |tx| tx.insert_vote("oreq_1", &saved)).await;
+    let again = a_vote("bob", Role::EngLead, VoteKind::Deny, 6);
+    let refused = store
+        .write(move |tx| tx.insert_vote("oreq_1", &again))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let amy_again = a_vote("amy", Role::EngLead, VoteKind::Approve, 7);
+    let refused = store
+        .write(move |tx| tx.insert_vote("oreq_1", &amy_again))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let found = read(&store, |tx| tx.get_override_request("oreq_1"))
+        .await
+        .unwrap();
+    let voters: Vec<&str> = found.votes.iter().map(|v| v.principal.as_str()).collect();
+    assert_eq!(voters, ["zed", "amy", "bob"], "in the order cast");
+    assert_eq!(found.votes[2], bob);
+    // Votes on another request by the same person are fine.
+    let on_r3 = a_vote("bob", Role::SecurityTeam, VoteKind::Deny, 8);
+    let saved = on_r3.clone();
+    write(&store, move |tx| tx.insert_vote("oreq_3", &saved)).await;
+    assert_eq!(
+        read(&store, |tx| tx.get_override_request("oreq_3"))
+            .await
+            .unwrap()
+            .votes,
+        [on_r3]
+    );
+
+    // Listed newest first, by where each stands at `now`.
+    let list = |status: Option<RequestStatus>, now: i64, limit: u32| {
+        let store = store.clone();
+        async move {
+            read(&store, move |tx| {
+                tx.list_override_requests(status, at(now), limit)
+            })
+            .await
+        }
+    };
+    let all = list(None, 10, 100).await;
+    assert_eq!(request_ids(&all), ["oreq_3", "oreq_2", "oreq_1"]);
+    assert_eq!(all[2].votes.len(), 3, "listed with their votes");
+    assert_eq!(all[0].votes.len(), 1);
+    assert_eq!(request_ids(&list(None, 10, 1).await), ["oreq_3"]);
+    assert_eq!(
+        request_ids(&list(Some(RequestStatus::Pending), 29, 100).await),
+        ["oreq_3", "oreq_2", "oreq_1"]
+    );
+    // r2's time ends at 30: expired from that instant, though nobody marked it.
+    assert_eq!(
+        request_ids(&list(Some(RequestStatus::Pending), 30, 100).await),
+        ["oreq_3", "oreq_1"]
+    );
+    assert_eq!(
+        request_ids(&list(Some(RequestStatus::Expired), 30, 100).await),
+        ["oreq_2"]
+    );
+    assert!(list(Some(RequestStatus::Expired), 29, 100).await.is_empty());
+    assert!(
+        list(Some(RequestStatus::Approved), 30, 100)
+            .await
+            .is_empty()
+    );
+
+    // Due: pending and past their time, oldest deadline first, with their votes.
+    let due = |now: i64, limit: u32| {
+        let store = store.clone();
+        async move { read(&store, move |tx| tx.override_requests_due(at(now), limit)).await }
+    };
+    assert!(due(29, 10).await.is_empty());
+    assert_eq!(request_ids(&due(30, 10).await), ["oreq_2"]);
+    let both = due(60, 10).await;
+    assert_eq!(request_ids(&both), ["oreq_2", "oreq_1"]);
+    assert_eq!(both[1].votes.len(), 3);
+    assert_eq!(request_ids(&due(60, 1).await), ["oreq_2"]);
+
+    // Decided once: a second decision of any kind is refused.
+    let decide = |id: &'static str, status: RequestStatus, now: i64, made: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            write(&store, move |tx| {
+                tx.decide_override_request(id, status, at(now), made)
+            })
+            .await
+        }
+    };
+    assert!(decide("oreq_2", RequestStatus::Expired, 31, None).await);
+    assert!(!decide("oreq_2", RequestStatus::Expired, 32, None).await);
+    assert!(!decide("oreq_2", RequestStatus::Approved, 32, Some("ovr_x")).await);
+    assert!(!decide("nope", RequestStatus::Denied, 32, None).await);
+    let expired = read(&store, |tx| tx.get_override_request("oreq_2"))
+        .await
+        .unwrap();
+    assert_eq!(expired.status, RequestStatus::Expired);
+    assert_eq!(expired.decided_at, Some(at(31)));
+    assert_eq!(expired.override_id, None);
+
+    assert!(decide("oreq_1", RequestStatus::Approved, 40, Some("ovr_1")).await);
+    assert!(!decide("oreq_1", RequestStatus::Denied, 41, None).await);
+    let approved = read(&store, |tx| tx.get_override_request("oreq_1"))
+        .await
+        .unwrap();
+    assert_eq!(approved.status, RequestStatus::Approved);
+    assert_eq!(approved.decided_at, Some(at(40)));
+    assert_eq!(approved.override_id.as_deref(), Some("ovr_1"));
+    assert_eq!(approved.votes.len(), 3);
+    assert!(decide("oreq_3", RequestStatus::Denied, 42, None).await);
+
+    // Decided requests are never due nor expired, however late.
+    assert!(due(10_000, 10).await.is_empty());
+    assert_eq!(
+        request_ids(&list(Some(RequestStatus::Approved), 10_000, 100).await),
+        ["oreq_1"]
+    );
+    assert_eq!(
+        request_ids(&list(Some(RequestStatus::Denied), 10_000, 100).await),
+        ["oreq_3"]
+    );
+    assert_eq!(
+        request_ids(&list(Some(RequestStatus::Expired), 10_000, 100).await),
+        ["oreq_2"]
+    );
+    assert!(
+        list(Some(RequestStatus::Pending), 10_000, 100)
+            .await
+            .is_empty()
+    );
+
+    // One override per request, whoever inserts it; overrides made directly name none.
+    let made = |id: &str, request: Option<&str>| Override {
+        approver: "amy, bob".to_owned(),
+        approvers: vec!["amy".to_owned(), "bob".to_owned()],
+        request_id: request.map(str::to_owned),
+        ..an_override(id, Action::CanaryStart, Environment::PRODUCTION, 60)
+    };
+    let first = made("ovr_1", Some("oreq_1"));
+    write(&store, move |tx| tx.insert_override(&first)).await;
+    let second = made("ovr_2", Some("oreq_1"));
+    let refused = store.write(move |tx| tx.insert_override(&second)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(read(&store, |tx| tx.get_override("ovr_2")).await, None);
+    let direct = [made("ovr_3", None), made("ovr_4", None)];
+    write(&store, move |tx| {
+        for o in &direct {
+            tx.insert_override(o)?;
+        }
+        Ok(())
+    })
+    .await;
+    let found = read(&store, |tx| tx.get_override("ovr_1")).await.unwrap();
+    assert_eq!(found.request_id.as_deref(), Some("oreq_1"));
+    assert_eq!(found.approvers, ["amy", "bob"]);
+    assert_eq!(found.approver, "amy, bob");
+    assert_eq!(
+        read(&store, |tx| tx.list_overrides(at(1), true, 100))
+            .await
+            .len(),
+        3
+    );
+
+    // All of it survives reopening.
+    drop(store);
+    let store = db.open();
+    let reopened = read(&store, |tx| tx.get_override_request("oreq_1"))
+        .await
+        .unwrap();
+    assert_eq!(reopened, approved);
+}
+
+/// Votes cast in the same millisecond keep the order cast (SPEC §19: `approver` lists every
+/// approver in order). Not yet registered per backend: the store reads votes back
+/// `ORDER BY at, principal`, so this fails (see `main.rs`).
+pub async fn votes_at_the_same_instant_keep_the_order_cast(db: &impl TestDatabase) {
+    let store = db.open();
+    let request = a_request("oreq_1", 0, 60);
+    write(&store, move |tx| tx.insert_override_request(&request)).await;
+    for name in ["zed", "amy", "mia"] {
+        let vote = a_vote(name, Role::EngLead, VoteKind::Approve, 1);
+        write(&store, move |tx| tx.insert_vote("oreq_1", &vote)).await;
+    }
+    let found = read(&store, |tx| tx.get_override_request("oreq_1"))
+        .await
+        .unwrap();
+    let voters: Vec<&str> = found.votes.iter().map(|v| v.principal.as_str()).collect();
+    assert_eq!(voters, ["zed", "amy", "mia"]);
 }
