@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::audit::{Refusal, entry, refuse};
 use crate::gate::{new_id, optional_release, override_event};
-use crate::{App, AppError, Caller, TxResult};
+use crate::{App, AppError, AppSettings, Caller, TxResult};
 
 /// How many requests a list returns at most.
 const REQUEST_LIST_LIMIT: u32 = 1_000;
@@ -139,7 +139,7 @@ fn role_list(roles: &[Role]) -> String {
     }
 }
 
-/// Records a refused vote (403 or 409) as a `denied` entry.
+/// Records a refused vote (403 or 409) as a `denied` entry naming the request.
 fn refuse_vote<T>(
     tx: &mut dyn Tx,
     caller: &Caller,
@@ -149,9 +149,6 @@ fn refuse_vote<T>(
     now: Timestamp,
 ) -> TxResult<T> {
     let refused = vote_refusal(refusal, request, caller);
-    if !refusal.is_conflict() {
-        return refuse(tx, caller, action, Some(request.environment), refused, now);
-    }
     tx.append_audit(
         entry(
             caller,
@@ -159,14 +156,22 @@ fn refuse_vote<T>(
             Some(request.environment),
             AuditDecision::Denied,
             refused.reason,
-            json!({ "requestId": request.id, "message": refused.message }),
+            json!({ "requestId": request.id, "message": refused.message, "hints": refused.hints }),
         ),
         now,
     )?;
-    Ok(Err(AppError::Conflict {
-        reason: Some(refused.reason),
-        message: refused.message,
-        hints: refused.hints,
+    Ok(Err(if refusal.is_conflict() {
+        AppError::Conflict {
+            reason: Some(refused.reason),
+            message: refused.message,
+            hints: refused.hints,
+        }
+    } else {
+        AppError::Forbidden {
+            reason: refused.reason,
+            message: refused.message,
+            hints: refused.hints,
+        }
     }))
 }
 
@@ -178,6 +183,19 @@ impl App {
         environment: KnownEnvironment,
     ) -> Requirement {
         self.settings.approvals.requirement(action, environment)
+    }
+
+    /// `request` under today's settings: stricter rules and a lower TTL maximum apply to a
+    /// pending request (see [`OverrideRequest::tighten`]).
+    fn under_current_settings(
+        settings: &AppSettings,
+        mut request: OverrideRequest,
+    ) -> OverrideRequest {
+        if let Some(known) = settings.environments.resolve(request.environment) {
+            let now = settings.approvals.requirement(request.action, known);
+            request.tighten(&now, settings.max_override_ttl_minutes);
+        }
+        request
     }
 
     /// `POST /security-gate/override-requests`: any person asks; others approve.
@@ -270,6 +288,7 @@ impl App {
         status: Option<RequestStatus>,
     ) -> Result<OverrideRequestList, AppError> {
         let clock = self.clock.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         let list = self
             .store
             .read(move |tx| {
@@ -280,7 +299,9 @@ impl App {
                 Ok(OverrideRequestList {
                     requests: found
                         .into_iter()
-                        .map(|r| OverrideRequestView::new(r, now))
+                        .map(|r| {
+                            OverrideRequestView::new(App::under_current_settings(&settings, r), now)
+                        })
                         .collect(),
                     truncated,
                 })
@@ -292,13 +313,14 @@ impl App {
     /// `GET /security-gate/override-requests/{id}`.
     pub async fn get_override_request(&self, id: &str) -> Result<OverrideRequestView, AppError> {
         let clock = self.clock.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         let key = id.to_owned();
         let found = self
             .store
             .read(move |tx| {
-                Ok(tx
-                    .get_override_request(&key)?
-                    .map(|r| OverrideRequestView::new(r, clock.now())))
+                Ok(tx.get_override_request(&key)?.map(|r| {
+                    OverrideRequestView::new(App::under_current_settings(&settings, r), clock.now())
+                }))
             })
             .await?;
         found.ok_or_else(|| AppError::NotFound(format!("no override request with id `{id}`")))
@@ -338,15 +360,10 @@ impl App {
             if caller.auth.is_workload() {
                 return refuse(tx, &caller, action, None, workload_vote(&caller), now);
             }
-            let Some(mut request) = tx.get_override_request(&key)? else {
+            let Some(stored) = tx.get_override_request(&key)? else {
                 // A role that may approve no override votes on no request: 403 before 404
                 // (SPEC §3), as revocation is.
-                let may_vote_anywhere = Action::ALL.iter().any(|a| {
-                    deploy_safety_core::Tier::ALL
-                        .iter()
-                        .any(|t| deploy_safety_core::may_create_override(caller.role, *a, *t))
-                });
-                if !may_vote_anywhere {
+                if !deploy_safety_core::may_create_any_override(caller.role) {
                     let refusal = Refusal {
                         reason: ReasonCode::OverrideNotPermitted,
                         message: format!(
@@ -363,6 +380,7 @@ impl App {
                     "no override request with id `{key}`"
                 ))));
             };
+            let mut request = App::under_current_settings(&settings, stored);
             // An environment removed from the settings takes no new action (SPEC §15).
             let known = match settings.environments.require(request.environment) {
                 Ok(known) => known,

@@ -5,10 +5,10 @@ use deploy_safety_api_types::{
     SetModeRequest, SetThreatLevelRequest,
 };
 use deploy_safety_core::{
-    Action, ApprovalPolicy, AuditDecision, AuditDraft, Decision, EventType, GateInputs,
-    GateRequest, GateState, LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason,
-    ReasonCode, ReleaseId, Role, SecurityMode, Tier, Timestamp, TtlMinutes, change_mode,
-    change_threat_level, decide, may_create_override, roles_that_may_override,
+    ApprovalPolicy, AuditDecision, AuditDraft, Decision, EventType, GateInputs, GateRequest,
+    GateState, LockdownTrigger, Override, OverrideIndex, OverrideStatus, Reason, ReasonCode,
+    ReleaseId, Role, SecurityMode, Timestamp, TtlMinutes, change_mode, change_threat_level, decide,
+    may_create_override, roles_that_may_override,
 };
 use deploy_safety_store::{StoreError, Tx};
 use serde_json::json;
@@ -707,12 +707,7 @@ impl App {
                 };
                 // A role that can create no override can be no override's creator: refuse
                 // before looking (403 comes before 404).
-                let can_create_any = Action::ALL.iter().any(|a| {
-                    Tier::ALL
-                        .iter()
-                        .any(|t| may_create_override(caller.role, *a, *t))
-                });
-                if !can_create_any {
+                if !deploy_safety_core::may_create_any_override(caller.role) {
                     return refuse(tx, &caller, ACTION, None, not_creator("someone else"), now);
                 }
                 let Some(mut found) = tx.get_override(&key)? else {

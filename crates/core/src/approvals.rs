@@ -88,6 +88,17 @@ impl ApprovalRule {
     }
 }
 
+/// The most approvals a rule may ask for.
+pub const MAX_REQUIRED: u32 = 100;
+
+fn role_names(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The `[[approvals]]` rules, checked against the configured environments.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApprovalPolicy {
@@ -125,19 +136,58 @@ impl ApprovalPolicy {
                         .map_err(|e| format!("{at}: `environments`: {e}"))?;
                 }
             }
-            for environment in environments.names().filter_map(|n| environments.resolve(n)) {
+            if rule.required > MAX_REQUIRED {
+                return Err(format!("{at}: `required` must be at most {MAX_REQUIRED}"));
+            }
+            let matched: Vec<KnownEnvironment> = environments
+                .names()
+                .filter_map(|n| environments.resolve(n))
+                .filter(|e| rule.environments.iter().any(|s| s.matches(*e)))
+                .collect();
+            for &environment in &matched {
                 for &action in &rule.actions {
-                    if rule.matches(action, environment)
-                        && rule.voting_roles(action, environment.tier).is_empty()
-                    {
+                    if rule.voting_roles(action, environment.tier).is_empty() {
                         return Err(format!(
                             "{at}: none of `approver_roles` may approve {action} in {environment} (SPEC §4), so no request could ever be approved"
                         ));
                     }
                 }
             }
+            // A role the table allows none of the rule's overrides would be dropped in silence.
+            for role in &rule.approver_roles {
+                let counts = matched.iter().any(|e| {
+                    rule.actions
+                        .iter()
+                        .any(|a| may_create_override(*role, *a, e.tier))
+                });
+                if !counts {
+                    return Err(format!(
+                        "{at}: `approver_roles`: {role} may approve none of this rule's overrides (SPEC §4)"
+                    ));
+                }
+            }
         }
-        Ok(ApprovalPolicy { rules })
+        let policy = ApprovalPolicy { rules };
+        // A start override also covers the promotion of the canary started under it (SPEC §4):
+        // promotion is only as guarded as the start.
+        for environment in environments.names().filter_map(|n| environments.resolve(n)) {
+            let promote = policy.requirement(Action::CanaryPromote, environment);
+            let start = policy.requirement(Action::CanaryStart, environment);
+            let weaker = !start.ruled
+                || start.required < promote.required
+                || start.roles.iter().any(|r| !promote.roles.contains(r));
+            if promote.ruled && weaker {
+                return Err(format!(
+                    "[[approvals]]: {} in {environment} needs {} approval(s) from {}, but {} there does not need as many from those roles; a start override also covers the promotion of its canary (SPEC §4), so rule {} at least as strictly",
+                    Action::CanaryPromote,
+                    promote.required,
+                    role_names(&promote.roles),
+                    Action::CanaryStart,
+                    Action::CanaryStart,
+                ));
+            }
+        }
+        Ok(policy)
     }
 
     pub fn rules(&self) -> &[ApprovalRule] {
@@ -301,6 +351,20 @@ impl OverrideRequest {
             RequestStatus::Expired
         } else {
             self.status
+        }
+    }
+
+    /// Settings made stricter since a pending request was made apply to it: the larger
+    /// `required`, only the roles both allow, and the shorter of its TTL and today's maximum.
+    /// Settings made looser do not: what was asked for under stricter rules stays so.
+    pub fn tighten(&mut self, now: &Requirement, max_ttl_minutes: u32) {
+        if self.status != RequestStatus::Pending {
+            return;
+        }
+        self.ttl_minutes = self.ttl_minutes.min(max_ttl_minutes);
+        if now.ruled {
+            self.required = self.required.max(now.required);
+            self.approver_roles.retain(|r| now.roles.contains(r));
         }
     }
 
@@ -893,6 +957,78 @@ mod tests {
     }
 
     #[test]
+    fn stricter_settings_reach_pending_requests_and_looser_ones_do_not() {
+        let mut r = request(1, &[Role::EngLead, Role::SecurityTeam]);
+        let stricter = Requirement {
+            required: 2,
+            roles: vec![Role::SecurityTeam],
+            ruled: true,
+        };
+        r.tighten(&stricter, 20);
+        assert_eq!(
+            (r.required, r.approver_roles.clone(), r.ttl_minutes),
+            (2, vec![Role::SecurityTeam], 20)
+        );
+        let looser = Requirement {
+            required: 1,
+            roles: vec![Role::SecurityTeam, Role::EngLead],
+            ruled: true,
+        };
+        r.tighten(&looser, 240);
+        assert_eq!(
+            (r.required, r.approver_roles.clone(), r.ttl_minutes),
+            (2, vec![Role::SecurityTeam], 20)
+        );
+        let mut decided = request(1, &[Role::EngLead]);
+        decided.status = RequestStatus::Approved;
+        decided.tighten(&stricter, 5);
+        assert_eq!(
+            (decided.required, decided.ttl_minutes),
+            (1, 30),
+            "history stays as it was"
+        );
+    }
+
+    #[test]
+    fn promotion_is_ruled_no_less_strictly_than_the_start_whose_override_covers_it() {
+        let environments = three_environments();
+        let policy = |rules| ApprovalPolicy::new(rules, &environments);
+        use Action::*;
+        use Role::*;
+        let err = policy(vec![rule(&[CanaryPromote], &["tier:production"], 2, &[])]).unwrap_err();
+        assert!(err.contains("a start override also covers"), "{err}");
+        assert!(
+            policy(vec![
+                rule(&[CanaryPromote], &["tier:production"], 2, &[]),
+                rule(&[CanaryStart], &["tier:production"], 1, &[]),
+            ])
+            .is_err(),
+            "fewer approvals for the start"
+        );
+        assert!(
+            policy(vec![
+                rule(&[CanaryPromote], &["production"], 1, &[SecurityTeam]),
+                rule(&[CanaryStart], &["production"], 1, &[]),
+            ])
+            .is_err(),
+            "other roles for the start"
+        );
+        assert!(
+            policy(vec![rule(
+                &[CanaryStart, CanaryPromote],
+                &["tier:production"],
+                2,
+                &[]
+            )])
+            .is_ok()
+        );
+        assert!(
+            policy(vec![rule(&[CanaryStart], &["tier:production"], 2, &[])]).is_ok(),
+            "start alone"
+        );
+    }
+
+    #[test]
     fn rules_that_could_never_be_met_are_refused() {
         let environments = three_environments();
         let refused = |r: ApprovalRule| ApprovalPolicy::new(vec![r], &environments).unwrap_err();
@@ -919,6 +1055,19 @@ mod tests {
                 &[Role::OncallLead]
             ))
             .contains("none of `approver_roles`")
+        );
+        assert!(
+            refused(rule(
+                &[Action::CanaryStart],
+                &["production"],
+                1,
+                &[Role::EngLead, Role::Developer]
+            ))
+            .contains("developer may approve none")
+        );
+        assert!(
+            refused(rule(&[Action::CanaryStart], &["production"], 101, &[]))
+                .contains("at most 100")
         );
         assert!(EnvironmentSelector::parse("tier:qa").is_err());
         assert!(EnvironmentSelector::parse("Prod!").is_err());

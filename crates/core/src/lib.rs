@@ -67,7 +67,8 @@ pub use model::{
     ThreatLevel, UnknownValue,
 };
 pub use overrides::{
-    Override, OverrideIndex, OverrideStatus, may_create_override, roles_that_may_override,
+    Override, OverrideIndex, OverrideStatus, may_create_any_override, may_create_override,
+    roles_that_may_override,
 };
 pub use reason::ReasonCode;
 pub use release::{

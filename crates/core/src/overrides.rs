@@ -105,6 +105,14 @@ pub fn may_create_override(role: Role, action: Action, tier: Tier) -> bool {
     }
 }
 
+/// Whether `role` may create any override at all (under the table, only a developer may not):
+/// a role that may not is refused before a lookup, so 403 comes before 404 (SPEC §3).
+pub fn may_create_any_override(role: Role) -> bool {
+    Action::ALL
+        .iter()
+        .any(|a| Tier::ALL.iter().any(|t| may_create_override(role, *a, *t)))
+}
+
 /// The roles that may create an override for `action` in a `tier` environment, for hints and
 /// errors.
 pub fn roles_that_may_override(action: Action, tier: Tier) -> Vec<Role> {

@@ -276,12 +276,12 @@ pub fn override_request(r: &OverrideRequestView, now: Timestamp) -> String {
             let expiry = override_expiry(r);
             let _ = writeln!(
                 out,
-                "  Override:      {}, {} minutes from {}: expires {} ({} left)",
+                "  Override:      {}, {} minutes from {}: until {} unless revoked (deploy-safety override show {})",
                 or_dash(r.override_id.as_deref()),
                 r.ttl_minutes,
                 time(r.decided_at),
                 time(expiry),
-                expiry.map_or_else(|| "-".to_owned(), |at| time_left(now, at))
+                or_dash(r.override_id.as_deref()),
             );
         }
         RequestStatus::Denied => {
@@ -338,7 +338,7 @@ pub fn override_requests(list: &OverrideRequestList, now: Timestamp) -> String {
             let waits = match r.status {
                 RequestStatus::Pending => format!("{} left", time_left(now, r.expires_at)),
                 RequestStatus::Approved => match override_expiry(r) {
-                    Some(at) if at > now => format!("override {} left", time_left(now, at)),
+                    Some(at) if at > now => format!("override until {at} unless revoked"),
                     _ => "override expired".to_owned(),
                 },
                 RequestStatus::Denied => format!(

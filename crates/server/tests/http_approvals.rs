@@ -1751,3 +1751,69 @@ async fn an_approval_needs_no_body_and_a_denial_needs_its_comment() {
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["status"], "approved");
 }
+
+/// Settings made stricter after a request was made (a restart with a new settings file) apply
+/// to it while it is pending: the larger `required`, the narrower roles, the lower TTL maximum.
+#[tokio::test]
+async fn stricter_settings_reach_a_pending_request() {
+    let w = World::new(vec![rule(
+        &[Action::CanaryStart],
+        1,
+        &[Role::EngLead, Role::SecurityTeam],
+    )])
+    .await;
+    let h = &w.h;
+    let mut body = request_body(CANARY, "production");
+    body["ttlMinutes"] = json!(120);
+    let id = id_of(&create_request(h, &h.tokens.developer, body).await);
+
+    // The same database, under stricter settings.
+    let mut stricter = settings(vec![rule(&[Action::CanaryStart], 2, &[Role::SecurityTeam])]);
+    stricter.max_override_ttl_minutes = 30;
+    stricter.checkpoints = Some(common::test_checkpoints());
+    let url = h.db.url();
+    let store = std::thread::spawn(move || deploy_safety_store::Store::open(&url))
+        .join()
+        .unwrap()
+        .unwrap();
+    let restarted = deploy_safety_server::router(
+        App::new(store, h.clock.clone(), stricter),
+        &HttpSettings::default(),
+    );
+    let call = |token: String, path: String, body: Option<&'static str>| {
+        let router = restarted.clone();
+        async move {
+            let reply = send(
+                &router,
+                Method::POST,
+                &format!("{API}{path}"),
+                Some(&format!("Bearer {token}")),
+                body,
+            )
+            .await;
+            (reply.status, reply.json())
+        }
+    };
+    let path = format!("{REQUESTS}/{id}/approve");
+    let (status, refused) = call(h.tokens.eng_lead.clone(), path.clone(), Some("{}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["reason"], "OVERRIDE_NOT_PERMITTED");
+    let (status, counted) = call(h.tokens.security.clone(), path.clone(), Some("{}")).await;
+    assert_eq!(status, StatusCode::OK, "{counted}");
+    assert_eq!(
+        counted["status"], "pending",
+        "one approval no longer suffices"
+    );
+    assert_eq!(counted["required"], 2);
+    assert_eq!(counted["approverRoles"], json!(["security-team"]));
+    assert_eq!(counted["ttlMinutes"], 30);
+    let (status, approved) = call(w.sec2.clone(), path, Some("{}")).await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(approved["status"], "approved");
+    let made = get_override(h, approved["overrideId"].as_str().unwrap()).await;
+    assert_eq!(
+        made["expiresAt"],
+        at_minutes(30),
+        "the TTL is today's maximum, from the approval"
+    );
+}
