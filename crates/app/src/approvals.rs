@@ -256,7 +256,8 @@ impl App {
                 override_id: None,
             };
             tx.insert_override_request(&request)?;
-            let mut details = request_event(&request);
+            let event = request_event(&request);
+            let mut details = event.clone();
             details["ttlMinutes"] = json!(request.ttl_minutes);
             details["ruled"] = json!(requirement.ruled);
             tx.append_audit(
@@ -275,7 +276,7 @@ impl App {
                 EventType::OverrideRequestCreated,
                 now,
                 env,
-                request_event(&request),
+                event,
             )?;
             Ok(Ok(OverrideRequestView::new(request, now)))
         })
@@ -528,6 +529,7 @@ impl App {
                         {
                             continue;
                         }
+                        let details = request_event(&request);
                         tx.append_audit(
                             AuditDraft {
                                 principal: "system".to_owned(),
@@ -536,7 +538,7 @@ impl App {
                                 environment: Some(request.environment),
                                 decision: AuditDecision::Recorded,
                                 reason: ReasonCode::Recorded.as_str().to_owned(),
-                                details: request_event(&request),
+                                details: details.clone(),
                             },
                             now,
                         )?;
@@ -545,7 +547,7 @@ impl App {
                             EventType::OverrideRequestExpired,
                             now,
                             Some(request.environment),
-                            request_event(&request),
+                            details,
                         )?;
                         expired += 1;
                     }

@@ -70,9 +70,14 @@ impl SqlTx<'_> {
             ids,
             vote_from_row,
         )?;
+        let index: std::collections::HashMap<String, usize> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
         for (request_id, vote) in votes {
-            if let Some(request) = requests.iter_mut().find(|r| r.id == request_id) {
-                request.votes.push(vote);
+            if let Some(&i) = index.get(&request_id) {
+                requests[i].votes.push(vote);
             }
         }
         Ok(requests)
@@ -158,20 +163,22 @@ impl ApprovalTx for SqlTx<'_> {
     }
 
     fn insert_vote(&mut self, request_id: &str, v: &Vote) -> Result<(), StoreError> {
-        let voted = self.count(
-            "SELECT count(*) FROM override_request_votes WHERE request_id = $1 AND principal = $2",
-            vals![request_id, v.principal],
-        )?;
-        if voted > 0 {
+        // One look answers both: whether this person voted, and where the vote goes.
+        let (cast, by_them) = self
+            .one(
+                "SELECT count(*), count(CASE WHEN principal = $2 THEN 1 END)
+                 FROM override_request_votes WHERE request_id = $1",
+                vals![request_id, v.principal],
+                |row| Ok((unsigned(row, 0)?, unsigned(row, 1)?)),
+            )?
+            .unwrap_or_default();
+        if by_them > 0 {
             return Err(StoreError::Conflict(format!(
                 "{} has already voted on {request_id}",
                 v.principal
             )));
         }
-        let position = self.count(
-            "SELECT count(*) FROM override_request_votes WHERE request_id = $1",
-            [request_id],
-        )? + 1;
+        let position = cast + 1;
         self.execute(
             "INSERT INTO override_request_votes
                  (request_id, principal, role, vote, comment, at, authenticated_by, position)
