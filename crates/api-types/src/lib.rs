@@ -896,7 +896,8 @@ pub struct WhoAmI {
     #[schema(value_type = PrincipalName)]
     pub name: String,
     pub role: Role,
-    /// `token`, `oidc:NAME` (the `[[auth.oidc]]` issuer) or `sso`.
+    /// `token`, `oidc:NAME` (the `[[auth.oidc]]` issuer), `sso`, or `token-session` (a
+    /// dashboard session signed in with a static token).
     pub authenticated_by: String,
     /// A static token's public id.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -268,6 +268,17 @@ impl App {
         Ok(self.canary_view(canary))
     }
 
+    /// One canary by its id, with its current evaluation (the dashboard's canary page).
+    pub async fn canary_by_id(&self, id: &str) -> Result<CanaryView, AppError> {
+        let owned = id.to_owned();
+        let canary = self
+            .store
+            .read(move |tx| tx.get_canary(&owned))
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no canary with id `{id}`")))?;
+        Ok(self.canary_view(canary))
+    }
+
     /// `GET /canaries`, newest first.
     pub async fn list_canaries(&self, query: EnvironmentListQuery) -> Result<CanaryList, AppError> {
         let limit = list_limit(query.limit)?;

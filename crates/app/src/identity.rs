@@ -23,10 +23,12 @@ pub enum AuthMethod {
         issuer: String,
         claims: Map<String, Value>,
     },
-    /// A person's single sign-on session.
+    /// A person's session: started by single sign-on, or by the dashboard's sign-in with a
+    /// static token (`token_id`, SPEC §21).
     Sso {
         session_id: String,
         csrf_token: String,
+        token_id: Option<String>,
     },
 }
 
@@ -40,24 +42,36 @@ impl std::fmt::Debug for AuthMethod {
                 .field("issuer", issuer)
                 .field("claims", claims)
                 .finish(),
-            AuthMethod::Sso { session_id, .. } => f
+            AuthMethod::Sso {
+                session_id,
+                token_id,
+                ..
+            } => f
                 .debug_struct("Sso")
                 .field("session_id", session_id)
                 .field("csrf_token", &"<redacted>")
+                .field("token_id", token_id)
                 .finish(),
         }
     }
 }
 
 impl AuthMethod {
-    /// `token`, `oidc:NAME` or `sso`.
+    /// `token`, `oidc:NAME`, `sso`, or `token-session` (a dashboard session signed in with a
+    /// static token).
     pub fn label(&self) -> String {
         match self {
             AuthMethod::Token { .. } => "token".to_owned(),
             AuthMethod::Oidc { issuer, .. } => format!("oidc:{issuer}"),
-            AuthMethod::Sso { .. } => "sso".to_owned(),
+            AuthMethod::Sso { token_id: None, .. } => "sso".to_owned(),
+            AuthMethod::Sso {
+                token_id: Some(_), ..
+            } => Self::TOKEN_SESSION.to_owned(),
         }
     }
+
+    /// How a dashboard session signed in with a static token is recorded.
+    pub const TOKEN_SESSION: &'static str = "token-session";
 
     /// How a caller that proved itself by a webhook's signature is recorded (GitHub).
     pub const SIGNATURE: &'static str = "signature";
@@ -108,6 +122,12 @@ pub(crate) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<
     }
     Ok(body)
 }
+
+/// A session's absolute lifetime unless `[auth.sso] session_lifetime_minutes` says otherwise.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// A session ends after this long unused unless `[auth.sso] session_idle_minutes` says
+/// otherwise.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// `[auth]`: identity providers beside static tokens.
 #[derive(Clone, Debug)]
@@ -163,6 +183,18 @@ impl Identity {
             http,
             known_principals: Mutex::new(HashMap::new()),
             recorded_refusals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long sessions last: single sign-on's settings when configured, else the defaults
+    /// (the same as single sign-on's) for dashboard sessions signed in with a token.
+    pub(crate) fn session_lifetimes(&self) -> (Duration, Duration) {
+        match &self.sso {
+            Some(sso) => (
+                sso.settings.session_lifetime,
+                sso.settings.session_idle_timeout,
+            ),
+            None => (DEFAULT_SESSION_LIFETIME, DEFAULT_SESSION_IDLE_TIMEOUT),
         }
     }
 

@@ -9,6 +9,9 @@
 //! `now` is read from the [`Clock`] inside the transaction, at the moment of deciding, so an
 //! override that expires while a request waits for the writer is not honored.
 
+/// Where people land once signed in: the dashboard (SPEC §21).
+pub const DASHBOARD_HOME: &str = "/ui/";
+
 mod approvals;
 mod audit;
 mod audit_key;

@@ -200,6 +200,9 @@ pub struct SessionView {
     pub idle_expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
     pub revoked_by: Option<String>,
+    /// The token a dashboard sign-in exchanged for this session; absent for single sign-on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
 }
 
 fn not_configured() -> AppError {
@@ -229,6 +232,21 @@ impl App {
             .sso
             .as_ref()
             .is_none_or(|s| s.settings.secure_cookie())
+    }
+
+    /// Whether a session cookie set now is `Secure`: as single sign-on's redirect URL says when
+    /// configured; else always, except for a browser on plain http to a loopback address
+    /// (development, tests), which would not send a secure cookie back.
+    pub fn session_cookie_secure(&self, plain_http_loopback: bool) -> bool {
+        match &self.identity.sso {
+            Some(sso) => sso.settings.secure_cookie(),
+            None => !plain_http_loopback,
+        }
+    }
+
+    /// Whether people sign in through single sign-on (`[auth.sso]`).
+    pub fn sso_configured(&self) -> bool {
+        self.identity.sso.is_some()
     }
 
     fn sso(&self) -> Result<&Sso, AppError> {
@@ -467,22 +485,54 @@ impl App {
         )
         .await?;
 
+        let return_to = request
+            .return_to
+            .unwrap_or_else(|| crate::DASHBOARD_HOME.to_owned());
+        self.start_session(
+            name.as_str(),
+            role,
+            None,
+            json!({ "authenticatedBy": "sso", settings.role_claim.clone(): role_values }),
+            return_to,
+        )
+        .await
+    }
+
+    /// A new session for a principal, recorded as `auth.login` with `details` (which say how
+    /// the person proved who they are).
+    pub(crate) async fn start_session(
+        &self,
+        principal: &str,
+        role: Role,
+        token_id: Option<String>,
+        mut details: Value,
+        return_to: String,
+    ) -> Result<LoginDone, AppError> {
+        let (lifetime, _) = self.identity.session_lifetimes();
         let (id, secret, cookie_value) = random_token_parts(SESSION_PREFIX)?;
         let csrf_token = random_secret()?;
-        let lifetime = millis(settings.session_lifetime);
+        let now = self.clock.now();
         let record = SessionRecord {
             id,
             secret_hash: hash_secret(&secret),
-            principal: name.as_str().to_owned(),
+            principal: principal.to_owned(),
             role,
             csrf_token,
             created_at: now,
             last_seen_at: now,
-            expires_at: now.plus_millis(lifetime),
+            expires_at: now.plus_millis(millis(lifetime)),
             revoked_at: None,
             revoked_by: None,
+            token_id,
         };
-        let view = Self::session_view(&record, Some(settings.session_idle_timeout));
+        let view = self.session_view(&record);
+        if let Some(object) = details.as_object_mut() {
+            object.insert("sessionId".to_owned(), record.id.clone().into());
+            object.insert(
+                "expiresAt".to_owned(),
+                serde_json::to_value(record.expires_at).unwrap_or_default(),
+            );
+        }
         let entry = AuditDraft {
             principal: record.principal.clone(),
             role: Some(role),
@@ -490,12 +540,7 @@ impl App {
             environment: None,
             decision: AuditDecision::Allowed,
             reason: ReasonCode::Allowed.as_str().to_owned(),
-            details: json!({
-                "authenticatedBy": "sso",
-                "sessionId": record.id,
-                "expiresAt": record.expires_at,
-                settings.role_claim.clone(): role_values,
-            }),
+            details,
         };
         self.store
             .write(move |tx| {
@@ -506,11 +551,43 @@ impl App {
         Ok(LoginDone {
             cookie_value,
             session: view,
-            return_to: request
-                .return_to
-                .unwrap_or_else(|| format!("{}/auth/whoami", deploy_safety_api_types::API_PREFIX)),
-            max_age_seconds: settings.session_lifetime.as_secs(),
+            return_to,
+            max_age_seconds: lifetime.as_secs(),
         })
+    }
+
+    /// The dashboard's sign-in without single sign-on (SPEC §21): a pasted static token is
+    /// exchanged for a session of its principal, so the page never keeps the token. Refused
+    /// when single sign-on is configured (people sign in through the identity provider then),
+    /// for OIDC tokens (workloads never open a session), and like any bad token (401).
+    pub async fn sign_in_with_token(
+        &self,
+        presented: &str,
+        return_to: Option<&str>,
+    ) -> Result<LoginDone, AppError> {
+        if self.identity.sso.is_some() {
+            return Err(AppError::NotFound(format!(
+                "single sign-on is configured: sign in through the identity provider at {}/auth/login",
+                deploy_safety_api_types::API_PREFIX
+            )));
+        }
+        let caller = self.authenticate(presented.trim()).await?;
+        let AuthMethod::Token { id } = caller.auth else {
+            return Err(AppError::Unauthorized(
+                "only a static token (`ds_…`) can sign in to the dashboard; a pipeline's OIDC token never opens a session".to_owned(),
+            ));
+        };
+        let return_to = safe_return_to(return_to)
+            .filter(|path| path.starts_with(crate::DASHBOARD_HOME))
+            .unwrap_or_else(|| crate::DASHBOARD_HOME.to_owned());
+        self.start_session(
+            &caller.name,
+            caller.role,
+            Some(id.clone()),
+            json!({ "authenticatedBy": AuthMethod::TOKEN_SESSION, "tokenId": id }),
+            return_to,
+        )
+        .await
     }
 
     /// The code exchanged for tokens (with the PKCE verifier) and the ID token verified; its
@@ -624,13 +701,10 @@ impl App {
         login_refusal(reason, message)
     }
 
-    /// A session as lists show it; without the idle timeout (single sign-on not configured
-    /// where the list is read), only the absolute end is known.
-    fn session_view(record: &SessionRecord, idle_timeout: Option<Duration>) -> SessionView {
-        let idle_expires_at = match idle_timeout {
-            Some(idle) => record.last_seen_at.plus_millis(millis(idle)),
-            None => record.expires_at,
-        };
+    /// A session as lists show it.
+    fn session_view(&self, record: &SessionRecord) -> SessionView {
+        let (_, idle) = self.identity.session_lifetimes();
+        let idle_expires_at = record.last_seen_at.plus_millis(millis(idle));
         SessionView {
             id: record.id.clone(),
             principal: record.principal.clone(),
@@ -641,6 +715,7 @@ impl App {
             idle_expires_at: idle_expires_at.min(record.expires_at),
             revoked_at: record.revoked_at,
             revoked_by: record.revoked_by.clone(),
+            token_id: record.token_id.clone(),
         }
     }
 
@@ -652,7 +727,6 @@ impl App {
                 "invalid, expired or revoked session: sign in again at /auth/login".to_owned(),
             )
         };
-        let settings = &self.identity.sso.as_ref().ok_or_else(refused)?.settings;
         let (id, secret) = split_token(SESSION_PREFIX, cookie_value).ok_or_else(refused)?;
         let owned_id = id.to_owned();
         let record = self
@@ -662,7 +736,7 @@ impl App {
             .ok_or_else(refused)?;
         let matches: bool = hash_secret(secret).ct_eq(&record.secret_hash).into();
         let now = self.clock.now();
-        let idle = millis(settings.session_idle_timeout);
+        let idle = millis(self.identity.session_lifetimes().1);
         if !matches
             || record.revoked_at.is_some()
             || now >= record.expires_at
@@ -682,6 +756,7 @@ impl App {
             auth: AuthMethod::Sso {
                 session_id: record.id,
                 csrf_token: record.csrf_token,
+                token_id: record.token_id,
             },
         })
     }
@@ -720,15 +795,7 @@ impl App {
     /// Every session, newest first (`deploy-safety session list`).
     pub async fn list_sessions(&self) -> Result<Vec<SessionView>, AppError> {
         let records = self.store.read(|tx| tx.list_sessions()).await?;
-        let idle = self
-            .identity
-            .sso
-            .as_ref()
-            .map(|s| s.settings.session_idle_timeout);
-        Ok(records
-            .iter()
-            .map(|r| Self::session_view(r, idle))
-            .collect())
+        Ok(records.iter().map(|r| self.session_view(r)).collect())
     }
 
     /// Revokes one session by id, or every session of a principal (`deploy-safety session

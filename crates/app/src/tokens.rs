@@ -304,7 +304,16 @@ impl App {
                     }));
                 }
                 for record in &revoked {
-                    tx.append_audit(token_audit("token.revoke", &by, record, json!({})), now)?;
+                    let sessions = tx.revoke_sessions_of_token(&record.id, &by, now)?;
+                    tx.append_audit(
+                        token_audit(
+                            "token.revoke",
+                            &by,
+                            record,
+                            json!({"sessionsRevoked": sessions}),
+                        ),
+                        now,
+                    )?;
                 }
                 Ok(Ok(revoked.into_iter().map(TokenView::from).collect()))
             })
@@ -330,7 +339,17 @@ impl App {
                     }));
                 }
                 record.revoked_at = Some(now);
-                tx.append_audit(token_audit("token.revoke", &by, &record, json!({})), now)?;
+                // A dashboard session exchanged for the token ends with it.
+                let sessions = tx.revoke_sessions_of_token(&record.id, &by, now)?;
+                tx.append_audit(
+                    token_audit(
+                        "token.revoke",
+                        &by,
+                        &record,
+                        json!({"sessionsRevoked": sessions}),
+                    ),
+                    now,
+                )?;
                 Ok(Ok(TokenView::from(record)))
             })
             .await?

@@ -476,7 +476,8 @@ fn a_person_signs_in_and_the_session_is_listed_and_revoked() {
             .await
             .unwrap();
         assert_eq!(callback.status(), 303, "{:?}", callback.text().await);
-        assert_eq!(header(&callback, "location"), format!("{API}/auth/whoami"));
+        // Without a `returnTo`, a person lands on the dashboard.
+        assert_eq!(header(&callback, "location"), "/ui/");
         let set_cookie = header(&callback, "set-cookie");
         assert!(set_cookie.starts_with("ds_session=dss_"), "{set_cookie}");
         for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {

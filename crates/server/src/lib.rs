@@ -12,6 +12,7 @@ mod middleware;
 mod openapi;
 mod routes;
 mod state;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -93,6 +94,7 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
     };
     let request_id = HeaderName::from_static("x-request-id");
     routes
+        .merge(ui::routes())
         .layer(axum::middleware::from_fn(middleware::refuse_nul))
         .layer(axum::middleware::from_fn(middleware::track_metrics))
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))

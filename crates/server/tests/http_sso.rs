@@ -501,14 +501,17 @@ async fn a_person_signs_in_with_pkce_state_and_nonce_and_gets_a_session() {
 #[tokio::test]
 async fn after_sign_in_the_browser_goes_where_it_began_and_never_to_another_site() {
     let w = World::start().await;
+    // Without a (local) `returnTo`, a person lands on the dashboard.
+    let home = "/ui/";
     let cases = [
-        (None, WHOAMI),
+        (None, home),
         (
             Some("/api/deploy-safety/canaries?env=production"),
             "/api/deploy-safety/canaries?env=production",
         ),
-        (Some("https://evil.example/steal"), WHOAMI),
-        (Some("//evil.example/steal"), WHOAMI),
+        (Some("/ui/canaries"), "/ui/canaries"),
+        (Some("https://evil.example/steal"), home),
+        (Some("//evil.example/steal"), home),
     ];
     for (return_to, expected) in cases {
         let started = w.begin(&w.h.router, return_to).await;

@@ -38,6 +38,9 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
     pub revoked_by: Option<String>,
+    /// The static token a dashboard sign-in exchanged for this session (SPEC §21); `None` for
+    /// single sign-on. Revoking the token revokes the session.
+    pub token_id: Option<String>,
 }
 
 /// Never shows the CSRF token.
@@ -53,6 +56,7 @@ impl std::fmt::Debug for SessionRecord {
             .field("expires_at", &self.expires_at)
             .field("revoked_at", &self.revoked_at)
             .field("revoked_by", &self.revoked_by)
+            .field("token_id", &self.token_id)
             .finish_non_exhaustive()
     }
 }

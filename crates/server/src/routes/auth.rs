@@ -133,7 +133,7 @@ fn error_page(error: AppError) -> Response {
 
 /// The session cookie (SPEC §18): `HttpOnly`, `SameSite=Lax`, `Secure` unless served over
 /// plain http on a loopback address.
-fn session_cookie(value: &str, max_age_seconds: u64, secure: bool) -> String {
+pub(crate) fn session_cookie(value: &str, max_age_seconds: u64, secure: bool) -> String {
     cookie(SESSION_COOKIE, value, "/", max_age_seconds, secure)
 }
 

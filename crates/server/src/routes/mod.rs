@@ -16,6 +16,8 @@ mod soaks;
 mod system;
 mod validations;
 
+pub(crate) use auth::session_cookie as session_cookie_header;
+
 use axum::Router;
 use deploy_safety_api_types::API_PREFIX;
 use utoipa::openapi::OpenApi;

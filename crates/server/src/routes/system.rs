@@ -50,7 +50,11 @@ pub async fn whoami(Authenticated(caller): Authenticated) -> Json<WhoAmI> {
     let (token_id, claims, csrf_token) = match caller.auth {
         AuthMethod::Token { id } => (Some(id), None, None),
         AuthMethod::Oidc { claims, .. } => (None, Some(claims), None),
-        AuthMethod::Sso { csrf_token, .. } => (None, None, Some(csrf_token)),
+        AuthMethod::Sso {
+            csrf_token,
+            token_id,
+            ..
+        } => (token_id, None, Some(csrf_token)),
     };
     Json(WhoAmI {
         principal: caller.name.clone(),

@@ -53,4 +53,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "override_requests",
         sql: include_str!("../../migrations/postgres/0010_override_requests.sql"),
     },
+    Migration {
+        version: 11,
+        name: "session_token",
+        sql: include_str!("../../migrations/postgres/0011_session_token.sql"),
+    },
 ];

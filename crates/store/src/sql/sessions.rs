@@ -4,7 +4,7 @@ use super::tx::*;
 
 const SESSION_COLUMNS: &str = "s.id, s.secret_hash, s.principal, \
      (SELECT role FROM principals WHERE name = s.principal), s.csrf_token, s.created_at, \
-     s.last_seen_at, s.expires_at, s.revoked_at, s.revoked_by";
+     s.last_seen_at, s.expires_at, s.revoked_at, s.revoked_by, s.token_id";
 
 fn session_from_row(row: &Row) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord {
@@ -18,6 +18,7 @@ fn session_from_row(row: &Row) -> Result<SessionRecord, StoreError> {
         expires_at: timestamp(row, 7)?,
         revoked_at: optional_timestamp(row, 8)?,
         revoked_by: row.get(9)?,
+        token_id: row.get(10)?,
     })
 }
 
@@ -95,8 +96,8 @@ impl SessionTx for SqlTx<'_> {
         self.execute(
             "INSERT INTO sessions
                  (id, secret_hash, principal, csrf_token, created_at, last_seen_at, expires_at,
-                  revoked_at, revoked_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                  revoked_at, revoked_by, token_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             vals![
                 s.id,
                 s.secret_hash.clone(),
@@ -107,6 +108,7 @@ impl SessionTx for SqlTx<'_> {
                 s.expires_at.unix_millis(),
                 s.revoked_at.map(Timestamp::unix_millis),
                 s.revoked_by.clone(),
+                s.token_id.clone(),
             ],
         )?;
         Ok(())
@@ -173,5 +175,18 @@ impl SessionTx for SqlTx<'_> {
                 ..s
             })
             .collect())
+    }
+
+    fn revoke_sessions_of_token(
+        &mut self,
+        token_id: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE sessions SET revoked_at = $2, revoked_by = $3
+             WHERE token_id = $1 AND revoked_at IS NULL",
+            vals![token_id, at.unix_millis(), by],
+        )
     }
 }

@@ -48,4 +48,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "override_requests",
         sql: include_str!("../../migrations/sqlite/0009_override_requests.sql"),
     },
+    Migration {
+        version: 10,
+        name: "session_token",
+        sql: include_str!("../../migrations/sqlite/0010_session_token.sql"),
+    },
 ];

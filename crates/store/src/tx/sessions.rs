@@ -31,6 +31,13 @@ pub trait SessionTx {
     fn list_sessions(&mut self) -> Result<Vec<SessionRecord>, StoreError>;
     /// Marks the session revoked; false if it does not exist or was already revoked.
     fn revoke_session(&mut self, id: &str, by: &str, at: Timestamp) -> Result<bool, StoreError>;
+    /// Revokes every unrevoked session exchanged for this token (SPEC §21); returns how many.
+    fn revoke_sessions_of_token(
+        &mut self,
+        token_id: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<u64, StoreError>;
     /// Revokes every unrevoked session of the principal; returns them as revoked.
     fn revoke_sessions_of(
         &mut self,

@@ -1506,6 +1506,7 @@ fn a_session(id: &str, principal: &str, created_min: i64) -> SessionRecord {
         expires_at: at(created_min + 720),
         revoked_at: None,
         revoked_by: None,
+        token_id: None,
     }
 }
 

@@ -1,0 +1,222 @@
+//! The dashboard (SPEC §21): server-rendered pages for the people on call, at `/ui/`.
+//!
+//! Pages are HTML rendered here (maud) from the same use cases the API answers with. Actions
+//! are forms that the one small script (`assets/dashboard.js`) sends to the JSON API with the
+//! session's CSRF token, so a refusal is the API's own, with its message and hints. The same
+//! script keeps the regions marked `data-live` current from the event stream. No inline
+//! script or style: the Content-Security-Policy allows only this server's own files.
+//!
+//! Every page needs a session (single sign-on, or a pasted token exchanged for one at
+//! `/ui/sign-in`); without one it redirects there.
+
+mod assets;
+mod chart;
+mod checks;
+mod operations;
+mod pages;
+mod render;
+mod sign_in;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use deploy_safety_app::{AppError, AuthMethod, Caller, DASHBOARD_HOME};
+
+use crate::extract::{SESSION_COOKIE, cookie_value};
+use crate::middleware::OwnProtocol;
+use crate::state::AppState;
+
+/// The dashboard's routes: `/` and everything under `/ui/`. Not part of the API document.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/ui", get(home))
+        .route("/ui/", get(pages::overview))
+        .route("/ui/sign-in", get(sign_in::page).post(sign_in::submit))
+        .route("/ui/canaries", get(pages::canaries))
+        .route("/ui/canaries/{id}", get(pages::canary))
+        .route("/ui/overrides", get(pages::overrides))
+        .route("/ui/incidents", get(pages::incidents))
+        .route("/ui/freezes", get(pages::freezes))
+        .route("/ui/rollbacks", get(operations::rollbacks))
+        .route("/ui/checks", get(checks::checks))
+        .route("/ui/audit", get(pages::audit))
+        .route("/ui/assets/{file}", get(assets::serve))
+        .route("/ui/{*rest}", get(pages::not_found))
+}
+
+/// `/` and `/ui`: to the overview.
+async fn home() -> Response {
+    let mut response = Redirect::to(DASHBOARD_HOME).into_response();
+    protect(response.headers_mut());
+    response
+}
+
+/// The Content-Security-Policy of every page: this server's own script, style and images only,
+/// no inline script or style, no framing, forms only to this server.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
+
+/// A page's response: HTML with the dashboard's security headers, never cached (pages show
+/// who is signed in and the gate's state now).
+pub(crate) fn page_response(status: StatusCode, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    protect(headers);
+    response.extensions_mut().insert(OwnProtocol);
+    response
+}
+
+/// The headers every dashboard response carries.
+pub(crate) fn protect(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+/// The person looking at a page: a session's caller and its CSRF token, which the page gives
+/// its script for the API's state-changing requests.
+#[derive(Debug, Clone)]
+pub(crate) struct Viewer {
+    pub caller: Caller,
+    pub csrf_token: String,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or(DASHBOARD_HOME, |p| p.as_str())
+            .to_owned();
+        let Some(cookie) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Err(to_sign_in(&here, None));
+        };
+        match state.app.authenticate_session(cookie).await {
+            Ok(caller) => {
+                let AuthMethod::Sso { csrf_token, .. } = &caller.auth else {
+                    return Err(to_sign_in(&here, None));
+                };
+                let csrf_token = csrf_token.clone();
+                Ok(Viewer { caller, csrf_token })
+            }
+            Err(AppError::Unauthorized(_)) => Err(to_sign_in(&here, Some("expired"))),
+            Err(error) => Err(pages::failure(error)),
+        }
+    }
+}
+
+/// To the sign-in page, coming back to `here` afterwards. A cookie that no longer signs in
+/// (expired, revoked) is cleared.
+fn to_sign_in(here: &str, why: Option<&str>) -> Response {
+    let mut target = url_with_query("/ui/sign-in", &[("returnTo", here)]);
+    if let Some(why) = why {
+        target.push_str("&why=");
+        target.push_str(why);
+    }
+    let mut response = Redirect::to(&target).into_response();
+    if why.is_some()
+        && let Ok(clear) = HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+        ))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, clear);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    protect(response.headers_mut());
+    response
+}
+
+/// `path?k=v&…` with each value percent-encoded.
+pub(crate) fn url_with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        query.append_pair(key, value);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// Whether the browser reached this server over plain http on a loopback address, where a
+/// `Secure` cookie would never come back (development, tests). Behind a TLS proxy the Host is
+/// the public name, so cookies stay `Secure`.
+pub(crate) fn plain_http_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    !forwarded_https && host_is_loopback(host)
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`, with or without a port.
+fn host_is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_plain_http_loopback() {
+        for (host, loopback) in [
+            ("127.0.0.1:8080", true),
+            ("127.1.2.3", true),
+            ("localhost:3000", true),
+            ("LOCALHOST", true),
+            ("[::1]:8080", true),
+            ("deploy-safety.example.com", false),
+            ("10.0.0.1:8080", false),
+            ("[2001:db8::1]:443", false),
+            ("", false),
+        ] {
+            assert_eq!(host_is_loopback(host), loopback, "{host}");
+        }
+    }
+
+    #[test]
+    fn a_tls_proxy_keeps_cookies_secure() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        assert!(plain_http_loopback(&headers));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(!plain_http_loopback(&headers));
+    }
+}
