@@ -475,7 +475,11 @@ fn number(value: Option<f64>) -> String {
 fn rounded(value: f64) -> String {
     let text = format!("{value:.3}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" { "0".to_owned() } else { text.to_owned() }
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
