@@ -276,11 +276,15 @@ pub async fn callback(
     ))]
 pub async fn logout(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Authenticated(caller): Authenticated,
 ) -> Result<Response, crate::ApiError> {
     state.app.logout(&caller).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    let secure = state.app.sso_secure_cookie();
+    // Cleared with the flags it was set with, or a browser would keep the dead cookie.
+    let secure = state
+        .app
+        .session_cookie_secure(crate::ui::plain_http_loopback(&headers));
     if let Ok(cookie) = HeaderValue::from_str(&session_cookie("", 0, secure)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }

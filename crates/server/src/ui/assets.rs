@@ -43,6 +43,7 @@ fn content_type(file: &str) -> &'static str {
 pub(crate) async fn serve(Path(file): Path<String>, request_headers: HeaderMap) -> Response {
     let Some(embedded) = Assets::get(&file) else {
         let mut response = (StatusCode::NOT_FOUND, "no such file").into_response();
+        super::protect(response.headers_mut());
         response.extensions_mut().insert(OwnProtocol);
         return response;
     };

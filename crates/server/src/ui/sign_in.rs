@@ -84,7 +84,12 @@ pub(crate) async fn page(
     if let Some(cookie) = cookie_value(&headers, SESSION_COOKIE)
         && state.app.authenticate_session(cookie).await.is_ok()
     {
-        return Redirect::to(&return_to).into_response();
+        let mut response = Redirect::to(&return_to).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        protect(response.headers_mut());
+        return response;
     }
     let notice = (query.why.as_deref() == Some("expired")).then_some(
         "Your session ended (signed out, revoked, idle too long or too old). Sign in again.",
