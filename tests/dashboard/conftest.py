@@ -10,6 +10,9 @@ Environment (scripts/dashboard-test sets these):
   DEPLOY_SAFETY_DASHBOARD_OUT      the screenshots' folder (default: target/dashboard-screenshots
                                    in the repository); each backend writes to its own subfolder
   DEPLOY_SAFETY_CHROMIUM           the browser (default /usr/bin/chromium)
+
+A module that needs a server with its own settings (a TOML file, docs/configuration.md) starts
+one with `start_server(settings)`, and opens pages on it with the `new_page` fixture.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,23 +120,42 @@ class Server:
     admin_token: str
     process: subprocess.Popen
     stdout_lines: list[str] = field(default_factory=list)
+    config_path: Path | None = None  # the settings file given as --config, if any
 
     def api(self, method: str, path: str, *, token: str | None = None, body=None,
             headers: dict[str, str] | None = None) -> Response:
         return http_request(self.url + API + path, method, body=body, token=token,
                             headers=headers)
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """The binary's CLI on this server's database (and settings file, if it has one)."""
+        command = [str(_binary()), *args, "--database-url", self.database_url]
+        if self.config_path is not None:
+            command += ["--config", str(self.config_path)]
+        return subprocess.run(
+            command, cwd=self.workdir, env=_clean_env(), capture_output=True, text=True,
+            timeout=60,
+        )
+
     def create_token(self, name: str, role: str) -> str:
         """`deploy-safety token create` directly on the database; returns the token."""
-        out = subprocess.run(
-            [str(_binary()), "token", "create", "--name", name, "--role", role,
-             "--database-url", self.database_url],
-            cwd=self.workdir, env=_clean_env(), capture_output=True, text=True, timeout=60,
-        )
+        out = self.cli("token", "create", "--name", name, "--role", role)
         assert out.returncode == 0, f"token create failed: {out.stderr}"
         lines = out.stdout.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ds_"), out.stdout
         return lines[0]
+
+    def revoke_token(self, token: str) -> None:
+        """`deploy-safety token revoke --id <id>` directly on the database (one token)."""
+        token_id = token_id_of(token)
+        out = self.cli("token", "revoke", "--id", token_id)
+        assert out.returncode == 0, f"token revoke failed: {out.stdout} {out.stderr}"
+
+
+def token_id_of(token: str) -> str:
+    """A static token's id: the part between `ds_` and the dot."""
+    assert token.startswith("ds_") and "." in token, "not a static token"
+    return token.removeprefix("ds_").split(".", 1)[0]
 
 
 def _clean_env() -> dict[str, str]:
@@ -154,9 +177,11 @@ def _postgres_schema(base: str, schema: str, sql: str) -> None:
 _modules = 0
 
 
-@pytest.fixture(scope="module")
-def server():
-    """A fresh server per test module, on a port of its choosing on 127.0.0.1."""
+@contextmanager
+def start_server(settings: str | None = None):
+    """Runs `deploy-safety serve` with a fresh database (SQLite, or a fresh PostgreSQL schema)
+    on a port of its choosing on 127.0.0.1, until the block ends. `settings` is the text of a
+    TOML settings file (docs/configuration.md), given to the server as `--config FILE`."""
     global _modules
     _modules += 1
     binary = _binary()
@@ -174,9 +199,15 @@ def server():
     else:
         database_url = f"sqlite://{workdir}/deploy-safety.db"
 
+    config_path = None
+    command = [str(binary), "serve", "--listen", "127.0.0.1:0", "--database-url", database_url]
+    if settings is not None:
+        config_path = workdir / "settings.toml"
+        config_path.write_text(settings)
+        command += ["--config", str(config_path)]
     stderr = open(workdir / "stderr", "w")
     process = subprocess.Popen(
-        [str(binary), "serve", "--listen", "127.0.0.1:0", "--database-url", database_url],
+        command,
         cwd=workdir, env=_clean_env(), stdout=subprocess.PIPE, stderr=stderr, text=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
@@ -214,7 +245,8 @@ def server():
         assert url.startswith("http://127.0.0.1:"), url
         assert admin, f"no bootstrap token on the server's stdout: {seen}"
         running = Server(url=url, database_url=database_url, workdir=workdir,
-                         admin_token=admin, process=process, stdout_lines=seen)
+                         admin_token=admin, process=process, stdout_lines=seen,
+                         config_path=config_path)
         yield running
     finally:
         process.terminate()
@@ -228,6 +260,13 @@ def server():
             _postgres_schema(os.environ["DEPLOY_SAFETY_TEST_POSTGRES_URL"], schema,
                              f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A fresh server per test module, on a port of its choosing on 127.0.0.1."""
+    with start_server() as running:
+        yield running
 
 
 @dataclass
@@ -269,29 +308,59 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
+class _OpenedPage:
+    """A browser context with one page, and what its console said."""
+
+    def __init__(self, browser: Browser, server: Server, viewport: dict[str, int]):
+        self.context = browser.new_context(base_url=server.url, viewport=viewport)
+        self.context.set_default_timeout(EXPECT_TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+    def close(self, request, name: str) -> None:
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            try:
+                self.page.screenshot(path=str(screenshot_dir() / f"{name}-failed.png"),
+                                     full_page=True)
+            except Exception as error:  # a crashed page: the failure itself is reported
+                print(f"no failure screenshot: {error}")
+            print(f"page URL at failure ({name}): {self.page.url}")
+            if self.console:
+                print(f"browser console ({name}):\n  " + "\n  ".join(self.console))
+        self.context.close()
+
+
 @pytest.fixture
 def page(request, browser: Browser, server: Server):
     """A fresh browser context (no cookies) and page per test. On failure the page is saved as
     `<test>-failed.png` next to the scenarios' screenshots."""
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(EXPECT_TIMEOUT_MS)
-    opened = context.new_page()
-    console: list[str] = []
-    opened.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    opened.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    yield opened
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        name = request.node.name.removeprefix("test_")
-        try:
-            opened.screenshot(path=str(screenshot_dir() / f"{name}-failed.png"), full_page=True)
-        except Exception as error:  # a crashed page: the failure itself is reported
-            print(f"no failure screenshot: {error}")
-        print(f"page URL at failure: {opened.url}")
-        if console:
-            print("browser console:\n  " + "\n  ".join(console))
-    context.close()
+    opened = _OpenedPage(browser, server, {"width": 1280, "height": 900})
+    yield opened.page
+    opened.close(request, request.node.name.removeprefix("test_"))
+
+
+@pytest.fixture
+def new_page(request, browser: Browser):
+    """new_page(server, "label", viewport=...) opens another fresh browser context (no
+    cookies) and page on any server, e.g. a second person, or a server with its own settings.
+    Closed at the end of the test; on failure each is saved as `<test>-<label>-failed.png`."""
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    opened: list[tuple[_OpenedPage, str]] = []
+
+    def open_page(target: Server, label: str, *,
+                  viewport: dict[str, int] | None = None) -> Page:
+        one = _OpenedPage(browser, target, viewport or {"width": 1280, "height": 900})
+        opened.append((one, label))
+        return one.page
+
+    yield open_page
+    name = request.node.name.removeprefix("test_")
+    for one, label in opened:
+        one.close(request, f"{name}-{label}")
 
 
 @pytest.fixture

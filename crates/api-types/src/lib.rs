@@ -739,6 +739,11 @@ pub struct PromoteCanaryRequest {
     #[serde(default)]
     #[schema(value_type = Option<ServiceName>)]
     pub service: Option<String>,
+    /// The canary meant: when given, it must be the active one (409 otherwise), so a promotion
+    /// decided on what someone saw never reaches a canary started since.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub canary_id: Option<String>,
 }
 
 /// `POST /canary/{environment}/metrics`: the canary's current metrics; any may be absent

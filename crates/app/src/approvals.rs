@@ -424,6 +424,11 @@ impl App {
                         ),
                         now,
                     )?;
+                    // Not deciding yet, but the others waiting on it see the count move.
+                    let mut event = request_event(&request);
+                    event["approvedBy"] = json!(caller.name);
+                    event["approvalCount"] = json!(request.approval_count());
+                    emitter.emit(tx, EventType::OverrideRequestVoted, now, env, event)?;
                 }
                 VoteOutcome::Denied => {
                     tx.decide_override_request(&request.id, RequestStatus::Denied, now, None)?;

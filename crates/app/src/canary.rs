@@ -364,6 +364,20 @@ impl App {
                         where_(environment, service.as_deref())
                     ))));
                 };
+                if let Some(meant) = &request.canary_id
+                    && *meant != canary.id
+                {
+                    return Ok(Err(AppError::Conflict {
+                        reason: None,
+                        message: format!(
+                            "canary {meant} is not the active canary in {}: {} (release {}) is",
+                            where_(environment, service.as_deref()),
+                            canary.id,
+                            canary.release_id
+                        ),
+                        hints: vec!["look at the active canary before promoting it".to_owned()],
+                    }));
+                }
                 let gate = GateRequest {
                     action: Action::CanaryPromote,
                     environment: known,

@@ -340,6 +340,13 @@ fn announce_mode_change(
             None,
             json!({ "mode": after.mode, "by": by, "previousReason": before.lockdown_reason }),
         ),
+        _ if before.mode != after.mode => emitter.emit(
+            tx,
+            EventType::ModeChanged,
+            now,
+            None,
+            json!({ "from": before.mode, "to": after.mode, "by": by, "reason": after.mode_reason }),
+        ),
         _ => Ok(()),
     }
 }
@@ -440,6 +447,16 @@ impl App {
                 ),
                 now,
             )?;
+            if before.threat_level != after.threat_level {
+                emitter.emit(
+                    tx,
+                    EventType::ThreatLevelChanged,
+                    now,
+                    None,
+                    json!({ "from": before.threat_level, "to": after.threat_level,
+                            "by": caller.name, "reason": reason }),
+                )?;
+            }
             if let Some(trigger) = &trigger {
                 record_lockdown_trigger(tx, emitter, &caller, trigger, now)?;
             }

@@ -6,7 +6,8 @@ use deploy_safety_api_types::{
     ResolveIncidentRequest,
 };
 use deploy_safety_core::{
-    AuditDecision, Incident, IncidentChangeError, Reason, ReasonCode, Timestamp, trigger_lockdown,
+    AuditDecision, EventType, Incident, IncidentChangeError, Reason, ReasonCode, Timestamp,
+    trigger_lockdown,
 };
 use deploy_safety_store::{IncidentQuery, StoreError, Tx};
 use serde_json::json;
@@ -41,6 +42,28 @@ fn record(
         ),
         now,
     )?;
+    let event = match action {
+        "incident.open" => Some(EventType::IncidentOpened),
+        "incident.escalate" => Some(EventType::IncidentEscalated),
+        "incident.resolve" => Some(EventType::IncidentResolved),
+        _ => None,
+    };
+    if let Some(event) = event {
+        emitter.emit(
+            tx,
+            event,
+            now,
+            incident.environment,
+            json!({
+                "incidentId": incident.id,
+                "title": incident.title,
+                "severity": incident.severity,
+                "category": incident.category,
+                "status": incident.status,
+                "by": caller.name,
+            }),
+        )?;
+    }
     if let Some(cause) = incident.lockdown_cause() {
         let state = tx.gate_state()?;
         let (next, trigger) = trigger_lockdown(&state, &cause, now);

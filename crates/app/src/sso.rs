@@ -544,10 +544,24 @@ impl App {
         };
         self.store
             .write(move |tx| {
+                // The token is read again where the session is written: a revocation that
+                // lands between the sign-in's check and this write would otherwise miss the
+                // new session (writes are serialized, so one of the two sees the other).
+                if let Some(token_id) = &record.token_id {
+                    let live = tx
+                        .get_token(token_id)?
+                        .is_some_and(|t| t.revoked_at.is_none());
+                    if !live {
+                        return Ok(Err(AppError::Unauthorized(
+                            "invalid or revoked token".to_owned(),
+                        )));
+                    }
+                }
                 tx.insert_session(&record)?;
-                tx.append_audit(entry, now)
+                tx.append_audit(entry, now)?;
+                Ok(Ok(()))
             })
-            .await?;
+            .await??;
         Ok(LoginDone {
             cookie_value,
             session: view,
@@ -722,10 +736,29 @@ impl App {
     /// The caller behind a session cookie, or 401: unknown, revoked, past its absolute
     /// lifetime or idle too long. Activity is recorded at most once a minute.
     pub async fn authenticate_session(&self, cookie_value: &str) -> Result<Caller, AppError> {
+        self.session_caller(cookie_value, true).await
+    }
+
+    /// As [`App::authenticate_session`], without counting as activity: a page refreshing
+    /// itself in an open tab must not keep an unattended session from its idle timeout.
+    pub async fn authenticate_session_unattended(
+        &self,
+        cookie_value: &str,
+    ) -> Result<Caller, AppError> {
+        self.session_caller(cookie_value, false).await
+    }
+
+    async fn session_caller(&self, cookie_value: &str, touch: bool) -> Result<Caller, AppError> {
+        let sso = self.identity.sso.is_some();
         let refused = || {
-            AppError::Unauthorized(
-                "invalid, expired or revoked session: sign in again at /auth/login".to_owned(),
-            )
+            AppError::Unauthorized(if sso {
+                format!(
+                    "invalid, expired or revoked session: sign in again at {}/auth/login",
+                    deploy_safety_api_types::API_PREFIX
+                )
+            } else {
+                "invalid, expired or revoked session: sign in again at /ui/sign-in".to_owned()
+            })
         };
         let (id, secret) = split_token(SESSION_PREFIX, cookie_value).ok_or_else(refused)?;
         let owned_id = id.to_owned();
@@ -737,14 +770,18 @@ impl App {
         let matches: bool = hash_secret(secret).ct_eq(&record.secret_hash).into();
         let now = self.clock.now();
         let idle = millis(self.identity.session_lifetimes().1);
+        // Without `[auth.sso]` (removed, say, after an incident at the provider) its sessions
+        // end; dashboard sessions signed in with a token go on.
+        let sso_session_without_sso = record.token_id.is_none() && self.identity.sso.is_none();
         if !matches
+            || sso_session_without_sso
             || record.revoked_at.is_some()
             || now >= record.expires_at
             || now.millis_since(record.last_seen_at) >= idle
         {
             return Err(refused());
         }
-        if now.millis_since(record.last_seen_at) >= TOUCH_INTERVAL_MS {
+        if touch && now.millis_since(record.last_seen_at) >= TOUCH_INTERVAL_MS {
             let id = record.id.clone();
             self.store
                 .write(move |tx| tx.touch_session(&id, now))

@@ -133,12 +133,20 @@ string_enum! {
         /// A person asked for an override that other people approve (SPEC §19): votes wanted.
         OverrideRequestCreated = "override_request.created",
         /// The last approval a request needed: its override exists now.
+        /// An approval that does not yet decide the request ("1 of 2").
+        OverrideRequestVoted = "override_request.voted",
         OverrideRequestApproved = "override_request.approved",
         /// Someone denied an override request: it is over.
         OverrideRequestDenied = "override_request.denied",
         /// An override request waited longer than `pending_ttl_minutes`.
         OverrideRequestExpired = "override_request.expired",
         LoadSheddingChanged = "load_shedding.changed",
+        /// The mode changed between `monitor` and `enforce` (lockdown has its own events).
+        ModeChanged = "mode.changed",
+        ThreatLevelChanged = "threat_level.changed",
+        IncidentOpened = "incident.opened",
+        IncidentEscalated = "incident.escalated",
+        IncidentResolved = "incident.resolved",
         /// A freeze's window opened: by its start, its schedule, or its creation (SPEC §16).
         FreezeStarted = "freeze.started",
         /// A freeze's window closed: by its end, its schedule, or by hand.

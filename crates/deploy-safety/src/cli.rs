@@ -28,7 +28,7 @@ pub enum Command {
     /// Manage bearer tokens, directly on the database (works whether the server runs or not).
     #[command(subcommand)]
     Token(TokenCommand),
-    /// List and revoke single sign-on sessions, directly on the database.
+    /// List and revoke sessions (single sign-on and dashboard sign-ins), directly on the database.
     #[command(subcommand)]
     Session(SessionCommand),
     /// The gate's mode, threat level and active overrides.

@@ -764,6 +764,7 @@ async fn promotion_takes_a_staging_canary_to_max_at_once() {
             deploy_safety_api_types::PromoteCanaryRequest {
                 environment: STAGING,
                 service: None,
+                canary_id: None,
             },
         )
         .await
@@ -802,7 +803,8 @@ async fn promotion_takes_a_staging_canary_to_max_at_once() {
                 &w.dev,
                 deploy_safety_api_types::PromoteCanaryRequest {
                     environment: STAGING,
-                    service: None
+                    service: None,
+                    canary_id: None,
                 }
             )
             .await,
@@ -871,6 +873,7 @@ async fn a_production_canary_needs_an_override_and_a_passed_staging_validation()
             deploy_safety_api_types::PromoteCanaryRequest {
                 environment: PRODUCTION,
                 service: None,
+                canary_id: None,
             },
         )
         .await
@@ -907,6 +910,7 @@ async fn promoting_a_production_canary_after_its_start_override_expired_needs_an
             deploy_safety_api_types::PromoteCanaryRequest {
                 environment: PRODUCTION,
                 service: None,
+                canary_id: None,
             },
         )
         .await;
@@ -925,6 +929,7 @@ async fn promoting_a_production_canary_after_its_start_override_expired_needs_an
             deploy_safety_api_types::PromoteCanaryRequest {
                 environment: PRODUCTION,
                 service: None,
+                canary_id: None,
             },
         )
         .await
@@ -973,6 +978,7 @@ async fn a_second_canary_in_the_same_environment_is_refused() {
             deploy_safety_api_types::PromoteCanaryRequest {
                 environment: STAGING,
                 service: None,
+                canary_id: None,
             },
         )
         .await

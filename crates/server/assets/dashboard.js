@@ -54,10 +54,54 @@
     timer = setTimeout(refresh, delay === undefined ? 100 : delay);
   }
 
-  // A region holding the field someone is typing in waits for the next refresh.
-  function busy(region) {
+  // A region with a form being sent waits: the answer is written into that form.
+  function sending(region) {
+    return region.querySelector('form[data-sending="1"]') !== null;
+  }
+
+  function twinOf(form, forms) {
+    return forms.find(
+      (f) => f.dataset.api === form.dataset.api && f.id === form.id && f.className === form.className
+    );
+  }
+
+  // What the person did in the old region survives the swap: typed values, ticked boxes, the
+  // answer a form is showing, and the keyboard focus. Returns the element to focus.
+  function carryOver(oldRegion, freshRegion) {
+    const freshForms = Array.from(freshRegion.querySelectorAll("form[data-api]"));
     const active = document.activeElement;
-    return active && region.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName);
+    let focusTarget = null;
+    for (const form of oldRegion.querySelectorAll("form[data-api]")) {
+      const twin = twinOf(form, freshForms);
+      if (!twin) continue;
+      const twinFields = Array.from(twin.elements);
+      for (const field of form.elements) {
+        const match = twinFields.find((t) => {
+          if (field.name) {
+            return t.name === field.name && (t.type !== "checkbox" || t.value === field.value);
+          }
+          return t.tagName === field.tagName && t.textContent === field.textContent;
+        });
+        if (!match) continue;
+        if (field.type === "checkbox" || field.type === "radio") match.checked = field.checked;
+        else if (field.tagName !== "BUTTON") match.value = field.value;
+        if (field === active) focusTarget = match;
+      }
+      const result = form.querySelector(".form-result");
+      const twinResult = twin.querySelector(".form-result");
+      if (result && twinResult && result.childNodes.length > 0) twinResult.replaceWith(result);
+    }
+    if (!focusTarget && active && oldRegion.contains(active)) {
+      if (active.id) focusTarget = freshRegion.querySelector("#" + CSS.escape(active.id));
+      else if (active.tagName === "A") {
+        focusTarget = Array.from(freshRegion.querySelectorAll("a")).find(
+          (a) => a.getAttribute("href") === active.getAttribute("href")
+        );
+      }
+      // What had the focus is gone (a revoked row): keep the keyboard on the page.
+      if (!focusTarget) focusTarget = document.getElementById("main");
+    }
+    return focusTarget;
   }
 
   async function refresh() {
@@ -72,7 +116,8 @@
       url.searchParams.delete("verify");
       const response = await fetch(url, {
         credentials: "same-origin",
-        headers: { Accept: "text/html" },
+        // Not the person's activity: the session's idle timeout keeps running.
+        headers: { Accept: "text/html", "X-Dashboard-Refresh": "1" },
       });
       if (response.redirected && new URL(response.url).pathname === "/ui/sign-in") {
         location.assign(response.url);
@@ -83,11 +128,14 @@
       for (const region of document.querySelectorAll("[data-live]")) {
         const replacement = fresh.getElementById(region.id);
         if (!replacement) continue;
-        if (busy(region)) {
+        if (sending(region)) {
           pending = true;
           continue;
         }
-        region.replaceWith(document.importNode(replacement, true));
+        const imported = document.importNode(replacement, true);
+        const focusTarget = carryOver(region, imported);
+        region.replaceWith(imported);
+        if (focusTarget) focusTarget.focus({ preventScroll: true });
       }
       tick();
     } catch (error) {
@@ -210,8 +258,11 @@
       init.body = JSON.stringify(body);
     }
     for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
+    // Not `disabled`: a disabled button loses the keyboard focus. A second submit waits.
+    if (form.dataset.sending === "1") return;
+    form.dataset.sending = "1";
     const buttons = form.querySelectorAll("button");
-    for (const button of buttons) button.disabled = true;
+    for (const button of buttons) button.setAttribute("aria-disabled", "true");
     // Not `role=status`: that marks the answer, so nobody (and no test) takes this for it.
     result.replaceChildren(element("p", { class: "sending", "aria-busy": "true" }, "Sending…"));
     try {
@@ -245,7 +296,8 @@
     } catch (error) {
       showRefusal(form, result, 0, null, "The server did not answer: " + error.message);
     } finally {
-      for (const button of buttons) button.disabled = false;
+      delete form.dataset.sending;
+      for (const button of buttons) button.removeAttribute("aria-disabled");
     }
   }
 

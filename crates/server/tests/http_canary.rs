@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use common::{API, Harness, START, assert_error, override_body};
-use deploy_safety_core::StepAction;
+use deploy_safety_core::{Role, StepAction};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -1194,6 +1194,33 @@ async fn runbook_manual_promotion_in_staging() {
 }
 
 #[tokio::test]
+async fn a_promotion_meant_for_another_canary_is_refused() {
+    // The dashboard sends the id of the canary its page shows: one that finished since, and a
+    // canary started in its place, must not be promoted in its name.
+    let h = Harness::new().await;
+    let first = start(&h, &h.tokens.developer, start_body("v1.2.3", "staging")).await;
+    let (status, _) = promote(&h, &h.tokens.developer, "staging").await;
+    assert_eq!(status, StatusCode::OK);
+    let second = start(&h, &h.tokens.developer, start_body("v1.2.4", "staging")).await;
+    let stale = json!({"environment": "staging", "canaryId": first["id"]});
+    let got = h.post("/canary/promote", &h.tokens.developer, stale).await;
+    assert_error(&got, StatusCode::CONFLICT, "conflict", None, None);
+    let message = got.1["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(second["id"].as_str().unwrap()) && message.contains("v1.2.4"),
+        "{message}"
+    );
+    let (_, now) = h.get("/canary/staging", &h.tokens.developer).await;
+    assert_eq!(now["id"], second["id"]);
+    assert_eq!(now["currentPercentage"], 10, "nothing was promoted: {now}");
+    // Naming the active one promotes it.
+    let meant = json!({"environment": "staging", "canaryId": second["id"]});
+    let (status, promoted) = h.post("/canary/promote", &h.tokens.developer, meant).await;
+    assert_eq!(status, StatusCode::OK, "{promoted}");
+    assert_eq!(promoted["currentPercentage"], 100);
+}
+
+#[tokio::test]
 async fn promote_errors() {
     let h = Harness::new().await;
     let got = promote(&h, &h.tokens.developer, "staging").await;
@@ -1646,6 +1673,59 @@ async fn events_replay_since_and_are_a_text_event_stream() {
     assert_eq!(second.event.as_deref(), Some("override.revoked"));
     assert_eq!(second.id.as_deref(), Some("2"));
     assert_eq!(second.data["data"]["revokedBy"], "eng-lead");
+}
+
+#[tokio::test]
+async fn a_stream_ends_once_its_token_is_revoked() {
+    // The credential is checked again while the stream runs (every 5 s by the app's clock):
+    // a revoked token hears nothing that happens after.
+    let h = Harness::new().await;
+    let watcher = h
+        .app
+        .create_token("watcher", Role::Developer, "test")
+        .await
+        .unwrap();
+    let (status, _, mut stream) = EventStream::open(&h, "", Some(&watcher.token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    h.set_mode("lockdown", Some("INC-1: before the revocation"))
+        .await;
+    assert_eq!(
+        stream.next().await.event.as_deref(),
+        Some("lockdown.entered")
+    );
+    h.app
+        .revoke_token(&watcher.view.id, "security")
+        .await
+        .unwrap();
+    h.clock.advance_millis(5_000);
+    h.set_mode("enforce", None).await;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.body.frame()).await {
+            Err(_) => panic!("the stream neither ended nor sent within 5 s"),
+            Ok(None) => break true,
+            Ok(Some(Ok(frame))) => {
+                let text = frame
+                    .into_data()
+                    .map(|d| String::from_utf8_lossy(&d).into_owned())
+                    .unwrap_or_default();
+                assert!(
+                    !text.contains("lockdown.exited"),
+                    "a revoked token was sent a new event: {text}"
+                );
+            }
+            Ok(Some(Err(e))) => panic!("{e}"),
+        }
+    };
+    assert!(ended);
+    // A valid token's stream is unaffected by the 5 s check.
+    let (status, _, mut other) = EventStream::open(&h, "", Some(&h.tokens.developer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    h.clock.advance_millis(5_000);
+    h.set_mode("lockdown", Some("INC-2: after")).await;
+    assert_eq!(
+        other.next().await.event.as_deref(),
+        Some("lockdown.entered")
+    );
 }
 
 #[tokio::test]

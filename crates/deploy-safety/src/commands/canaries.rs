@@ -65,6 +65,7 @@ pub(super) async fn canary_command(command: CanaryCommand) -> anyhow::Result<u8>
                 .promote_canary(&PromoteCanaryRequest {
                     environment,
                     service,
+                    canary_id: None,
                 })
                 .await,
             &remote,

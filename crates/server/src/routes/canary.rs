@@ -91,6 +91,8 @@ pub async fn status(
         (status = 401, body = ErrorBody),
         (status = 403, description = "blocked_by_security_gate", body = ErrorBody),
         (status = 404, description = "no active canary", body = ErrorBody),
+        (status = 409, description = "`canaryId` names another canary than the active one", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn promote(

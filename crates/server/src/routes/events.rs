@@ -5,26 +5,32 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use deploy_safety_api_types::{ErrorBody, EventsQuery};
-use deploy_safety_app::{App, AppError};
-use deploy_safety_core::{Environment, Event};
+use deploy_safety_app::{App, AppError, AuthMethod, Caller};
+use deploy_safety_core::{Environment, Event, Timestamp};
 use futures_util::Stream;
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, Authenticated};
+use crate::extract::{ApiQuery, Authenticated, SESSION_COOKIE, cookie_value};
 use crate::state::AppState;
 
 /// How long a quiet stream waits before looking again (events committed by another process
 /// are found by looking; this process's own wake the stream at once).
 const POLL: Duration = Duration::from_secs(1);
 
+/// A stream checks its caller's credential again this often (by the app's clock): a token
+/// revoked, a session ended or a workload token expired stops the stream within this bound.
+pub const RECHECK_CREDENTIAL_MS: i64 = 5_000;
+
 struct Cursor {
     app: App,
     after: u64,
     environment: Option<Environment>,
     pending: VecDeque<Event>,
+    credential: Credential,
+    checked_at: Timestamp,
 }
 
 /// Streams events (`id` = seq, `event` = type, `data` = the event as JSON). With `since` (or a
@@ -39,7 +45,7 @@ struct Cursor {
     ))]
 pub async fn stream(
     State(state): State<AppState>,
-    _caller: Authenticated,
+    Authenticated(caller): Authenticated,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -60,17 +66,30 @@ pub async fn stream(
         Some(seq) => seq,
         None => state.app.last_event_seq().await?,
     };
+    let credential = Credential::of(&headers, &caller)
+        .ok_or_else(|| AppError::Unauthorized("no credential".to_owned()))?;
     let cursor = Cursor {
         app: state.app.clone(),
         after,
         environment,
         pending: VecDeque::new(),
+        credential,
+        checked_at: state.app.clock().now(),
     };
     let events = futures_util::stream::unfold(cursor, |mut cursor| async move {
         loop {
             // A stopping server ends its streams; clients reconnect, with `Last-Event-ID`.
             if cursor.app.is_shutting_down() {
                 return None;
+            }
+            // Checked before anything more is sent: a revoked caller hears nothing new.
+            let now = cursor.app.clock().now();
+            if now.millis_since(cursor.checked_at) >= RECHECK_CREDENTIAL_MS {
+                if cursor.credential.revoked(&cursor.app).await {
+                    tracing::info!("event stream ended: its credential is no longer valid");
+                    return None;
+                }
+                cursor.checked_at = now;
             }
             if let Some(event) = cursor.pending.pop_front() {
                 let sse = SseEvent::default()
@@ -97,4 +116,34 @@ pub async fn stream(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// What the stream was opened with, to be checked again while it runs.
+enum Credential {
+    Bearer(String),
+    Session(String),
+}
+
+impl Credential {
+    /// The credential `caller` was authenticated by (the extractor's precedence: a bearer
+    /// token, else the session cookie).
+    fn of(headers: &HeaderMap, caller: &Caller) -> Option<Credential> {
+        if let AuthMethod::Sso { .. } = caller.auth {
+            return cookie_value(headers, SESSION_COOKIE)
+                .map(|c| Credential::Session(c.to_owned()));
+        }
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (_, token) = value.trim().split_once(' ')?;
+        Some(Credential::Bearer(token.trim().to_owned()))
+    }
+
+    /// Whether it no longer authenticates. A store that cannot answer is not a revocation:
+    /// the stream goes on and asks again next time.
+    async fn revoked(&self, app: &App) -> bool {
+        let checked = match self {
+            Credential::Bearer(token) => app.authenticate(token).await,
+            Credential::Session(cookie) => app.authenticate_session_unattended(cookie).await,
+        };
+        matches!(checked, Err(AppError::Unauthorized(_)))
+    }
 }

@@ -93,6 +93,9 @@ pub(crate) fn protect(headers: &mut HeaderMap) {
     );
 }
 
+/// Sent by the page's script when it reads the page again on its own (`1`).
+pub(crate) const REFRESH_HEADER: &str = "x-dashboard-refresh";
+
 /// The person looking at a page: a session's caller and its CSRF token, which the page gives
 /// its script for the API's state-changing requests.
 #[derive(Debug, Clone)]
@@ -113,7 +116,18 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(cookie) = cookie_value(&parts.headers, SESSION_COOKIE) else {
             return Err(to_sign_in(&here, None));
         };
-        match state.app.authenticate_session(cookie).await {
+        // The page's own refreshes (live regions, the safety poll) are not the person using
+        // it: they must not hold the session open past its idle timeout.
+        let unattended = parts
+            .headers
+            .get(REFRESH_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"1");
+        let session = if unattended {
+            state.app.authenticate_session_unattended(cookie).await
+        } else {
+            state.app.authenticate_session(cookie).await
+        };
+        match session {
             Ok(caller) => {
                 let AuthMethod::Sso { csrf_token, .. } = &caller.auth else {
                     return Err(to_sign_in(&here, None));
@@ -165,17 +179,33 @@ pub(crate) fn url_with_query(path: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// Whether the browser reached this server over plain http on a loopback address, where a
-/// `Secure` cookie would never come back (development, tests). Behind a TLS proxy the Host is
-/// the public name, so cookies stay `Secure`.
+/// `Secure` cookie would never come back (development, tests). The browser's `Origin` says
+/// where it is when it sends one (every `POST`); a request that came through a proxy
+/// (`X-Forwarded-*`, `Forwarded`) never counts, so cookies stay `Secure` behind TLS even when
+/// the proxy rewrites `Host` to a loopback address.
 pub(crate) fn plain_http_loopback(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+    let proxied = [
+        "x-forwarded-proto",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "forwarded",
+    ]
+    .iter()
+    .any(|name| headers.contains_key(*name));
+    if proxied {
         return false;
-    };
-    let forwarded_https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    !forwarded_https && host_is_loopback(host)
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        return origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.strip_prefix("http://"))
+            .is_some_and(host_is_loopback);
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(host_is_loopback)
 }
 
 /// `localhost`, `127.0.0.0/8` or `[::1]`, with or without a port.
@@ -212,11 +242,65 @@ mod tests {
     }
 
     #[test]
-    fn a_tls_proxy_keeps_cookies_secure() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        assert!(plain_http_loopback(&headers));
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        assert!(!plain_http_loopback(&headers));
+    fn cookies_stay_secure_unless_the_browser_is_on_plain_http_to_loopback() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("host", "127.0.0.1:8080")], true),
+            (
+                &[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://127.0.0.1:8080"),
+                ],
+                true,
+            ),
+            (
+                &[
+                    ("host", "localhost:8080"),
+                    ("origin", "http://localhost:8080"),
+                ],
+                true,
+            ),
+            (&[("host", "deploy.example.com")], false),
+            // A proxy that rewrites Host to loopback: the browser's Origin tells.
+            (
+                &[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "https://deploy.example.com"),
+                ],
+                false,
+            ),
+            (
+                &[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "https://127.0.0.1:8443"),
+                ],
+                false,
+            ),
+            (
+                &[("host", "127.0.0.1:8080"), ("x-forwarded-proto", "https")],
+                false,
+            ),
+            (
+                &[
+                    ("host", "127.0.0.1:8080"),
+                    ("x-forwarded-for", "203.0.113.9"),
+                ],
+                false,
+            ),
+            (
+                &[("host", "127.0.0.1:8080"), ("forwarded", "for=203.0.113.9")],
+                false,
+            ),
+            (&[], false),
+        ];
+        for (pairs, expected) in cases {
+            let mut headers = HeaderMap::new();
+            for (name, value) in *pairs {
+                headers.insert(
+                    axum::http::HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
+            }
+            assert_eq!(plain_http_loopback(&headers), *expected, "{pairs:?}");
+        }
     }
 }

@@ -344,13 +344,30 @@ pub(crate) async fn canary(
 
 fn canary_body(view: &CanaryView, now: Timestamp) -> Markup {
     let canary = &view.canary;
-    let evaluation = view.current_evaluation.as_ref().or_else(|| {
-        canary
-            .steps
-            .iter()
-            .rev()
-            .find_map(|step| step.evaluation.as_ref())
-    });
+    // The metrics as the next evaluation would judge them now; when none are fresh, the last
+    // evaluation that judged fresh ones (its numbers say more at 3 a.m. than a row of dashes),
+    // with the current state said beside it.
+    let last_fresh = canary
+        .steps
+        .iter()
+        .rev()
+        .filter_map(|step| step.evaluation.as_ref())
+        .find(|e| !e.stale);
+    let current = view.current_evaluation.as_ref();
+    let (evaluation, stale_now) = match current {
+        Some(now) if !now.stale => (Some(now), false),
+        Some(_) => (last_fresh.or(current), true),
+        None => (
+            last_fresh.or_else(|| {
+                canary
+                    .steps
+                    .iter()
+                    .rev()
+                    .find_map(|s| s.evaluation.as_ref())
+            }),
+            false,
+        ),
+    };
     let evaluations: Vec<_> = canary
         .steps
         .iter()
@@ -393,6 +410,11 @@ fn canary_body(view: &CanaryView, now: Timestamp) -> Markup {
             @match evaluation {
                 None => { p id="metrics" { "No metrics yet." } }
                 Some(evaluation) => {
+                    @if stale_now {
+                        p { (badge("no fresh metrics", "warn")) " Nothing was received in the current interval: the next evaluation is "
+                            (badge("unknown", "warn")) " unless metrics arrive. "
+                            @if !evaluation.stale { "Below: the last evaluation with fresh metrics." } }
+                    }
                     p { "As evaluated " (when(evaluation.evaluated_at)) ": " (badge(evaluation.status.as_str(), tone(evaluation.status.as_str())))
                         @if evaluation.stale { " — no fresh metrics in the interval" } }
                     div class="scroll" {
@@ -441,16 +463,17 @@ fn canary_body(view: &CanaryView, now: Timestamp) -> Markup {
                 }
             }
             @if evaluations.is_empty() { p { "Not evaluated yet." } }
-        }
-        @if !finished {
-            section class="actions" aria-labelledby="promote-h" {
-                h2 id="promote-h" { "Promote to 100 %" }
-                (note("Gated as deploy.canary.promote."))
-                form id="canary-promote" data-api=(api("/canary/promote")) data-method="POST" {
-                    input type="hidden" name="environment" value=(canary.environment.as_str());
-                    @if let Some(service) = &canary.service { input type="hidden" name="service" value=(service); }
-                    button type="submit" { "Promote" }
-                    (form_result())
+            @if !finished {
+                section class="actions" aria-labelledby="promote-h" {
+                    h2 id="promote-h" { "Promote to 100 %" }
+                    (note("Gated as deploy.canary.promote."))
+                    form id="canary-promote" data-api=(api("/canary/promote")) data-method="POST" {
+                        input type="hidden" name="environment" value=(canary.environment.as_str());
+                        input type="hidden" name="canaryId" value=(canary.id);
+                        @if let Some(service) = &canary.service { input type="hidden" name="service" value=(service); }
+                        button type="submit" { "Promote" }
+                        (form_result())
+                    }
                 }
             }
         }
@@ -647,8 +670,6 @@ pub(crate) async fn incidents(State(state): State<AppState>, viewer: Viewer) -> 
         Err(e) => return failure(e),
     };
     let environments = environment_names(&state);
-    let mut environment_options = vec![""];
-    environment_options.extend(names(&environments));
     let severities: Vec<&str> = Severity::NAMES.to_vec();
     let categories: Vec<&str> = IncidentCategory::NAMES.to_vec();
     let body = html! {
@@ -686,13 +707,26 @@ pub(crate) async fn incidents(State(state): State<AppState>, viewer: Viewer) -> 
                 (input("title", "Title", None, InputAttrs::required()))
                 (select("severity", "Severity", &severities, None))
                 (select("category", "Category", &categories, None))
-                (select("environment", "Environment (blank: every one)", &environment_options, Some("")))
+                (environment_or_every(&environments))
                 button type="submit" { "Open incident" }
                 (form_result())
             }
         }
     };
     done(&viewer, &gate, "Incidents", "/ui/incidents", body)
+}
+
+/// An incident's scope: one environment, or (sent as absent) every one.
+fn environment_or_every(environments: &[String]) -> Markup {
+    html! {
+        label class="field" {
+            span { "Environment" }
+            select name="environment" {
+                option value="" selected { "every environment" }
+                @for env in environments { option value=(env) { (env) } }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -759,8 +793,8 @@ pub(crate) async fn freezes(State(state): State<AppState>, viewer: Viewer) -> Re
                     }
                 }
                 (input("services", "Services, comma-separated (blank: all)", Some("list"), InputAttrs::default()))
-                (input("start", "Start (blank: now)", Some("datetime"), InputAttrs::default()))
-                (input("end", "End (blank: until ended)", Some("datetime"), InputAttrs::default()))
+                (input("start", "Start, your browser's time zone (blank: now)", Some("datetime"), InputAttrs::default()))
+                (input("end", "End, your browser's time zone (blank: until ended)", Some("datetime"), InputAttrs::default()))
                 details {
                     summary { "Repeat on a schedule" }
                     (input("schedule.cron", "Cron (5 fields)", None, InputAttrs::default().placeholder("0 16 * * FRI")))

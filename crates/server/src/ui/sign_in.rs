@@ -101,21 +101,24 @@ pub(crate) async fn page(
 }
 
 /// A sign-in posted from another site would sign this browser in as someone else (login
-/// CSRF): the browser says where a form came from.
+/// CSRF): the browser says where a form came from. `Sec-Fetch-Site` is the browser's own
+/// word and survives a proxy that rewrites `Host`; only where it is missing (older
+/// browsers) is the `Origin` compared with the host.
 fn from_another_site(headers: &HeaderMap) -> bool {
-    let cross_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site" || v == "same-site");
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_elsewhere = headers
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !(site == "same-origin" || site == "none");
+    }
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|h| h.to_str().ok());
+    headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|origin| {
             let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
             Some(origin_host) != host
-        });
-    cross_site || origin_elsewhere
+        })
 }
 
 /// `POST /ui/sign-in` (a form: `token`, `returnTo`): the token exchanged for a session, then
