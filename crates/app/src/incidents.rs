@@ -26,7 +26,7 @@ fn record(
     tx: &mut dyn Tx,
     emitter: &mut Emitter<'_>,
     caller: &Caller,
-    action: &str,
+    (action, event): (&str, EventType),
     incident: &Incident,
     details: serde_json::Value,
     now: Timestamp,
@@ -42,28 +42,20 @@ fn record(
         ),
         now,
     )?;
-    let event = match action {
-        "incident.open" => Some(EventType::IncidentOpened),
-        "incident.escalate" => Some(EventType::IncidentEscalated),
-        "incident.resolve" => Some(EventType::IncidentResolved),
-        _ => None,
-    };
-    if let Some(event) = event {
-        emitter.emit(
-            tx,
-            event,
-            now,
-            incident.environment,
-            json!({
-                "incidentId": incident.id,
-                "title": incident.title,
-                "severity": incident.severity,
-                "category": incident.category,
-                "status": incident.status,
-                "by": caller.name,
-            }),
-        )?;
-    }
+    emitter.emit(
+        tx,
+        event,
+        now,
+        incident.environment,
+        json!({
+            "incidentId": incident.id,
+            "title": incident.title,
+            "severity": incident.severity,
+            "category": incident.category,
+            "status": incident.status,
+            "by": caller.name,
+        }),
+    )?;
     if let Some(cause) = incident.lockdown_cause() {
         let state = tx.gate_state()?;
         let (next, trigger) = trigger_lockdown(&state, &cause, now);
@@ -112,7 +104,7 @@ impl App {
                 tx,
                 emitter,
                 &caller,
-                "incident.open",
+                ("incident.open", EventType::IncidentOpened),
                 &incident,
                 details,
                 now,
@@ -130,9 +122,12 @@ impl App {
         request: EscalateIncidentRequest,
     ) -> Result<Incident, AppError> {
         let reason = Reason::parse(&request.reason).map_err(AppError::invalid_text("reason"))?;
-        self.change_incident(caller, id, "incident.escalate", move |incident, by, now| {
-            incident.escalate(request.severity, &reason, by, now)
-        })
+        self.change_incident(
+            caller,
+            id,
+            ("incident.escalate", EventType::IncidentEscalated),
+            move |incident, by, now| incident.escalate(request.severity, &reason, by, now),
+        )
         .await
     }
 
@@ -144,9 +139,12 @@ impl App {
         request: ResolveIncidentRequest,
     ) -> Result<Incident, AppError> {
         let reason = Reason::parse(&request.reason).map_err(AppError::invalid_text("reason"))?;
-        self.change_incident(caller, id, "incident.resolve", move |incident, by, now| {
-            incident.resolve(&reason, by, now)
-        })
+        self.change_incident(
+            caller,
+            id,
+            ("incident.resolve", EventType::IncidentResolved),
+            move |incident, by, now| incident.resolve(&reason, by, now),
+        )
         .await
     }
 
@@ -154,7 +152,7 @@ impl App {
         &self,
         caller: &Caller,
         id: &str,
-        action: &'static str,
+        action: (&'static str, EventType),
         change: impl FnOnce(&Incident, &str, Timestamp) -> Result<Incident, IncidentChangeError>
         + Send
         + 'static,

@@ -156,7 +156,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(token) = bearer_token(parts) {
+        if let Some(token) = bearer_token(&parts.headers) {
             return Ok(Authenticated(state.app.authenticate(token).await?));
         }
         if parts.headers.get(header::AUTHORIZATION).is_none()
@@ -253,8 +253,9 @@ impl FromRequestParts<AppState> for MaybeAuthenticated {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of `Authorization: Bearer <token>`, if the request carries one.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use deploy_safety_api_types::{ErrorBody, EventsQuery};
 use deploy_safety_app::{App, AppError, AuthMethod, Caller};
@@ -13,7 +13,7 @@ use deploy_safety_core::{Environment, Event, Timestamp};
 use futures_util::Stream;
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, Authenticated, SESSION_COOKIE, cookie_value};
+use crate::extract::{ApiQuery, Authenticated, SESSION_COOKIE, bearer_token, cookie_value};
 use crate::state::AppState;
 
 /// How long a quiet stream waits before looking again (events committed by another process
@@ -132,9 +132,7 @@ impl Credential {
             return cookie_value(headers, SESSION_COOKIE)
                 .map(|c| Credential::Session(c.to_owned()));
         }
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (_, token) = value.trim().split_once(' ')?;
-        Some(Credential::Bearer(token.trim().to_owned()))
+        bearer_token(headers).map(|t| Credential::Bearer(t.to_owned()))
     }
 
     /// Whether it no longer authenticates. A store that cannot answer is not a revocation:

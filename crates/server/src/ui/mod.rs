@@ -50,8 +50,16 @@ pub fn routes() -> Router<AppState> {
 
 /// `/` and `/ui`: to the overview.
 async fn home() -> Response {
-    let mut response = Redirect::to(DASHBOARD_HOME).into_response();
-    protect(response.headers_mut());
+    redirect(DASHBOARD_HOME)
+}
+
+/// A 303 to `target` with the dashboard's headers, never cached (where it leads depends on
+/// who is signed in).
+pub(crate) fn redirect(target: &str) -> Response {
+    let mut response = Redirect::to(target).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    protect(headers);
     response
 }
 
@@ -116,6 +124,9 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(cookie) = cookie_value(&parts.headers, SESSION_COOKIE) else {
             return Err(to_sign_in(&here, None));
         };
+        let secure = state
+            .app
+            .session_cookie_secure(plain_http_loopback(&parts.headers));
         // The page's own refreshes (live regions, the safety poll) are not the person using
         // it: they must not hold the session open past its idle timeout.
         let unattended = parts
@@ -135,32 +146,26 @@ impl FromRequestParts<AppState> for Viewer {
                 let csrf_token = csrf_token.clone();
                 Ok(Viewer { caller, csrf_token })
             }
-            Err(AppError::Unauthorized(_)) => Err(to_sign_in(&here, Some("expired"))),
+            Err(AppError::Unauthorized(_)) => Err(to_sign_in(&here, Some(secure))),
             Err(error) => Err(pages::failure(error)),
         }
     }
 }
 
-/// To the sign-in page, coming back to `here` afterwards. A cookie that no longer signs in
-/// (expired, revoked) is cleared.
-fn to_sign_in(here: &str, why: Option<&str>) -> Response {
+/// To the sign-in page, coming back to `here` afterwards. With `ended` (the flags the cookie
+/// was set with), the session cookie no longer signs in (expired, revoked): it is cleared,
+/// and the page says why.
+fn to_sign_in(here: &str, ended: Option<bool>) -> Response {
     let mut target = url_with_query("/ui/sign-in", &[("returnTo", here)]);
-    if let Some(why) = why {
-        target.push_str("&why=");
-        target.push_str(why);
-    }
-    let mut response = Redirect::to(&target).into_response();
-    if why.is_some()
-        && let Ok(clear) = HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
-        ))
-    {
+    let Some(secure) = ended else {
+        return redirect(&target);
+    };
+    target.push_str("&why=expired");
+    let mut response = redirect(&target);
+    let clear = crate::routes::session_cookie_header("", 0, secure);
+    if let Ok(clear) = HeaderValue::from_str(&clear) {
         response.headers_mut().insert(header::SET_COOKIE, clear);
     }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    protect(response.headers_mut());
     response
 }
 

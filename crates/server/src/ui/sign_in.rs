@@ -4,13 +4,13 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use deploy_safety_app::{AppError, DASHBOARD_HOME, safe_return_to};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
 use super::render::api;
-use super::{page_response, plain_http_loopback, protect, url_with_query};
+use super::{page_response, plain_http_loopback, redirect, url_with_query};
 use crate::extract::{ApiQuery, SESSION_COOKIE, cookie_value};
 use crate::state::AppState;
 
@@ -84,12 +84,7 @@ pub(crate) async fn page(
     if let Some(cookie) = cookie_value(&headers, SESSION_COOKIE)
         && state.app.authenticate_session(cookie).await.is_ok()
     {
-        let mut response = Redirect::to(&return_to).into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        protect(response.headers_mut());
-        return response;
+        return redirect(&return_to);
     }
     let notice = (query.why.as_deref() == Some("expired")).then_some(
         "Your session ended (signed out, revoked, idle too long or too old). Sign in again.",
@@ -164,14 +159,10 @@ pub(crate) async fn submit(
                 done.max_age_seconds,
                 secure,
             );
-            let mut response = Redirect::to(&done.return_to).into_response();
+            let mut response = redirect(&done.return_to);
             if let Ok(cookie) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, cookie);
             }
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            protect(response.headers_mut());
             response
         }
         Err(AppError::Unauthorized(message)) => refuse(
