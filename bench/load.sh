@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
-# The benchmarks: the audited gate check against a bare axum baseline, what a large database
-# changes, and the pure core's criterion benchmarks. Method and latest figures: BENCHMARKS.md.
+# The benchmarks: the audited gate check against a bare axum baseline, on SQLite and on
+# PostgreSQL (one replica, then two on one database), what a large database changes, and the pure
+# core's criterion benchmarks. Every figure is printed with its goal (SPEC §22 and earlier); a
+# full run exits 1 when one is missed. Method and latest figures: BENCHMARKS.md.
 #
 #   bench/load.sh                 full run (release build, 10 s per measurement, 1M-entry scale
 #                                 run, then criterion)
 #   bench/load.sh --quick         CI's smoke run (debug build, 1 s per measurement, small seed):
-#                                 proves the script works; its figures mean nothing
-#   bench/load.sh --postgres URL  also the check and audit reads on PostgreSQL (a fresh schema in URL's
-#                                 database); DEPLOY_SAFETY_BENCH_POSTGRES_URL does the same
+#                                 proves the script works; its figures mean nothing and no goal
+#                                 is judged
+#   bench/load.sh --only-checks   the audited checks and their goals only (no large database,
+#                                 audit pages or criterion): for working on the decision path
+#   bench/load.sh --postgres URL  also PostgreSQL (a fresh schema in URL's database);
+#                                 DEPLOY_SAFETY_BENCH_POSTGRES_URL does the same
 #
-# Every measurement is wrk with 64 connections and 2 threads on this machine, after a 2 s warm-up;
+# Every measurement is wrk with 64 connections and 2 threads on this machine, after a warm-up;
 # client and server share the CPUs. Figures are compared as ratios within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
+ONLY_CHECKS=0
 POSTGRES_URL="${DEPLOY_SAFETY_BENCH_POSTGRES_URL:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
-    --postgres) POSTGRES_URL="$2"; shift ;;
-    *) echo "usage: bench/load.sh [--quick] [--postgres URL]" >&2; exit 2 ;;
+    --only-checks) ONLY_CHECKS=1 ;;
+    --postgres) [ $# -ge 2 ] || { echo "usage: --postgres URL" >&2; exit 2; }; POSTGRES_URL="$2"; shift ;;
+    *) echo "usage: bench/load.sh [--quick] [--only-checks] [--postgres URL]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -46,14 +53,14 @@ fi
 
 WORK=$(mktemp -d)
 PIDS=()
-PG_SCHEMA=""
+PG_SCHEMAS=()
 cleanup() {
   for pid in ${PIDS[@]+"${PIDS[@]}"}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ -n "$PG_SCHEMA" ]; then
+  for schema in ${PG_SCHEMAS[@]+"${PG_SCHEMAS[@]}"}; do
     PGOPTIONS="-c client_min_messages=warning" psql -q "$POSTGRES_URL" \
-      -c "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" || true
-  fi
+      -c "DROP SCHEMA IF EXISTS $schema CASCADE" || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -101,6 +108,38 @@ measure() {
   fi
   echo "$rps $p50 $p99" > "$WORK/$name"
   printf '%-34s %10s req/s   p50 %7s ms   p99 %7s ms\n' "$name" "$rps" "$p50" "$p99"
+}
+
+# measure_pair NAME URL_A URL_B SCRIPT TOKEN: as measure, against two servers at once with half
+# the connections each (the same 64 in all); records the summed rate, the mean p50 and the worse
+# p99.
+measure_pair() {
+  local name=$1 url_a=$2 url_b=$3 script=$4 token=$5 half=$((CONNECTIONS / 2))
+  local auth=(-H "Authorization: Bearer $token")
+  wrk -t1 -c"$half" -d"$WARMUP" -s "$script" "${auth[@]}" "$url_a" >/dev/null &
+  local warm_a=$!
+  wrk -t1 -c"$half" -d"$WARMUP" -s "$script" "${auth[@]}" "$url_b" >/dev/null
+  wait "$warm_a"
+  wrk -t1 -c"$half" -d"$DURATION" -s "$script" "${auth[@]}" "$url_a" >"$WORK/$name.a" &
+  local run_a=$!
+  wrk -t1 -c"$half" -d"$DURATION" -s "$script" "${auth[@]}" "$url_b" >"$WORK/$name.b"
+  wait "$run_a"
+  local a b
+  a=$(grep '^RESULT' "$WORK/$name.a")
+  b=$(grep '^RESULT' "$WORK/$name.b")
+  read -r _ rps_a p50_a p99_a errors_a total_a <<<"$a"
+  read -r _ rps_b p50_b p99_b errors_b total_b <<<"$b"
+  if [ "$errors_a" -ne 0 ] || [ "$errors_b" -ne 0 ]; then
+    echo "error: $name: $errors_a of $total_a and $errors_b of $total_b requests failed" >&2
+    exit 1
+  fi
+  local rps p50 p99
+  rps=$(awk -v a="$rps_a" -v b="$rps_b" 'BEGIN { printf "%.0f", a + b }')
+  p50=$(awk -v a="$p50_a" -v b="$p50_b" 'BEGIN { printf "%.3f", (a + b) / 2 }')
+  p99=$(awk -v a="$p99_a" -v b="$p99_b" 'BEGIN { printf "%.3f", (a > b) ? a : b }')
+  echo "$rps $p50 $p99" > "$WORK/$name"
+  printf '%-34s %10s req/s   p50 %7s ms   p99 %7s ms   (%s + %s req/s)\n' \
+    "$name" "$rps" "$p50" "$p99" "$rps_a" "$rps_b"
 }
 
 # rss_kib PID [peak]: resident memory now, or its peak.
@@ -160,6 +199,10 @@ run_server_suite() {
   echo "$STARTUP_MS" > "$WORK/$label.startup"
   echo "$idle" > "$WORK/$label.rss_idle"
   measure "$label check" "$SERVER_URL$API/security-gate/check" "$WORK/check.lua" "$token"
+  if [ "$ONLY_CHECKS" -eq 1 ]; then
+    stop_server
+    return
+  fi
   if [ -n "${ANALYZE_URL:-}" ]; then
     # PostgreSQL plans the audit filters well only with statistics of the rows the check load
     # just wrote; autovacuum would gather them within a minute.
@@ -192,55 +235,119 @@ measure "baseline (bare axum)" "$BASELINE_URL/check" "$WORK/check.lua"
 run_server_suite "sqlite empty" "sqlite://$WORK/empty.db"
 
 # (c) the same on a database with SEED_ENTRIES audit entries and SEED_OVERRIDES overrides
-echo "seeding $SEED_ENTRIES audit entries and $SEED_OVERRIDES overrides ($SEED_ACTIVE active)..."
-seed_begin=$(date +%s)
-RUST_BACKTRACE=0 "$BIN/ds-bench-seed" --database-url "sqlite://$WORK/large.db" \
-  --audit-entries "$SEED_ENTRIES" --overrides "$SEED_OVERRIDES" --active-overrides "$SEED_ACTIVE" 2>&1 \
-  | tail -1
-echo "seeded in $(( $(date +%s) - seed_begin )) s; database $(du -m "$WORK/large.db" | cut -f1) MiB"
-run_server_suite "sqlite large" "sqlite://$WORK/large.db"
+if [ "$ONLY_CHECKS" -eq 0 ]; then
+  echo "seeding $SEED_ENTRIES audit entries and $SEED_OVERRIDES overrides ($SEED_ACTIVE active)..."
+  seed_begin=$(date +%s)
+  RUST_BACKTRACE=0 "$BIN/ds-bench-seed" --database-url "sqlite://$WORK/large.db" \
+    --audit-entries "$SEED_ENTRIES" --overrides "$SEED_OVERRIDES" --active-overrides "$SEED_ACTIVE" 2>&1 \
+    | tail -1
+  echo "seeded in $(( $(date +%s) - seed_begin )) s; database $(du -m "$WORK/large.db" | cut -f1) MiB"
+  run_server_suite "sqlite large" "sqlite://$WORK/large.db"
+fi
 
-# (d) PostgreSQL, when asked
-if [ -n "$POSTGRES_URL" ]; then
-  schema="ds_bench_$$"
-  PG_SCHEMA=$schema
+# fresh_schema NAME: a new schema in POSTGRES_URL's database (dropped on exit); sets SCHEMA_URL.
+fresh_schema() {
   PGOPTIONS="-c client_min_messages=warning" psql -q "$POSTGRES_URL" \
-    -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
-  separator='?'; case "$POSTGRES_URL" in *\?*) separator='&' ;; esac
-  echo "postgresql: synchronous_commit=$(psql -Atq "$POSTGRES_URL" -c 'SHOW synchronous_commit'), fsync=$(psql -Atq "$POSTGRES_URL" -c 'SHOW fsync')"
-  ANALYZE_URL="$POSTGRES_URL${separator}options=-c%20search_path%3D$schema" \
-    run_server_suite "postgres empty" "$POSTGRES_URL${separator}options=-c%20search_path%3D$schema"
-  PGOPTIONS="-c client_min_messages=warning" psql -q "$POSTGRES_URL" -c "DROP SCHEMA $schema CASCADE"
-  PG_SCHEMA=""
-fi
+    -c "DROP SCHEMA IF EXISTS $1 CASCADE; CREATE SCHEMA $1"
+  PG_SCHEMAS+=("$1")
+  local separator='?'
+  case "$POSTGRES_URL" in *\?*) separator='&' ;; esac
+  SCHEMA_URL="$POSTGRES_URL${separator}options=-c%20search_path%3D$1"
+}
 
-echo
-echo "== ratios (same run)"
-printf '%-60s %s\n' "audited check / baseline, req/s (target >= 0.5):" \
-  "$(ratio "$(field 'sqlite empty check' 1)" "$(field 'baseline (bare axum)' 1)")"
-printf '%-60s %s ms\n' "audited check p99 on SQLite (target < 5 ms):" "$(field 'sqlite empty check' 3)"
+# (d) PostgreSQL, when asked: one replica, then two on one (fresh) database
 if [ -n "$POSTGRES_URL" ]; then
-  printf '%-60s %s\n' "audited check on PostgreSQL / baseline, req/s:" \
-    "$(ratio "$(field 'postgres empty check' 1)" "$(field 'baseline (bare axum)' 1)")"
+  echo "postgresql $(psql -Atq "$POSTGRES_URL" -c 'SHOW server_version'): synchronous_commit=$(psql -Atq "$POSTGRES_URL" -c 'SHOW synchronous_commit'), fsync=$(psql -Atq "$POSTGRES_URL" -c 'SHOW fsync')"
+  fresh_schema "ds_bench_$$_one"
+  ANALYZE_URL="$SCHEMA_URL" run_server_suite "postgres empty" "$SCHEMA_URL"
+
+  fresh_schema "ds_bench_$$_two"
+  token=$(token_for "$SCHEMA_URL")
+  start_server "postgres replica a" "$SCHEMA_URL"
+  replica_a_url=$SERVER_URL replica_a_pid=$SERVER_PID
+  start_server "postgres replica b" "$SCHEMA_URL"
+  replica_b_url=$SERVER_URL
+  measure_pair "postgres two replicas check" "$replica_a_url$API/security-gate/check" \
+    "$replica_b_url$API/security-gate/check" "$WORK/check.lua" "$token"
+  stop_server
+  SERVER_PID=$replica_a_pid
+  stop_server
 fi
-for what in "check" "audit first page" "audit filtered page"; do
-  printf '%-60s %s\n' "large / empty database, $what p99 (target <= 1.2):" \
-    "$(ratio "$(field "sqlite large $what" 3)" "$(field "sqlite empty $what" 3)")"
-  printf '%-60s %s\n' "empty / large database, $what req/s (target <= 1.2):" \
-    "$(ratio "$(field "sqlite empty $what" 1)" "$(field "sqlite large $what" 1)")"
-done
-printf '%-60s %s / %s ms\n' "start-up, empty / large database (target < 1000 ms):" \
-  "$(cat "$WORK/sqlite empty.startup")" "$(cat "$WORK/sqlite large.startup")"
-printf '%-60s %s / %s MiB\n' "RSS idle, empty / large (target < 64 MiB):" \
-  "$(( $(cat "$WORK/sqlite empty.rss_idle") / 1024 ))" "$(( $(cat "$WORK/sqlite large.rss_idle") / 1024 ))"
-printf '%-60s %s / %s MiB\n' "RSS peak under load, empty / large (target < 256 MiB):" \
-  "$(( $(cat "$WORK/sqlite empty.rss_peak") / 1024 ))" "$(( $(cat "$WORK/sqlite large.rss_peak") / 1024 ))"
 
 # The pure core's criterion benchmarks, so one command gives every figure in BENCHMARKS.md.
-if [ "$QUICK" -eq 0 ]; then
+if [ "$QUICK" -eq 0 ] && [ "$ONLY_CHECKS" -eq 0 ]; then
   echo
   echo "== criterion: the pure core (medians)"
   cargo bench -q --locked -p deploy-safety-core --bench core >"$WORK/criterion.log" 2>&1 \
     || { cat "$WORK/criterion.log" >&2; exit 1; }
   bench/medians.sh
+fi
+
+MISSED=0
+# goal LABEL VALUE OP TARGET [UNIT]: prints a figure beside its goal; counts a miss (a full run
+# exits 1 if any). The quick run judges nothing: its figures mean nothing.
+goal() {
+  local label=$1 value=$2 op=$3 target=$4 unit=${5:-} verdict
+  if [ "$QUICK" -eq 1 ]; then
+    verdict="not judged (--quick)"
+  elif awk -v v="$value" -v t="$target" -v op="$op" \
+      'BEGIN { exit !((op == ">=" && v >= t) || (op == "<=" && v <= t) || (op == "<" && v < t)) }'; then
+    verdict="met"
+  else
+    verdict="MISSED"
+    MISSED=$((MISSED + 1))
+  fi
+  printf '%-58s %10s %-4s  goal %2s %s %-4s  %s\n' "$label" "$value" "$unit" "$op" "$target" "$unit" "$verdict"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+field() { cut -d' ' -f"$2" "$WORK/$1"; }
+# median NAME: a criterion benchmark's median in ns, from the run above.
+median() {
+  python3 -c 'import json, sys; print("%.1f" % json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
+    "$CARGO_TARGET_DIR/criterion/$1/new/estimates.json"
+}
+
+echo
+echo "== goals (ratios within this run)"
+goal "SQLite: audited check / bare endpoint, req/s" \
+  "$(ratio "$(field 'sqlite empty check' 1)" "$(field 'baseline (bare axum)' 1)")" ">=" 0.5
+goal "SQLite: audited check p99" "$(field 'sqlite empty check' 3)" "<=" 5 ms
+if [ -n "$POSTGRES_URL" ]; then
+  goal "PostgreSQL: audited check / SQLite's, req/s" \
+    "$(ratio "$(field 'postgres empty check' 1)" "$(field 'sqlite empty check' 1)")" ">=" 0.5
+  goal "PostgreSQL: audited check p99" "$(field 'postgres empty check' 3)" "<=" 10 ms
+  goal "PostgreSQL: two replicas / one, req/s" \
+    "$(ratio "$(field 'postgres two replicas check' 1)" "$(field 'postgres empty check' 1)")" ">=" 1.0
+  goal "PostgreSQL: two replicas' audited check p99" "$(field 'postgres two replicas check' 3)" "<=" 10 ms
+fi
+if [ "$ONLY_CHECKS" -eq 0 ]; then
+  for what in "check" "audit first page" "audit filtered page"; do
+    goal "large / empty database, $what p99" \
+      "$(ratio "$(field "sqlite large $what" 3)" "$(field "sqlite empty $what" 3)")" "<=" 1.2
+    goal "empty / large database, $what req/s" \
+      "$(ratio "$(field "sqlite empty $what" 1)" "$(field "sqlite large $what" 1)")" "<=" 1.2
+  done
+  for label in "sqlite empty" "sqlite large"; do
+    goal "$label: start-up" "$(cat "$WORK/$label.startup")" "<" 1000 ms
+    goal "$label: RSS idle" "$(( $(cat "$WORK/$label.rss_idle") / 1024 ))" "<" 64 MiB
+    goal "$label: RSS peak under load" "$(( $(cat "$WORK/$label.rss_peak") / 1024 ))" "<" 256 MiB
+  done
+fi
+if [ "$QUICK" -eq 0 ] && [ "$ONLY_CHECKS" -eq 0 ]; then
+  for bench in active_overrides/0 active_overrides/1 active_overrides/10000 \
+      service_no_freezes/10000_overrides freezes_1000_soft_lifted/10000_overrides \
+      freezes_1000_hard_denied/10000_overrides all_features/0_overrides \
+      all_features/10000_overrides; do
+    goal "gate decision, $bench" "$(median "gate_decision/$bench")" "<" 1000 ns
+  done
+  # Flat: 10,000 active overrides cost what one does; with every part-two input, what none do.
+  goal "gate decision, 10000 / 1 active overrides" \
+    "$(ratio "$(median gate_decision/active_overrides/10000)" "$(median gate_decision/active_overrides/1)")" "<=" 1.5
+  goal "gate decision, every input: 10000 / 0 overrides" \
+    "$(ratio "$(median gate_decision/all_features/10000_overrides)" "$(median gate_decision/all_features/0_overrides)")" "<=" 1.5
+fi
+if [ "$MISSED" -gt 0 ]; then
+  echo "$MISSED goal(s) missed" >&2
+  exit 1
 fi

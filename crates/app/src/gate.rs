@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::audit::{Refusal, entry, refuse};
 use crate::events::Emitter;
-use crate::{App, AppError, Caller, TxResult};
+use crate::{App, AppError, Caller, PresentedToken, TxResult};
 
 /// How many overrides a list returns at most.
 const OVERRIDE_LIST_LIMIT: u32 = 1_000;
@@ -60,6 +60,13 @@ fn optional_reason(text: Option<&str>) -> Result<Option<Reason>, AppError> {
 pub(crate) fn optional_release(text: Option<&str>) -> Result<Option<ReleaseId>, AppError> {
     text.map(|t| ReleaseId::parse(t).map_err(AppError::invalid_text("releaseId")))
         .transpose()
+}
+
+/// Who asks the gate: verified before the request reached the use case, or a static token the
+/// decision's transaction checks.
+enum GateCaller {
+    Verified(Caller),
+    Presented(PresentedToken),
 }
 
 /// A new id that sorts by creation time on the product's clock.
@@ -472,16 +479,54 @@ impl App {
         caller: &Caller,
         request: CheckRequest,
     ) -> Result<CheckResponse, AppError> {
+        self.check_as(GateCaller::Verified(caller.clone()), request)
+            .await
+    }
+
+    /// `POST /security-gate/check` with a static token checked in the decision's own
+    /// transaction (SPEC §22). A request that fails before the write is answered 401 first
+    /// when the token is bad, as [`App::check`] would be.
+    pub async fn check_with_token(
+        &self,
+        token: PresentedToken,
+        request: CheckRequest,
+    ) -> Result<CheckResponse, AppError> {
+        self.check_as(GateCaller::Presented(token), request).await
+    }
+
+    async fn check_as(
+        &self,
+        caller: GateCaller,
+        request: CheckRequest,
+    ) -> Result<CheckResponse, AppError> {
         const ACTION: &str = "security-gate.check";
-        let release = optional_release(request.release_id.as_deref())?;
-        let service = crate::parse_service("service", request.service.as_deref())?;
-        let known = self.environment("environment", request.environment)?;
-        let caller = caller.clone();
+        let parsed = (|| {
+            Ok::<_, AppError>((
+                optional_release(request.release_id.as_deref())?,
+                crate::parse_service("service", request.service.as_deref())?,
+                self.environment("environment", request.environment)?,
+            ))
+        })();
+        let (release, service, known) = match (parsed, &caller) {
+            (Ok(parsed), _) => parsed,
+            (Err(invalid), GateCaller::Presented(token)) => {
+                self.authenticate_presented(token).await?;
+                return Err(invalid);
+            }
+            (Err(invalid), GateCaller::Verified(_)) => return Err(invalid),
+        };
         let settings = std::sync::Arc::clone(&self.settings);
         let clock = self.clock.clone();
         let response = self
             .store
             .write(move |tx| {
+                let caller = match caller {
+                    GateCaller::Verified(caller) => caller,
+                    GateCaller::Presented(token) => match token.caller_in(tx)? {
+                        Ok(caller) => caller,
+                        Err(refused) => return Ok(Err(refused)),
+                    },
+                };
                 let now = clock.now();
                 let gate_request = GateRequest {
                     action: request.action,
@@ -492,12 +537,12 @@ impl App {
                 };
                 let decision = decide_in(tx, &gate_request, &settings.approvals, now)?;
                 let recorded = tx.append_audit(decision_entry(&caller, ACTION, &decision), now)?;
-                Ok(CheckResponse {
+                Ok(Ok(CheckResponse {
                     decision,
                     audit_seq: recorded.seq,
-                })
+                }))
             })
-            .await?;
+            .await??;
         Ok(response)
     }
 

@@ -62,7 +62,7 @@ pub use sso::{
     LOGIN_LIFETIME_MINUTES, LoginDone, LoginStart, SessionView, SsoSettings, TOUCH_INTERVAL_MS,
     safe_return_to,
 };
-pub use tokens::{IssuedToken, TokenView, hash_secret};
+pub use tokens::{IssuedToken, PresentedToken, TokenView, hash_secret};
 pub use validations::{HttpGate, check_http_gate};
 
 /// The result of a use case's transaction closure: the outer error is the store's and rolls the

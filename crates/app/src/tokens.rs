@@ -7,14 +7,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deploy_safety_core::{AuditDecision, AuditDraft, Name, ReasonCode, Role, Timestamp};
-use deploy_safety_store::{StoreError, TokenRecord};
+use deploy_safety_store::{StoreError, TokenRecord, Tx};
 
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{App, AppError, AuthMethod, Caller};
+use crate::{App, AppError, AuthMethod, Caller, TxResult};
 
 const TOKEN_PREFIX: &str = "ds_";
 /// The principal name of the token created when a server starts with none.
@@ -172,22 +172,82 @@ impl App {
     /// The principal behind a static token, or 401. Unknown, malformed and revoked tokens are
     /// refused alike, so the answer tells an attacker nothing.
     async fn authenticate_token(&self, presented: &str) -> Result<Caller, AppError> {
-        let refused = || AppError::Unauthorized("invalid or revoked token".to_owned());
-        let (id, secret) = split(presented).ok_or_else(refused)?;
+        let (id, secret) = split(presented).ok_or_else(refused_token)?;
         let id = id.to_owned();
         let record = self.store.read(move |tx| tx.get_token(&id)).await?;
-        let record = record.ok_or_else(refused)?;
-        let matches: bool = hash_secret(secret).ct_eq(&record.secret_hash).into();
-        if !matches || record.revoked_at.is_some() {
-            return Err(refused());
+        caller_from_token(record, &hash_secret(secret))
+    }
+
+    /// A static token to check inside the write it is for, when `presented` looks like one;
+    /// `None` for anything else (an OIDC token, a malformed one), which [`App::authenticate`]
+    /// handles.
+    pub fn presented_token(&self, presented: &str) -> Option<PresentedToken> {
+        if presented.len() > crate::oidc::MAX_TOKEN_BYTES
+            || (!self.identity.issuers.is_empty() && crate::oidc::looks_like_jwt(presented))
+        {
+            return None;
         }
-        Ok(Caller {
-            name: record.name,
-            role: record.role,
-            auth: AuthMethod::Token { id: record.id },
+        let (id, secret) = split(presented)?;
+        Some(PresentedToken {
+            id: id.to_owned(),
+            secret_hash: hash_secret(secret),
         })
     }
 
+    /// The principal behind a presented token, read on its own (when its request fails before
+    /// the write that would check it, 401 still comes first).
+    pub async fn authenticate_presented(&self, token: &PresentedToken) -> Result<Caller, AppError> {
+        let id = token.id.clone();
+        let record = self.store.read(move |tx| tx.get_token(&id)).await?;
+        caller_from_token(record, &token.secret_hash)
+    }
+}
+
+/// A static token as presented, not yet checked: a gated write checks it in its own
+/// transaction (SPEC §22: one hand-off between threads fewer per decision), against what the
+/// database holds at that moment, exactly as [`App::authenticate`] would have.
+#[derive(Clone)]
+pub struct PresentedToken {
+    id: String,
+    /// SHA-256 of the secret, computed before the write so the writer only compares.
+    secret_hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for PresentedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedToken")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PresentedToken {
+    /// The principal behind the token, read in `tx`, or 401.
+    pub(crate) fn caller_in(&self, tx: &mut dyn Tx) -> TxResult<Caller> {
+        let record = tx.get_token(&self.id)?;
+        Ok(caller_from_token(record, &self.secret_hash))
+    }
+}
+
+fn refused_token() -> AppError {
+    AppError::Unauthorized("invalid or revoked token".to_owned())
+}
+
+/// Who a token's record names, if the presented secret's hash matches it and it is not revoked.
+fn caller_from_token(record: Option<TokenRecord>, secret_hash: &[u8]) -> Result<Caller, AppError> {
+    let record = record.ok_or_else(refused_token)?;
+    let matches: bool = secret_hash.ct_eq(&record.secret_hash).into();
+    if !matches || record.revoked_at.is_some() {
+        return Err(refused_token());
+    }
+    Ok(Caller {
+        name: record.name,
+        role: record.role,
+        auth: AuthMethod::Token { id: record.id },
+    })
+}
+
+impl App {
     /// Creates a token for a principal, creating the principal if new. A principal's role never
     /// changes, so one name is one identity in the audit log for good; a second token for the
     /// same name and role is a rotation. `created_by` names who did it.

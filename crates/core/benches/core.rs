@@ -1,5 +1,6 @@
-//! The pure core's hot paths: the gate decision as the number of active overrides grows, and
-//! with 1,000 freezes beside 10,000 overrides (SPEC §22), a canary evaluation, and the audit hash.
+//! The pure core's hot paths: the gate decision as the number of active overrides grows, with
+//! 1,000 freezes beside 10,000 overrides, and with every part-two input at once (SPEC §22), a
+//! canary evaluation, and the audit hash.
 //!
 //! `cargo bench -p deploy-safety-core --bench core` measures; `cargo test --benches` (CI) runs
 //! each once as a test. Method and latest figures: BENCHMARKS.md.
@@ -9,10 +10,10 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use deploy_safety_core::{
-    Action, ApprovalPolicy, AuditDecision, AuditDraft, AuditEntry, CanaryMetrics, DEFAULT_ACTIONS,
-    Environment, EvaluationThresholds, Freeze, FreezeIndex, GENESIS_HASH, GateInputs, GateRequest,
-    GateState, MetricsSource, Override, OverrideIndex, ReasonCode, Role, Schedule, Timestamp,
-    decide, evaluate,
+    Action, ApprovalPolicy, ApprovalRule, AuditDecision, AuditDraft, AuditEntry, CanaryMetrics,
+    DEFAULT_ACTIONS, Environment, EnvironmentSelector, EvaluationThresholds, Freeze, FreezeIndex,
+    GENESIS_HASH, GateInputs, GateRequest, GateState, MetricsSource, OpenIncident, Override,
+    OverrideIndex, ReasonCode, Role, Schedule, Severity, Timestamp, decide, evaluate,
 };
 
 const NOW: Timestamp = Timestamp::from_unix_millis(1_767_225_600_000);
@@ -258,6 +259,47 @@ fn gate_decision(c: &mut Criterion) {
         assert_eq!(decide(&request, &inputs).reason, reason);
         group.bench_with_input(
             BenchmarkId::new(name, "10000_overrides"),
+            &inputs,
+            |b, inputs| {
+                b.iter(|| decide(black_box(&request), black_box(inputs)));
+            },
+        );
+    }
+
+    // Every part-two input at once (SPEC §22): 1,000 freezes, a two-person rule for the
+    // request's scope, an open incident elsewhere, a named service, and 0 or 10,000 active
+    // overrides. Flat means the two are alike: the overrides are found by key.
+    let environments = deploy_safety_core::Environments::built_in();
+    let approvals = ApprovalPolicy::new(
+        vec![ApprovalRule {
+            actions: vec![Action::CanaryStart, Action::CanaryPromote],
+            environments: vec![EnvironmentSelector::Named(Environment::PRODUCTION)],
+            required: 2,
+            approver_roles: Vec::new(),
+        }],
+        &environments,
+    )
+    .expect("approval policy");
+    let incidents = [OpenIncident {
+        id: "inc_1".to_owned(),
+        title: "staging database failover".to_owned(),
+        severity: Severity::Medium,
+        environment: Some(Environment::STAGING),
+    }];
+    let part_two_freezes = FreezeIndex::active_at(freezes(false), NOW);
+    for (count, reason) in [(0, ReasonCode::Freeze), (10_000, ReasonCode::Override)] {
+        let index = overrides(count);
+        let inputs = GateInputs {
+            freezes: &part_two_freezes,
+            approvals: &approvals,
+            state: &state,
+            overrides: &index,
+            open_incidents: &incidents,
+            now: NOW,
+        };
+        assert_eq!(decide(&request, &inputs).reason, reason);
+        group.bench_with_input(
+            BenchmarkId::new("all_features", format!("{count}_overrides")),
             &inputs,
             |b, inputs| {
                 b.iter(|| decide(black_box(&request), black_box(inputs)));

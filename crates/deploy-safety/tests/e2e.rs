@@ -260,11 +260,26 @@ fn tokens_are_managed_on_the_database() {
     assert_eq!(me["name"], "ci-bot");
     assert_eq!(me["role"], "developer");
 
-    // Revoked while the server runs: refused at once. One token by id, then the principal.
+    // Revoked while the server runs: refused at once, by the gate too (which keeps the tokens
+    // it read while the database says nothing changed them). One token by id, then the
+    // principal.
+    let gate_check = [
+        "gate",
+        "check",
+        "--action",
+        "deploy.rollback",
+        "--environment",
+        "staging",
+    ];
+    for _ in 0..2 {
+        assert_eq!(code(&server.cli(&rotated, &gate_check)), 0);
+    }
     let rotated_id = rotated.trim_start_matches("ds_").split('.').next().unwrap();
     let out = install.offline(&["token", "revoke", "--id", rotated_id]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(code(&server.cli(&rotated, &gate_check)), REFUSED);
     assert_eq!(code(&server.cli(&rotated, &["whoami"])), REFUSED);
+    assert_eq!(code(&server.cli(&token, &gate_check)), 0);
     assert_eq!(
         code(&server.cli(&token, &["whoami"])),
         0,

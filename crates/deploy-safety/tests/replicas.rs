@@ -3,7 +3,8 @@
 //! - Failover: a canary progresses under the leader; the leader is killed with SIGKILL; the other
 //!   replica takes over and finishes the canary within the bound, every step recorded once, every
 //!   webhook delivered, and the audit chain verifies.
-//! - Concurrency: decisions on one replica see changes made on the other; concurrent canary
+//! - Concurrency: decisions on one replica see changes made on the other (mode, overrides,
+//!   freezes) and on the database (a token revoked by the CLI) at once; concurrent canary
 //!   starts yield one canary; hundreds of parallel gated requests across both replicas leave one
 //!   unbroken chain holding every acknowledged decision.
 //!
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 use common::flows::{HEALTHY, Monitoring, canary_status, validate_in_staging, wait_healthy};
 use common::{Installation, RunningServer, StaticHttp, TestDb, code, stderr, stdout};
 use deploy_safety_api_types::{
-    AuditListQuery, CheckRequest, CreateOverrideRequest, CreateRollbackRequest, SetModeRequest,
-    StartCanaryRequest,
+    AuditListQuery, CheckRequest, CreateFreezeRequest, CreateOverrideRequest,
+    CreateRollbackRequest, EndFreezeRequest, SetModeRequest, StartCanaryRequest,
 };
 use deploy_safety_client::Client;
 use deploy_safety_core::{Action, Environment, SecurityMode};
@@ -261,12 +262,19 @@ fn two_replicas_decide_as_one() {
     validate_in_staging(&a, &ci, "v1.2.3");
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(decide_on_both(&a, &b, &admin, &ci, &lead));
+        .block_on(decide_on_both(&install, &a, &b, &admin, &ci, &lead));
     a.stop();
     b.stop();
 }
 
-async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &str, lead: &str) {
+async fn decide_on_both(
+    install: &Installation,
+    a: &RunningServer,
+    b: &RunningServer,
+    admin: &str,
+    ci: &str,
+    lead: &str,
+) {
     let client = |server: &RunningServer, token: &str| {
         Client::new(&server.url, Some(token.to_owned())).unwrap()
     };
@@ -331,6 +339,58 @@ async fn decide_on_both(a: &RunningServer, b: &RunningServer, admin: &str, ci: &
         .await
         .unwrap();
     assert!(!decided.decision.allowed, "{decided:?}");
+
+    // A freeze created on one replica stops the other's next decision; ended there, the first
+    // allows again.
+    let canary_start = CheckRequest {
+        release_id: Some("v1.2.3".to_owned()),
+        ..check(Action::CanaryStart, Environment::STAGING)
+    };
+    let decided = b_ci.check(&canary_start).await.unwrap();
+    assert!(decided.decision.allowed, "{decided:?}");
+    let freeze = a_admin
+        .create_freeze(&CreateFreezeRequest {
+            name: "quarter-close".to_owned(),
+            reason: "CHG-12 quarter close".to_owned(),
+            environments: Some(vec![Environment::STAGING]),
+            services: None,
+            actions: None,
+            start: None,
+            end: None,
+            schedule: None,
+            hard: Some(true),
+        })
+        .await
+        .unwrap();
+    let decided = b_ci.check(&canary_start).await.unwrap();
+    assert!(!decided.decision.allowed, "{decided:?}");
+    b_admin
+        .end_freeze(&freeze.freeze.id, &EndFreezeRequest { reason: None })
+        .await
+        .unwrap();
+    let decided = a_ci.check(&canary_start).await.unwrap();
+    assert!(decided.decision.allowed, "{decided:?}");
+
+    // A token revoked on the database while both replicas use it is refused at once by both,
+    // by the gate as everywhere: neither keeps what it read of a token past a change.
+    let short = install.create_token("short-lived", "developer");
+    let (a_short, b_short) = (client(a, &short), client(b, &short));
+    for short in [&a_short, &b_short, &a_short, &b_short] {
+        let decided = short
+            .check(&check(Action::Rollback, Environment::STAGING))
+            .await
+            .unwrap();
+        assert!(decided.decision.allowed, "{decided:?}");
+    }
+    let out = install.offline(&["token", "revoke", "short-lived"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for short in [&b_short, &a_short] {
+        let refused = short
+            .check(&check(Action::Rollback, Environment::STAGING))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), Some(401), "{refused}");
+    }
 
     // Four concurrent canary starts for one environment, two on each replica: one canary.
     let start = StartCanaryRequest {

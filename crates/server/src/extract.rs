@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use deploy_safety_api_types::API_PREFIX;
-use deploy_safety_app::{AppError, AuthMethod, Caller};
+use deploy_safety_app::{AppError, AuthMethod, Caller, PresentedToken};
 use deploy_safety_core::ReasonCode;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
@@ -187,6 +187,39 @@ impl FromRequestParts<AppState> for Authenticated {
             "missing bearer token: send `Authorization: Bearer <token>`".to_owned(),
         )
         .into())
+    }
+}
+
+/// The caller of a gated decision: a static bearer token is handed to the use case unchecked,
+/// which checks it in the decision's own transaction (SPEC §22: the decision then costs one
+/// hand-off between threads, not two); any other credential is authenticated as
+/// [`Authenticated`] does.
+pub enum GateCredential {
+    Verified(Caller),
+    Token(PresentedToken),
+}
+
+impl FromRequestParts<AppState> for GateCredential {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(token) = bearer_token(&parts.headers).and_then(|t| state.app.presented_token(t))
+        {
+            return Ok(GateCredential::Token(token));
+        }
+        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        Ok(GateCredential::Verified(caller))
+    }
+}
+
+impl GateCredential {
+    /// The caller, authenticated now: for a request that fails before its decision, so that a
+    /// bad credential is still answered 401 first.
+    pub async fn authenticate(&self, state: &AppState) -> Result<Caller, ApiError> {
+        match self {
+            GateCredential::Verified(caller) => Ok(caller.clone()),
+            GateCredential::Token(token) => Ok(state.app.authenticate_presented(token).await?),
+        }
     }
 }
 

@@ -96,6 +96,22 @@ async fn malformed_unknown_revoked_and_non_bearer_tokens_are_401() {
             .status,
         StatusCode::OK
     );
+    // The gate checks a static token inside the decision's own write, against tokens the
+    // writer keeps while the database says nothing changed them: used before the revocation,
+    // the token must still be refused at once after it.
+    let check_path = format!("{API}/security-gate/check");
+    let check_body = json!({"action": "deploy.rollback", "environment": "staging"}).to_string();
+    for _ in 0..2 {
+        let reply = h
+            .raw(
+                Method::POST,
+                &check_path,
+                Some(&developer),
+                Some(&check_body),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+    }
     h.app
         .revoke_principal_tokens("developer", "test")
         .await
@@ -132,6 +148,23 @@ async fn malformed_unknown_revoked_and_non_bearer_tokens_are_401() {
             reply.headers.contains_key(header::WWW_AUTHENTICATE),
             "{what}: WWW-Authenticate"
         );
+        // The gate's decision, with a good body and with a bad one: 401 either way.
+        for body in [check_body.as_str(), "{not json", r#"{"action": "x"}"#] {
+            let reply = h
+                .raw(Method::POST, &check_path, Some(&authorization), Some(body))
+                .await;
+            let answer = reply.json();
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{what}, {body}: {answer}"
+            );
+            assert_eq!(answer["error"]["code"], "unauthorized", "{what}");
+            assert!(
+                reply.headers.contains_key(header::WWW_AUTHENTICATE),
+                "{what}: WWW-Authenticate on check"
+            );
+        }
         // Also on a write: nothing happens.
         let reply = h
             .raw(
@@ -155,6 +188,13 @@ async fn malformed_unknown_revoked_and_non_bearer_tokens_are_401() {
     let (status, me) = h.get("/auth/whoami", &fresh).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["name"], "developer");
+    let (status, decisions) = h.get("/audit?action=security-gate.check", &fresh).await;
+    assert_eq!(status, StatusCode::OK, "{decisions}");
+    assert_eq!(
+        decisions["entries"].as_array().map(Vec::len),
+        Some(2),
+        "only the decisions made before the revocation: {decisions}"
+    );
     let reply = h.raw(Method::GET, &path, Some(&developer), None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }

@@ -21,7 +21,6 @@ const TABLES: &[(&str, &[&str])] = &[
     ("override_request_votes", &["request_id", "principal"]),
     ("overrides", &["id"]),
     ("audit_log", &["seq"]),
-    ("audit_head", &["id"]),
     ("audit_checkpoints", &["id"]),
     ("incidents", &["id"]),
     ("validations", &["id"]),
@@ -44,6 +43,9 @@ const TABLES: &[(&str, &[&str])] = &[
     ("sessions", &["id"]),
     ("events", &["seq"]),
     ("outbox", &["id"]),
+    // Last: the triggers on the gate's inputs bump its `state_version` as their rows arrive
+    // (migration 0011/0012); copied after them, the head row is the source's exactly.
+    ("audit_head", &["id"]),
 ];
 
 /// Tables holding exactly one row, which migrations create with its initial values: the
@@ -301,7 +303,7 @@ fn copy_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::{SqlTx, Tail};
+    use crate::sql::{SqlTx, TxState};
     use crate::tx::AuditTx;
     use deploy_safety_core::{AuditDecision, AuditDraft, Timestamp};
     use rusqlite::Connection;
@@ -342,8 +344,8 @@ mod tests {
                     .unwrap();
             }
         }
-        let mut tail = Tail::Unknown;
-        let mut tx = SqlTx::new(&mut session, &mut tail);
+        let mut state = TxState::direct();
+        let mut tx = SqlTx::new(&mut session, &mut state);
         for i in 0..7 {
             tx.append_audit(
                 AuditDraft {

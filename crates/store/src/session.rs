@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::sql::{Driver, SqlTx, Tail};
+use crate::sql::{BatchHead, Driver, JobEnd, SqlTx, TxState};
 use crate::{Counters, JobOutcome, ReadJob, StoreError, WriteJob};
 
 /// The most jobs one transaction takes: bounds the latency a job can add to the others.
@@ -21,16 +21,16 @@ const READER_WAIT: Duration = Duration::from_secs(10);
 
 /// One database connection.
 pub(crate) trait Session: Driver + Send {
-    /// Runs statements that return nothing (`BEGIN`, `SAVEPOINT job`, ...).
-    fn control(&mut self, sql: &str) -> Result<(), StoreError>;
     /// Opens a write transaction.
     fn begin_write(&mut self) -> Result<(), StoreError>;
     /// Opens the transaction of one batch of write jobs: no other batch, from this process or
     /// another, runs beside it, so a job's reads see every committed write and its
     /// read-then-write rules (one active canary per environment, a rollback executed once) hold
-    /// across replicas exactly as on one.
-    fn begin_batch(&mut self) -> Result<(), StoreError> {
-        self.begin_write()
+    /// across replicas exactly as on one. Returns the audit chain's head row as the batch
+    /// found it.
+    fn begin_batch(&mut self) -> Result<BatchHead, StoreError> {
+        self.begin_write()?;
+        read_head(self)
     }
     /// Opens a read-only transaction on one consistent snapshot.
     fn begin_read(&mut self) -> Result<(), StoreError>;
@@ -50,6 +50,7 @@ pub(crate) fn writer_loop<S: Session>(
     counters: &Counters,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut state = TxState::writer();
     while let Some(first) = queue.blocking_recv() {
         if !session.usable() {
             match connect() {
@@ -64,52 +65,73 @@ pub(crate) fn writer_loop<S: Session>(
                 Err(_) => break,
             }
         }
-        run_batch(&mut session, &mut batch, counters);
+        run_batch(&mut session, &mut state, &mut batch, counters);
     }
     tracing::debug!("store writer stopped: every store handle was dropped");
 }
 
-/// One transaction for every job in `batch`, each in its own savepoint; every job's caller is
-/// answered after the commit (or its failure).
-fn run_batch<S: Session>(session: &mut S, batch: &mut Vec<WriteJob>, counters: &Counters) {
+/// The audit chain's head row: seq, hash and the version of the gate's inputs.
+fn read_head(driver: &mut (impl Driver + ?Sized)) -> Result<BatchHead, StoreError> {
+    let rows = driver.query(
+        "SELECT seq, hash, state_version FROM audit_head WHERE id = 1",
+        &[],
+    )?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
+    let seq: i64 = row.get(0)?;
+    Ok(BatchHead {
+        seq: u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("audit_head seq: {e}")))?,
+        hash: row.get(1)?,
+        state_version: row.get(2)?,
+    })
+}
+
+/// One transaction for every job in `batch`; every job's caller is answered after the commit
+/// (or its failure). A job runs in a savepoint of its own once it runs a statement, and the
+/// batch's audit entries are written together (see [`TxState`]).
+fn run_batch<S: Session>(
+    session: &mut S,
+    state: &mut TxState,
+    batch: &mut Vec<WriteJob>,
+    counters: &Counters,
+) {
     let mut answers = Vec::with_capacity(batch.len());
     let outcome = (|| -> Result<u64, StoreError> {
-        session.begin_batch()?;
-        let mut tail = Tail::Unknown;
+        let head = session.begin_batch()?;
+        state.begin_batch(head);
         let mut succeeded = 0;
         for job in batch.drain(..) {
-            session.control("SAVEPOINT job")?;
-            let tail_before = tail.clone();
+            state.begin_job();
             let ran = catch_unwind(AssertUnwindSafe(|| {
-                job(&mut SqlTx::new(&mut *session, &mut tail))
+                job(&mut SqlTx::new(&mut *session, state))
             }));
-            match ran {
+            let end = match ran {
                 Ok(JobOutcome {
                     succeeded: true,
                     answer,
                 }) => {
-                    session.control("RELEASE SAVEPOINT job")?;
                     succeeded += 1;
                     answers.push(answer);
+                    JobEnd::Succeeded
                 }
                 Ok(JobOutcome { answer, .. }) => {
-                    session.control("ROLLBACK TO SAVEPOINT job")?;
-                    session.control("RELEASE SAVEPOINT job")?;
-                    tail = tail_before;
                     answers.push(answer);
+                    JobEnd::Failed
                 }
                 Err(_) => {
                     // The job panicked: its reply channel is gone, so its caller hears "closed".
                     tracing::error!("a store write panicked; its changes were rolled back");
-                    session.control("ROLLBACK TO SAVEPOINT job")?;
-                    session.control("RELEASE SAVEPOINT job")?;
-                    tail = tail_before;
+                    JobEnd::Failed
                 }
-            }
+            };
+            SqlTx::new(&mut *session, state).end_job(end)?;
         }
+        SqlTx::new(&mut *session, state).write_pending()?;
         session.control("COMMIT")?;
         Ok(succeeded)
     })();
+    state.end_batch(outcome.is_ok());
     match outcome {
         Ok(succeeded) => {
             counters.committed(succeeded);
@@ -235,8 +257,8 @@ impl<S: Session> ReaderPool<S> {
             self.give_back(session, false);
             return Err(e);
         }
-        let mut tail = Tail::Unknown;
-        let result = job(&mut SqlTx::new(&mut session, &mut tail));
+        let mut state = TxState::direct();
+        let result = job(&mut SqlTx::new(&mut session, &mut state));
         let ended = session.control("COMMIT");
         let reusable = ended.is_ok() && session.usable();
         self.give_back(session, reusable);

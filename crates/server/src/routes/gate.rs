@@ -9,7 +9,7 @@ use deploy_safety_api_types::{
 };
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, Authenticated};
+use crate::extract::{ApiJson, ApiQuery, Authenticated, GateCredential};
 use crate::metrics::record_decision;
 use crate::state::AppState;
 
@@ -154,10 +154,20 @@ pub async fn revoke_override(
     ))]
 pub async fn check(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    ApiJson(request): ApiJson<CheckRequest>,
+    credential: GateCredential,
+    body: Result<ApiJson<CheckRequest>, ApiError>,
 ) -> Result<Json<CheckResponse>, ApiError> {
-    let response = state.app.check(&caller, request).await?;
+    let request = match body {
+        Ok(ApiJson(request)) => request,
+        Err(invalid) => {
+            credential.authenticate(&state).await?;
+            return Err(invalid);
+        }
+    };
+    let response = match credential {
+        GateCredential::Verified(caller) => state.app.check(&caller, request).await?,
+        GateCredential::Token(token) => state.app.check_with_token(token, request).await?,
+    };
     record_decision(&response.decision);
     Ok(Json(response))
 }

@@ -58,4 +58,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "session_token",
         sql: include_str!("../../migrations/postgres/0011_session_token.sql"),
     },
+    Migration {
+        version: 12,
+        name: "state_version",
+        sql: include_str!("../../migrations/postgres/0012_state_version.sql"),
+    },
 ];

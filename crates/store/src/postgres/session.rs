@@ -6,11 +6,11 @@ use std::error::Error;
 use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Statement};
+use postgres::{Client, SimpleQueryMessage, Statement};
 
 use crate::StoreError;
 use crate::session::Session;
-use crate::sql::{Dialect, Driver, Row, Value};
+use crate::sql::{BatchHead, Dialect, Driver, Row, Value};
 
 pub(crate) struct PgSession {
     pub(crate) client: Client,
@@ -148,22 +148,50 @@ impl Driver for PgSession {
             params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         self.client.execute(&statement, &refs).map_err(database)
     }
-}
 
-impl Session for PgSession {
     fn control(&mut self, sql: &str) -> Result<(), StoreError> {
         self.client.batch_execute(sql).map_err(database)
     }
+}
 
+impl Session for PgSession {
     fn begin_write(&mut self) -> Result<(), StoreError> {
         self.control("BEGIN")
     }
 
     /// Every replica's batches take the audit chain head's row lock first (nearly every write
     /// appends to the chain, so would wait for it anyway): writes are serialized as on SQLite,
-    /// and group commit keeps the cost per batch, not per write.
-    fn begin_batch(&mut self) -> Result<(), StoreError> {
-        self.control("BEGIN; SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE")
+    /// and group commit keeps the cost per batch, not per write. The same round trip reads the
+    /// head and the version of the gate's inputs.
+    fn begin_batch(&mut self) -> Result<BatchHead, StoreError> {
+        let messages = self
+            .client
+            .simple_query(
+                "BEGIN; SELECT seq, hash, state_version FROM audit_head WHERE id = 1 FOR UPDATE",
+            )
+            .map_err(database)?;
+        let row = messages
+            .iter()
+            .find_map(|message| match message {
+                SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
+        let column = |index: usize| {
+            row.get(index)
+                .ok_or_else(|| StoreError::Corrupt(format!("audit_head column {index} is null")))
+        };
+        let number = |index: usize| {
+            column(index)?
+                .parse::<i64>()
+                .map_err(|e| StoreError::Corrupt(format!("audit_head column {index}: {e}")))
+        };
+        Ok(BatchHead {
+            seq: u64::try_from(number(0)?)
+                .map_err(|e| StoreError::Corrupt(format!("audit_head seq: {e}")))?,
+            hash: column(1)?.to_owned(),
+            state_version: number(2)?,
+        })
     }
 
     fn begin_read(&mut self) -> Result<(), StoreError> {

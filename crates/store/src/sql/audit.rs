@@ -6,6 +6,82 @@ use super::tx::*;
 
 const AUDIT_COLUMNS: &str =
     "seq, at, principal, role, action, environment, decision, reason, details, prev_hash, hash";
+const AUDIT_COLUMN_COUNT: usize = 11;
+
+/// Rows per insert: a batch's entries are written in inserts of these sizes, largest first, so
+/// there are four statements to prepare, not one per batch size, and no insert nears either
+/// database's limit on parameters.
+const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// `INSERT INTO audit_log ... VALUES (...), (...)` for `rows` rows.
+fn insert_statement(rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        INSERT_SIZES
+            .iter()
+            .map(|&size| {
+                let values: Vec<String> = (0..size)
+                    .map(|row| {
+                        let placeholders: Vec<String> = (1..=AUDIT_COLUMN_COUNT)
+                            .map(|column| format!("${}", row * AUDIT_COLUMN_COUNT + column))
+                            .collect();
+                        format!("({})", placeholders.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES {}",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    let index = INSERT_SIZES
+        .iter()
+        .position(|&size| size == rows)
+        .expect("a size from INSERT_SIZES");
+    &statements[index]
+}
+
+/// Writes `entries` (consecutive, in chain order) and moves the head row to the last of them.
+pub(super) fn insert_entries(
+    driver: &mut dyn Driver,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    let Some(last) = entries.last() else {
+        return Ok(());
+    };
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let size = INSERT_SIZES
+            .into_iter()
+            .find(|&size| size <= rest.len())
+            .unwrap_or(1);
+        let (chunk, after) = rest.split_at(size);
+        let mut params = Vec::with_capacity(size * AUDIT_COLUMN_COUNT);
+        for entry in chunk {
+            params.extend(vals![
+                signed(entry.seq),
+                entry.at.unix_millis(),
+                entry.principal,
+                entry.role.map(|r| r.as_str()),
+                entry.action,
+                entry.environment.as_ref().map(Environment::as_str),
+                entry.decision.as_str(),
+                entry.reason,
+                entry.details.get(),
+                entry.prev_hash,
+                entry.hash,
+            ]);
+        }
+        driver.execute(insert_statement(size), &params)?;
+        rest = after;
+    }
+    driver.execute(
+        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+        &vals![signed(last.seq), last.hash],
+    )?;
+    Ok(())
+}
 
 /// Entries are read as stored, whatever a column holds: each column as (its storage type, its
 /// bytes), so a value that no longer parses, or is not even of its column's type, still reads.
@@ -86,33 +162,7 @@ impl AuditTx for SqlTx<'_> {
     fn append_audit(&mut self, draft: AuditDraft, at: Timestamp) -> Result<AuditEntry, StoreError> {
         let (seq, prev_hash) = self.chain_head()?;
         let entry = AuditEntry::seal(draft, seq + 1, at, &prev_hash);
-        self.execute(
-            &format!(
-                "INSERT INTO audit_log ({AUDIT_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            ),
-            vals![
-                signed(entry.seq),
-                entry.at.unix_millis(),
-                entry.principal,
-                entry.role.map(|r| r.as_str()),
-                entry.action,
-                entry.environment.as_ref().map(Environment::as_str),
-                entry.decision.as_str(),
-                entry.reason,
-                entry.details.get(),
-                entry.prev_hash,
-                entry.hash,
-            ],
-        )?;
-        self.execute(
-            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-            vals![signed(entry.seq), entry.hash],
-        )?;
-        *self.tail = Tail::Known {
-            seq: entry.seq,
-            hash: entry.hash.clone(),
-        };
+        self.push_audit_entry(entry.clone())?;
         Ok(entry)
     }
 
@@ -179,9 +229,11 @@ impl AuditTx for SqlTx<'_> {
     }
 
     fn audit_recorded_head(&mut self) -> Result<Option<(u64, String)>, StoreError> {
-        let rows = self
-            .driver
-            .query("SELECT seq, hash FROM audit_head WHERE id = 1", &vals![])?;
+        let rows = self.collect(
+            "SELECT seq, hash FROM audit_head WHERE id = 1",
+            vals![],
+            |row| Ok(row.clone()),
+        )?;
         // Unreadable is an answer here, not an error: verification reports it as a break.
         Ok(rows.first().and_then(|row| {
             let seq = u64::try_from(row.get::<i64>(0).ok()?).ok()?;

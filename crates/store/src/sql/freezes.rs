@@ -2,6 +2,7 @@
 
 use deploy_safety_core::Freeze;
 
+use super::cache::FreezeRow;
 use super::tx::*;
 
 /// The instant from which nothing of the freeze is in force, for queries.
@@ -110,19 +111,31 @@ impl FreezeTx for SqlTx<'_> {
         service: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<Freeze>, StoreError> {
-        self.collect(
-            "SELECT f.body FROM freeze_scopes s JOIN freezes f ON f.id = s.freeze_id
+        let service = service.unwrap_or_default();
+        if let Some(cached) = self
+            .state
+            .cache
+            .freezes(action.as_str(), environment, service, now)
+        {
+            return Ok(cached);
+        }
+        let found: Vec<FreezeRow> = self.collect(
+            "SELECT f.over_at, f.body FROM freeze_scopes s JOIN freezes f ON f.id = s.freeze_id
              WHERE s.action = $1 AND s.environment IN ($2, '') AND s.service IN ($3, '')
                AND (f.over_at IS NULL OR f.over_at > $4)
              ORDER BY f.id",
             vals![
                 action.as_str(),
                 environment.as_str(),
-                service.unwrap_or_default(),
+                service,
                 now.unix_millis()
             ],
-            |row| json_column(row, 0),
-        )
+            |row| Ok((row.get::<Option<i64>>(0)?, json_column(row, 1)?)),
+        )?;
+        self.state
+            .cache
+            .put_freezes(action.as_str(), environment, service, now, &found);
+        Ok(found.into_iter().map(|(_, freeze)| freeze).collect())
     }
 
     fn freezes_due(&mut self, now: Timestamp, limit: u32) -> Result<Vec<FreezeRecord>, StoreError> {

@@ -35,28 +35,34 @@ fn override_from_row(row: &Row) -> Result<Override, StoreError> {
 
 impl GateTx for SqlTx<'_> {
     fn gate_state(&mut self) -> Result<GateState, StoreError> {
-        self.one(
-            "SELECT mode, threat_level, lockdown_reason, lockdown_since, mode_reason,
+        if let Some(cached) = self.state.cache.gate_state() {
+            return Ok(cached.clone());
+        }
+        let state = self
+            .one(
+                "SELECT mode, threat_level, lockdown_reason, lockdown_since, mode_reason,
                     mode_changed_at, mode_changed_by, threat_reason, threat_changed_at,
                     threat_changed_by
              FROM gate_state WHERE id = 1",
-            vals![],
-            |row| {
-                Ok(GateState {
-                    mode: text_enum(row, 0)?,
-                    threat_level: text_enum(row, 1)?,
-                    lockdown_reason: row.get(2)?,
-                    lockdown_since: optional_timestamp(row, 3)?,
-                    mode_reason: row.get(4)?,
-                    mode_changed_at: optional_timestamp(row, 5)?,
-                    mode_changed_by: row.get(6)?,
-                    threat_reason: row.get(7)?,
-                    threat_changed_at: optional_timestamp(row, 8)?,
-                    threat_changed_by: row.get(9)?,
-                })
-            },
-        )?
-        .ok_or_else(|| StoreError::Corrupt("the gate_state row is missing".into()))
+                vals![],
+                |row| {
+                    Ok(GateState {
+                        mode: text_enum(row, 0)?,
+                        threat_level: text_enum(row, 1)?,
+                        lockdown_reason: row.get(2)?,
+                        lockdown_since: optional_timestamp(row, 3)?,
+                        mode_reason: row.get(4)?,
+                        mode_changed_at: optional_timestamp(row, 5)?,
+                        mode_changed_by: row.get(6)?,
+                        threat_reason: row.get(7)?,
+                        threat_changed_at: optional_timestamp(row, 8)?,
+                        threat_changed_by: row.get(9)?,
+                    })
+                },
+            )?
+            .ok_or_else(|| StoreError::Corrupt("the gate_state row is missing".into()))?;
+        self.state.cache.put_gate_state(&state);
+        Ok(state)
     }
 
     fn put_gate_state(&mut self, s: &GateState) -> Result<(), StoreError> {
@@ -124,7 +130,14 @@ impl GateTx for SqlTx<'_> {
         environment: Environment,
         now: Timestamp,
     ) -> Result<Vec<Override>, StoreError> {
-        self.collect(
+        if let Some(cached) = self
+            .state
+            .cache
+            .overrides(action.as_str(), environment, now)
+        {
+            return Ok(cached);
+        }
+        let found = self.collect(
             &format!(
                 "SELECT {OVERRIDE_COLUMNS} FROM overrides
                  WHERE action = $1 AND environment = $2 AND expires_at > $3
@@ -132,7 +145,11 @@ impl GateTx for SqlTx<'_> {
             ),
             vals![action.as_str(), environment.as_str(), now.unix_millis()],
             override_from_row,
-        )
+        )?;
+        self.state
+            .cache
+            .put_overrides(action.as_str(), environment, now, &found);
+        Ok(found)
     }
 
     fn list_overrides(
@@ -181,7 +198,8 @@ impl GateTx for SqlTx<'_> {
     }
 
     fn record_override_use(&mut self, id: &str, at: Timestamp) -> Result<(), StoreError> {
-        self.execute(
+        // A use is no input of a decision (the `state_version` triggers skip these columns).
+        self.execute_keeping_inputs(
             "UPDATE overrides SET use_count = use_count + 1, last_used_at = $2 WHERE id = $1",
             vals![id, at.unix_millis()],
         )?;
@@ -205,7 +223,7 @@ impl GateTx for SqlTx<'_> {
     }
 
     fn mark_expiry_announced(&mut self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.execute(
+        Ok(self.execute_keeping_inputs(
             "UPDATE overrides SET expiry_announced = $2 WHERE id = $1 AND NOT expiry_announced",
             vals![id, true],
         )? == 1)

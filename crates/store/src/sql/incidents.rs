@@ -104,7 +104,10 @@ impl IncidentTx for SqlTx<'_> {
     }
 
     fn open_incidents(&mut self) -> Result<Vec<OpenIncident>, StoreError> {
-        self.collect(
+        if let Some(cached) = self.state.cache.open_incidents() {
+            return Ok(cached.to_vec());
+        }
+        let open = self.collect(
             "SELECT id, title, severity, environment FROM incidents
              WHERE status = 'open' ORDER BY opened_at, id",
             vals![],
@@ -116,6 +119,8 @@ impl IncidentTx for SqlTx<'_> {
                     environment: optional_environment(row, 3)?,
                 })
             },
-        )
+        )?;
+        self.state.cache.put_open_incidents(&open);
+        Ok(open)
     }
 }

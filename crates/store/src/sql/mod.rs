@@ -8,6 +8,7 @@
 
 mod approvals;
 mod audit;
+pub(crate) mod cache;
 mod canaries;
 mod events;
 mod freezes;
@@ -23,7 +24,7 @@ mod tx;
 mod validations;
 pub(crate) mod value;
 
-pub(crate) use tx::{SqlTx, Tail};
+pub(crate) use tx::{BatchHead, JobEnd, SqlTx, TxState};
 pub(crate) use value::{Row, Value};
 
 use crate::StoreError;
@@ -41,4 +42,6 @@ pub(crate) trait Driver {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError>;
     /// The number of rows changed.
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
+    /// Runs statements that return nothing (`BEGIN`, `SAVEPOINT job`, ...).
+    fn control(&mut self, sql: &str) -> Result<(), StoreError>;
 }

@@ -60,11 +60,16 @@ impl TokenTx for SqlTx<'_> {
     }
 
     fn get_token(&mut self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.one(
+        if let Some(cached) = self.state.cache.token(id) {
+            return Ok(cached.clone());
+        }
+        let found = self.one(
             &format!("SELECT {TOKEN_COLUMNS} FROM {TOKENS} WHERE t.id = $1"),
             [id],
             token_from_row,
-        )
+        )?;
+        self.state.cache.put_token(id, &found);
+        Ok(found)
     }
 
     fn list_tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError> {

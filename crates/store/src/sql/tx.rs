@@ -12,6 +12,7 @@ pub(super) use deploy_safety_core::{
     ValidationStatus, Vote,
 };
 
+pub(super) use super::cache::GateCache;
 pub(super) use super::value::vals;
 pub(super) use super::{Dialect, Driver, Row, Value};
 pub(super) use crate::tx::*;
@@ -30,14 +31,188 @@ pub(crate) enum Tail {
     Known { seq: u64, hash: String },
 }
 
+/// The audit chain's head row as a batch reads it first, under the write lock: the chain's
+/// head and the version of the gate's inputs (see [`GateCache`]).
+#[derive(Clone, Debug)]
+pub(crate) struct BatchHead {
+    pub(crate) seq: u64,
+    pub(crate) hash: String,
+    pub(crate) state_version: i64,
+}
+
+/// What a transaction carries from statement to statement: the chain's tail, the gate cache,
+/// and in a writer's batch the audit entries appended but not written yet.
+///
+/// A batch writes its entries late and together: an appended entry waits in `pending` until
+/// the next statement of any job or the commit, whichever comes first, and then every waiting
+/// entry is written in multi-row inserts with one update of the head row. So a statement, and
+/// the commit, always see every entry appended before them, and a batch of decisions that need
+/// no other statement (the gate's inputs cached) costs a few statements, not a few per
+/// decision. A job's savepoint is opened at its first statement, after the entries of earlier
+/// jobs are written: a job that runs no statement needs none, and a job that fails takes back
+/// exactly its own entries, written or waiting.
+pub(crate) struct TxState {
+    pub(crate) tail: Tail,
+    pub(crate) cache: GateCache,
+    pending: Vec<AuditEntry>,
+    /// Whether appended entries wait for the next statement (a writer's batch) or are written
+    /// at once.
+    defer_audit: bool,
+    job: Option<JobState>,
+}
+
+struct JobState {
+    savepoint_open: bool,
+    /// Entries in `pending` that earlier jobs appended.
+    earlier_pending: usize,
+    tail_before: Tail,
+}
+
+/// How a job ended, as the writer tells [`TxState::end_job`].
+pub(crate) enum JobEnd {
+    Succeeded,
+    Failed,
+}
+
+impl TxState {
+    /// A transaction that writes each entry as it is appended and uses no cache: reads, and
+    /// tools that write on a connection of their own.
+    pub(crate) fn direct() -> Self {
+        TxState {
+            tail: Tail::Unknown,
+            cache: GateCache::off(),
+            pending: Vec::new(),
+            defer_audit: false,
+            job: None,
+        }
+    }
+
+    /// The writer's state, kept from batch to batch for its cache.
+    pub(crate) fn writer() -> Self {
+        TxState {
+            defer_audit: true,
+            ..TxState::direct()
+        }
+    }
+
+    /// A batch began with `head` read under the write lock.
+    pub(crate) fn begin_batch(&mut self, head: BatchHead) {
+        self.tail = Tail::Known {
+            seq: head.seq,
+            hash: head.hash,
+        };
+        self.pending.clear();
+        self.job = None;
+        self.cache.begin_batch(head.state_version);
+    }
+
+    /// The batch ended: committed when `committed`, rolled back otherwise.
+    pub(crate) fn end_batch(&mut self, committed: bool) {
+        self.tail = Tail::Unknown;
+        self.pending.clear();
+        self.job = None;
+        if committed {
+            self.cache.end_batch();
+        } else {
+            self.cache.turn_off();
+        }
+    }
+
+    pub(crate) fn begin_job(&mut self) {
+        self.job = Some(JobState {
+            savepoint_open: false,
+            earlier_pending: self.pending.len(),
+            tail_before: self.tail.clone(),
+        });
+    }
+}
+
 pub(crate) struct SqlTx<'c> {
     pub(super) driver: &'c mut dyn Driver,
-    pub(super) tail: &'c mut Tail,
+    pub(super) state: &'c mut TxState,
 }
 
 impl<'c> SqlTx<'c> {
-    pub(crate) fn new(driver: &'c mut dyn Driver, tail: &'c mut Tail) -> Self {
-        SqlTx { driver, tail }
+    pub(crate) fn new(driver: &'c mut dyn Driver, state: &'c mut TxState) -> Self {
+        SqlTx { driver, state }
+    }
+
+    /// Ends the job begun by [`TxState::begin_job`]: releases its savepoint, or rolls back to
+    /// it and forgets the entries it appended.
+    pub(crate) fn end_job(&mut self, end: JobEnd) -> Result<(), StoreError> {
+        let Some(job) = self.state.job.take() else {
+            return Ok(());
+        };
+        match end {
+            JobEnd::Succeeded => {
+                if job.savepoint_open {
+                    self.driver.control("RELEASE SAVEPOINT job")?;
+                }
+            }
+            JobEnd::Failed => {
+                if job.savepoint_open {
+                    self.driver.control("ROLLBACK TO SAVEPOINT job")?;
+                    self.driver.control("RELEASE SAVEPOINT job")?;
+                }
+                self.state.pending.truncate(job.earlier_pending);
+                self.state.tail = job.tail_before;
+                // What it read or wrote is gone with its savepoint.
+                self.state.cache.turn_off();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every waiting entry: the batch is about to commit.
+    pub(crate) fn write_pending(&mut self) -> Result<(), StoreError> {
+        let all = self.state.pending.len();
+        self.write_audit_entries(all)
+    }
+
+    /// Before any statement: the job's savepoint (opened after the entries of earlier jobs are
+    /// written, so a rollback to it takes back only this job's), then every waiting entry.
+    fn before_statement(&mut self) -> Result<(), StoreError> {
+        if let Some(job) = &self.state.job
+            && !job.savepoint_open
+        {
+            let earlier = job.earlier_pending;
+            self.write_audit_entries(earlier)?;
+            self.driver.control("SAVEPOINT job")?;
+            if let Some(job) = &mut self.state.job {
+                job.savepoint_open = true;
+                job.earlier_pending = 0;
+            }
+        }
+        let all = self.state.pending.len();
+        self.write_audit_entries(all)
+    }
+
+    /// Appends `entry` to the chain: now, or with the batch's next statement.
+    pub(super) fn push_audit_entry(&mut self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.state.tail = Tail::Known {
+            seq: entry.seq,
+            hash: entry.hash.clone(),
+        };
+        self.state.pending.push(entry);
+        if self.state.defer_audit {
+            Ok(())
+        } else {
+            let all = self.state.pending.len();
+            self.write_audit_entries(all)
+        }
+    }
+
+    /// Writes the first `count` waiting entries, in order, and moves the head row to the last.
+    fn write_audit_entries(&mut self, count: usize) -> Result<(), StoreError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let entries: Vec<AuditEntry> = self.state.pending.drain(..count).collect();
+        super::audit::insert_entries(&mut *self.driver, &entries)?;
+        if let Some(job) = &mut self.state.job {
+            job.earlier_pending = job.earlier_pending.saturating_sub(count);
+        }
+        Ok(())
     }
 }
 
@@ -109,7 +284,7 @@ impl SqlTx<'_> {
     /// PostgreSQL the read locks the head row until the transaction ends: appends from every
     /// replica wait their turn and form one chain.
     pub(super) fn chain_head(&mut self) -> Result<(u64, String), StoreError> {
-        if let Tail::Known { seq, hash } = &*self.tail {
+        if let Tail::Known { seq, hash } = &self.state.tail {
             return Ok((*seq, hash.clone()));
         }
         let sql = match self.driver.dialect() {
@@ -121,7 +296,7 @@ impl SqlTx<'_> {
                 Ok((unsigned(row, 0)?, row.get::<String>(1)?))
             })?
             .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
-        *self.tail = Tail::Known {
+        self.state.tail = Tail::Known {
             seq,
             hash: hash.clone(),
         };
@@ -135,6 +310,7 @@ impl SqlTx<'_> {
         map: impl FnMut(&Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let params: Vec<Value> = params.into_iter().map(Into::into).collect();
+        self.before_statement()?;
         self.driver.query(sql, &params)?.iter().map(map).collect()
     }
 
@@ -145,6 +321,7 @@ impl SqlTx<'_> {
         map: impl FnOnce(&Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         let params: Vec<Value> = params.into_iter().map(Into::into).collect();
+        self.before_statement()?;
         self.driver
             .query(sql, &params)?
             .first()
@@ -152,12 +329,26 @@ impl SqlTx<'_> {
             .transpose()
     }
 
+    /// Runs a statement that changes rows. Anything it changes may be an input of the gate,
+    /// so the cache is off for the rest of the batch; see [`Self::execute_keeping_inputs`].
     pub(super) fn execute(
         &mut self,
         sql: &str,
         params: impl IntoIterator<Item = impl Into<Value>>,
     ) -> Result<u64, StoreError> {
+        self.state.cache.turn_off();
+        self.execute_keeping_inputs(sql, params)
+    }
+
+    /// Runs a statement that changes no input of the gate (see [`GateCache`]): an override's
+    /// use count, say. The triggers of `state_version` agree: they leave such updates alone.
+    pub(super) fn execute_keeping_inputs(
+        &mut self,
+        sql: &str,
+        params: impl IntoIterator<Item = impl Into<Value>>,
+    ) -> Result<u64, StoreError> {
         let params: Vec<Value> = params.into_iter().map(Into::into).collect();
+        self.before_statement()?;
         self.driver.execute(sql, &params)
     }
 
@@ -190,9 +381,9 @@ mod tests {
                  INSERT INTO tokens VALUES ('t1', 'ci', x'00', 1, 'test', NULL);",
             )
             .unwrap();
-        let mut tail = Tail::Unknown;
+        let mut state = TxState::direct();
         for i in 0..20 {
-            let mut tx = SqlTx::new(&mut session, &mut tail);
+            let mut tx = SqlTx::new(&mut session, &mut state);
             let found = tx.get_token(&format!("t{i}")).unwrap();
             assert_eq!(found.is_some(), i == 1);
             tx.release_passed_validation(&format!("v{i}"), Environment::STAGING, None)

@@ -53,4 +53,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "session_token",
         sql: include_str!("../../migrations/sqlite/0010_session_token.sql"),
     },
+    Migration {
+        version: 11,
+        name: "state_version",
+        sql: include_str!("../../migrations/sqlite/0011_state_version.sql"),
+    },
 ];

@@ -13,16 +13,6 @@ pub(crate) struct SqliteSession {
 }
 
 impl Session for SqliteSession {
-    /// A single statement (`BEGIN IMMEDIATE`, `SAVEPOINT job`, ...) runs from the statement
-    /// cache: the writer issues several per job, and parsing them each time was measurable.
-    fn control(&mut self, sql: &str) -> Result<(), StoreError> {
-        if sql.contains(';') {
-            return self.conn.execute_batch(sql).map_err(database);
-        }
-        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
-        statement.raw_execute().map(drop).map_err(database)
-    }
-
     /// IMMEDIATE: take the write lock at once, so another process (the CLI) waits its turn
     /// instead of failing mid-transaction.
     fn begin_write(&mut self) -> Result<(), StoreError> {
@@ -105,6 +95,16 @@ impl Driver for SqliteSession {
             out.push(Row(cells));
         }
         Ok(out)
+    }
+
+    /// A single statement (`BEGIN IMMEDIATE`, `SAVEPOINT job`, ...) runs from the statement
+    /// cache: the writer issues several per job, and parsing them each time was measurable.
+    fn control(&mut self, sql: &str) -> Result<(), StoreError> {
+        if sql.contains(';') {
+            return self.conn.execute_batch(sql).map_err(database);
+        }
+        let mut statement = self.conn.prepare_cached(sql).map_err(database)?;
+        statement.raw_execute().map(drop).map_err(database)
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {

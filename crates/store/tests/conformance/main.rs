@@ -103,6 +103,9 @@ conformance!(
         logins_are_single_use_and_sessions_revocable,
         override_requests_votes_and_decisions,
         votes_at_the_same_instant_keep_the_order_cast,
+        gate_inputs_changed_elsewhere_are_seen_by_the_next_write,
+        kept_inputs_follow_the_clock,
+        jobs_of_one_batch_see_each_others_changes,
     ]
 );
 
@@ -215,5 +218,8 @@ conformance!(
         logins_are_single_use_and_sessions_revocable,
         override_requests_votes_and_decisions,
         votes_at_the_same_instant_keep_the_order_cast,
+        gate_inputs_changed_elsewhere_are_seen_by_the_next_write,
+        kept_inputs_follow_the_clock,
+        jobs_of_one_batch_see_each_others_changes,
     ]
 );

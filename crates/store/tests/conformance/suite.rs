@@ -1892,3 +1892,288 @@ pub async fn votes_at_the_same_instant_keep_the_order_cast(db: &impl TestDatabas
     let voters: Vec<&str> = found.votes.iter().map(|v| v.principal.as_str()).collect();
     assert_eq!(voters, ["zed", "amy", "mia"]);
 }
+
+fn a_freeze(id: &str, end_min: Option<i64>) -> deploy_safety_store::FreezeRecord {
+    deploy_safety_store::FreezeRecord {
+        freeze: deploy_safety_core::Freeze {
+            id: id.to_owned(),
+            name: "holidays".to_owned(),
+            reason: "CHG-1 year end".to_owned(),
+            environments: vec![Environment::PRODUCTION],
+            services: Vec::new(),
+            actions: vec![Action::CanaryStart],
+            start: T0,
+            end: end_min.map(at),
+            schedule: None,
+            hard: false,
+            created_by: "alice".to_owned(),
+            created_at: T0,
+            ended_at: None,
+            ended_by: None,
+            end_reason: None,
+        },
+        announced_window_start: None,
+        next_check_at: None,
+    }
+}
+
+/// What a decision reads of the gate's inputs, in one write.
+#[derive(Debug, PartialEq)]
+struct Inputs {
+    mode: SecurityMode,
+    overrides: Vec<String>,
+    incidents: Vec<String>,
+    freezes: Vec<String>,
+    token_revoked: Option<bool>,
+}
+
+fn read_inputs(tx: &mut dyn Tx, now: Timestamp) -> Result<Inputs, StoreError> {
+    Ok(Inputs {
+        mode: tx.gate_state()?.mode,
+        overrides: tx
+            .unexpired_overrides(Action::Rollback, Environment::PRODUCTION, now)?
+            .into_iter()
+            .map(|o| o.id)
+            .collect(),
+        incidents: tx.open_incidents()?.into_iter().map(|i| i.id).collect(),
+        freezes: tx
+            .freezes_for(Action::CanaryStart, Environment::PRODUCTION, None, now)?
+            .into_iter()
+            .map(|f| f.id)
+            .collect(),
+        token_revoked: tx.get_token("t1")?.map(|t| t.revoked_at.is_some()),
+    })
+}
+
+/// A change made through a store handle.
+type Change = Box<dyn Fn(&mut dyn Tx) -> Result<(), StoreError> + Send + Sync>;
+
+/// A decision's audited read: the inputs, then the entry (as the gate does).
+async fn decide(store: &Store, now: Timestamp) -> Inputs {
+    write(store, move |tx| {
+        let inputs = read_inputs(tx, now)?;
+        tx.append_audit(draft(1, "ci", "security-gate.check", None), now)?;
+        Ok(inputs)
+    })
+    .await
+}
+
+/// SPEC §22: the writer keeps the gate's inputs from batch to batch only while the database's
+/// `state_version` says nothing changed them, so a change made through another handle on the
+/// same database (another replica, the CLI) is seen by the very next write: the cache is never
+/// stale.
+pub async fn gate_inputs_changed_elsewhere_are_seen_by_the_next_write(db: &impl TestDatabase) {
+    let store = db.open();
+    let other = db.open();
+    write(&other, |tx| {
+        tx.insert_principal("ci", Role::Developer, T0)?;
+        tx.insert_token(&a_token("t1", "ci"))
+    })
+    .await;
+    let quiet = Inputs {
+        mode: SecurityMode::Enforce,
+        overrides: vec![],
+        incidents: vec![],
+        freezes: vec![],
+        token_revoked: Some(false),
+    };
+    // Twice: the second is answered from what the first read.
+    assert_eq!(decide(&store, at(1)).await, quiet);
+    assert_eq!(decide(&store, at(1)).await, quiet);
+
+    let steps: Vec<(&str, Change)> = vec![
+        (
+            "mode",
+            Box::new(|tx| {
+                tx.put_gate_state(&GateState {
+                    mode: SecurityMode::Lockdown,
+                    lockdown_reason: Some("INC-1".into()),
+                    ..GateState::default()
+                })
+            }),
+        ),
+        (
+            "override",
+            Box::new(|tx| {
+                tx.insert_override(&an_override(
+                    "o1",
+                    Action::Rollback,
+                    Environment::PRODUCTION,
+                    30,
+                ))
+            }),
+        ),
+        (
+            "incident",
+            Box::new(|tx| tx.insert_incident(&an_incident("i1", Severity::Critical, None, 1))),
+        ),
+        (
+            "freeze",
+            Box::new(|tx| tx.insert_freeze(&a_freeze("f1", Some(60)))),
+        ),
+        (
+            "revocation",
+            Box::new(|tx| tx.revoke_token("t1", at(2)).map(|_| ())),
+        ),
+        (
+            "override revocation",
+            Box::new(|tx| tx.revoke_override("o1", "eve", at(2)).map(|_| ())),
+        ),
+    ];
+    let mut expected = quiet;
+    for (what, change) in steps {
+        let change = std::sync::Arc::new(change);
+        write(&other, move |tx| change(tx)).await;
+        match what {
+            "mode" => expected.mode = SecurityMode::Lockdown,
+            "override" => expected.overrides = vec!["o1".into()],
+            "incident" => expected.incidents = vec!["i1".into()],
+            "freeze" => expected.freezes = vec!["f1".into()],
+            "revocation" => expected.token_revoked = Some(true),
+            _ => expected.overrides = vec![],
+        }
+        assert_eq!(decide(&store, at(3)).await, expected, "after the {what}");
+        assert_eq!(
+            decide(&store, at(3)).await,
+            expected,
+            "again after the {what}"
+        );
+    }
+    assert_eq!(verify(&store).await, 2 + 2 * 6);
+}
+
+/// Time only takes rows out of the time-bounded answers a batch keeps: an override or a freeze
+/// past its end is gone at once, and a clock set back reads the database again.
+pub async fn kept_inputs_follow_the_clock(db: &impl TestDatabase) {
+    let store = db.open();
+    write(&store, |tx| {
+        tx.insert_override(&an_override(
+            "o1",
+            Action::Rollback,
+            Environment::PRODUCTION,
+            5,
+        ))?;
+        tx.insert_freeze(&a_freeze("f1", Some(5)))
+    })
+    .await;
+    let at_4 = decide(&store, at(4)).await;
+    assert_eq!(
+        (at_4.overrides, at_4.freezes),
+        (vec!["o1".to_owned()], vec!["f1".to_owned()])
+    );
+    let at_6 = decide(&store, at(6)).await;
+    assert_eq!(
+        (at_6.overrides, at_6.freezes),
+        (vec![], vec![]),
+        "both ended at minute 5"
+    );
+    let back = decide(&store, at(4)).await;
+    assert_eq!(
+        (back.overrides, back.freezes),
+        (vec!["o1".to_owned()], vec!["f1".to_owned()]),
+        "read at minute 6, the answer does not serve minute 4"
+    );
+}
+
+/// Inside one batch, a job sees what the jobs before it changed, and nothing of a job that failed
+/// after it changed an input and appended its entry.
+pub async fn jobs_of_one_batch_see_each_others_changes(db: &impl TestDatabase) {
+    let store = db.open();
+    decide(&store, at(1)).await;
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |_tx| {
+                    started.send(()).ok();
+                    hold.recv().ok();
+                    Ok(())
+                })
+                .await
+        })
+    };
+    running.await.unwrap();
+    let lockdown = GateState {
+        mode: SecurityMode::Lockdown,
+        lockdown_reason: Some("INC-1".into()),
+        ..GateState::default()
+    };
+    // Queued one after another, so the batch runs them in this order.
+    let queued = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let store = store.clone();
+        async move {
+            while store.queued_writes() < n {
+                assert!(std::time::Instant::now() < deadline, "writes never queued");
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    let decide_later = |now: Timestamp| {
+        let store = store.clone();
+        tokio::spawn(async move { decide(&store, now).await })
+    };
+    let seen_before = decide_later(at(2));
+    queued(1).await;
+    let failed = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |tx| {
+                    tx.append_audit(draft(2, "fail", "security-gate.mode.set", None), at(2))?;
+                    tx.put_gate_state(&lockdown)?;
+                    tx.insert_incident(&an_incident("i9", Severity::Critical, None, 2))?;
+                    Err::<(), _>(StoreError::Database("refused".into()))
+                })
+                .await
+        })
+    };
+    queued(2).await;
+    let seen_after_failure = decide_later(at(2));
+    queued(3).await;
+    let changed = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |tx| {
+                    tx.insert_override(&an_override(
+                        "o1",
+                        Action::Rollback,
+                        Environment::PRODUCTION,
+                        30,
+                    ))?;
+                    tx.append_audit(draft(3, "lead", "override.create", None), at(2))
+                })
+                .await
+        })
+    };
+    queued(4).await;
+    let seen_after_change = decide_later(at(2));
+    queued(5).await;
+    let commits = store.stats().commits;
+    release.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    let before = seen_before.await.unwrap();
+    assert!(failed.await.unwrap().is_err());
+    let after_failure = seen_after_failure.await.unwrap();
+    changed.await.unwrap().unwrap();
+    let after_change = seen_after_change.await.unwrap();
+    assert_eq!(
+        store.stats().commits - commits,
+        2,
+        "the held write, then one batch of five"
+    );
+    assert_eq!(before, after_failure, "the failed job left nothing behind");
+    assert_eq!(
+        (after_failure.mode, after_failure.incidents),
+        (SecurityMode::Enforce, vec![])
+    );
+    assert_eq!(after_change.overrides, vec!["o1".to_owned()]);
+    assert_eq!(
+        verify(&store).await,
+        5,
+        "four decisions and the override; not the failure"
+    );
+}
