@@ -161,21 +161,10 @@ impl App {
                 }
             });
         }
-        if presented.len() > crate::oidc::MAX_TOKEN_BYTES {
-            return Err(AppError::Unauthorized(
-                "invalid or revoked token".to_owned(),
-            ));
-        }
-        self.authenticate_token(presented).await
-    }
-
-    /// The principal behind a static token, or 401. Unknown, malformed and revoked tokens are
-    /// refused alike, so the answer tells an attacker nothing.
-    async fn authenticate_token(&self, presented: &str) -> Result<Caller, AppError> {
-        let (id, secret) = split(presented).ok_or_else(refused_token)?;
-        let id = id.to_owned();
-        let record = self.store.read(move |tx| tx.get_token(&id)).await?;
-        caller_from_token(record, &hash_secret(secret))
+        // Unknown, malformed and revoked static tokens are refused alike, so the answer tells
+        // an attacker nothing.
+        let token = self.presented_token(presented).ok_or_else(refused_token)?;
+        self.authenticate_presented(&token).await
     }
 
     /// A static token to check inside the write it is for, when `presented` looks like one;
