@@ -65,32 +65,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The check bodies: an allowed staging rollback and a production canary start that is denied
-# for want of an override, alternately (both audited).
-cat > "$WORK/check.lua" <<'LUA'
-local bodies = {
-  '{"action": "deploy.rollback", "environment": "staging", "releaseId": "v1.2.3-build.20261126.1842+sha.9f0c2ab4e1d7"}',
-  '{"action": "deploy.canary.start", "environment": "production", "releaseId": "v1.2.3-build.20261126.1842+sha.9f0c2ab4e1d7"}',
-}
-local n = 0
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  n = n + 1
-  return wrk.format(nil, nil, nil, bodies[(n % #bodies) + 1])
-end
-LUA
-cat > "$WORK/report.lua" <<'LUA'
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n",
-    summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    e.connect + e.read + e.write + e.status + e.timeout, summary.requests))
-end
-LUA
-cat "$WORK/report.lua" >> "$WORK/check.lua"
-cp "$WORK/report.lua" "$WORK/get.lua"
+# The check load (bench/check.lua: an allowed staging rollback and a production canary start
+# denied for want of an override, alternately, both audited) and the report every wrk run ends
+# with (bench/report.lua).
+cat bench/check.lua bench/report.lua > "$WORK/check.lua"
+cp bench/report.lua "$WORK/get.lua"
 
 # measure NAME URL SCRIPT [TOKEN]: a warm-up, then the measured run; prints one table row and
 # records "rps p50 p99" in $WORK/NAME.

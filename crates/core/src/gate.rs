@@ -125,7 +125,7 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
             let id = &hard.freeze.id;
             return verdict
                 .deny(ReasonCode::Freeze, freeze_message(last))
-                .hint(&format!(
+                .hint(format!(
                     "A hard freeze lifts only when it ends; no override lifts it. The security team or an eng-lead can end it now: deploy-safety freeze end {id} --reason \"...\" (DELETE /api/deploy-safety/freezes/{id})."
                 ))
                 .build(request, inputs);
@@ -134,7 +134,7 @@ fn enforce_verdict(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -> Decisi
             return verdict
                 .deny(ReasonCode::Freeze, freeze_message(soft))
                 .override_hints(request, inputs.approvals)
-                .hint(&format!(
+                .hint(format!(
                     "Or end the freeze (security team or eng-lead): deploy-safety freeze end {} --reason \"...\".",
                     soft.freeze.id
                 ))
@@ -207,17 +207,16 @@ pub fn freeze_stop_message(request: &GateRequest<'_>, inputs: &GateInputs<'_>) -
 /// "Freeze holiday (frz_1) stops deploy.canary.start: year-end change freeze; it ends at ...".
 fn freeze_message(active: &ActiveFreeze) -> String {
     let freeze = &active.freeze;
-    let ends = match active.until {
-        Some(until) => format!("it ends at {until}"),
-        None => "it lasts until it is ended by hand".to_owned(),
-    };
-    format!(
-        "{} freeze {} ({}) is in force: {}; {ends}",
-        if freeze.hard { "Hard" } else { "Soft" },
-        freeze.name,
-        freeze.id,
-        freeze.reason
-    )
+    let kind = if freeze.hard { "Hard" } else { "Soft" };
+    let (name, id, reason) = (&freeze.name, &freeze.id, &freeze.reason);
+    match active.until {
+        Some(until) => {
+            format!("{kind} freeze {name} ({id}) is in force: {reason}; it ends at {until}")
+        }
+        None => format!(
+            "{kind} freeze {name} ({id}) is in force: {reason}; it lasts until it is ended by hand"
+        ),
+    }
 }
 
 /// The active override that covers the request, if any: one for this action, environment and
@@ -297,47 +296,63 @@ impl Verdict {
         }
     }
 
-    fn hint(mut self, hint: &str) -> Self {
-        self.hints.push(hint.to_owned());
+    /// Takes a `&'static str` or a `String` already built, so no hint is copied twice.
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
         self
     }
 
+    /// The hint that says how to get an override for the request: to request one where a
+    /// two-person rule applies (SPEC §19), else to create one. Written into one string: a
+    /// denial is answered often, and its texts are most of its cost (BENCHMARKS.md).
     fn override_hints(mut self, request: &GateRequest<'_>, approvals: &ApprovalPolicy) -> Self {
-        let release = request
-            .release_id
-            .map(|r| format!(" --release {r}"))
-            .unwrap_or_default();
-        let service = request
-            .service
-            .map(|s| format!(" --service {s}"))
-            .unwrap_or_default();
+        use std::fmt::Write as _;
         let requirement = approvals.requirement(request.action, request.environment);
-        let roles: Vec<&str> = requirement.roles.iter().map(|r| r.as_str()).collect();
-        if requirement.ruled {
-            self.hints.push(format!(
-                "Request an override for {} in {}: it needs {} approval(s) from other people (roles that may approve: {}): deploy-safety override request --action {} --environment {}{service}{release} --reason \"...\", or POST /api/deploy-safety/security-gate/override-requests.",
-                request.action,
-                request.environment.name,
-                requirement.required,
-                roles.join(", "),
-                request.action,
-                request.environment.name,
-            ));
+        let (action, environment) = (request.action, request.environment.name);
+        let mut hint = String::with_capacity(320);
+        // Writing into a String cannot fail.
+        let _ = if requirement.ruled {
+            write!(
+                hint,
+                "Request an override for {action} in {environment}: it needs {} approval(s) from other people (roles that may approve: ",
+                requirement.required
+            )
         } else {
-            self.hints.push(format!(
-                "Create an override for {} in {} (roles that may: {}): deploy-safety override create --action {} --environment {}{service}{release} --reason \"...\", or POST /api/deploy-safety/security-gate/override.",
-                request.action,
-                request.environment.name,
-                roles.join(", "),
-                request.action,
-                request.environment.name,
-            ));
+            write!(
+                hint,
+                "Create an override for {action} in {environment} (roles that may: "
+            )
+        };
+        for (at, role) in requirement.roles.iter().enumerate() {
+            if at > 0 {
+                hint.push_str(", ");
+            }
+            hint.push_str(role.as_str());
         }
+        let verb = if requirement.ruled {
+            "request"
+        } else {
+            "create"
+        };
+        let _ = write!(
+            hint,
+            "): deploy-safety override {verb} --action {action} --environment {environment}"
+        );
+        if let Some(service) = request.service {
+            let _ = write!(hint, " --service {service}");
+        }
+        if let Some(release) = request.release_id {
+            let _ = write!(hint, " --release {release}");
+        }
+        hint.push_str(if requirement.ruled {
+            " --reason \"...\", or POST /api/deploy-safety/security-gate/override-requests."
+        } else {
+            " --reason \"...\", or POST /api/deploy-safety/security-gate/override."
+        });
+        self.hints.push(hint);
         if request.release_id.is_none() {
-            self.hints.push(
-                "Overrides bound to a release cover only requests that name that release."
-                    .to_owned(),
-            );
+            self = self
+                .hint("Overrides bound to a release cover only requests that name that release.");
         }
         self
     }

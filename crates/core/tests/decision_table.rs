@@ -365,6 +365,11 @@ impl Row {
     }
 
     fn decide(&self) -> Decision {
+        self.decide_under(&ApprovalPolicy::NONE)
+    }
+
+    /// As [`Row::decide`], with a two-person rule policy (SPEC §19).
+    fn decide_under(&self, approvals: &ApprovalPolicy) -> Decision {
         let state = state(self.mode, self.threat);
         let index = OverrideIndex::new(self.overrides.iter().map(Ov::build));
         let freezes = FreezeIndex::active_at(self.freezes.iter().map(|f| Arc::new(f.build())), NOW);
@@ -377,7 +382,7 @@ impl Row {
         };
         let inputs = GateInputs {
             freezes: &freezes,
-            approvals: &ApprovalPolicy::NONE,
+            approvals,
             state: &state,
             overrides: &index,
             open_incidents: &self.incidents,
@@ -2534,6 +2539,82 @@ fn check_freeze_message(r: &Row, d: &Decision, ctx: &str) {
                 "a soft freeze's hints name {role}, who may override, {ctx}"
             );
         }
+    }
+}
+
+/// The exact words of each kind of denial that names a freeze or an override: operators read
+/// them, and the gate builds them on its hot path, so a faster way of writing them must say the
+/// same thing.
+#[test]
+fn denial_texts_word_for_word() {
+    let two_person = ApprovalPolicy::new(
+        vec![deploy_safety_core::ApprovalRule {
+            actions: vec![Action::CanaryStart],
+            environments: vec![deploy_safety_core::EnvironmentSelector::Named(
+                Environment::PRODUCTION,
+            )],
+            required: 2,
+            approver_roles: vec![Role::SecurityTeam],
+        }],
+        &configured(),
+    )
+    .expect("approval policy");
+    let no_rule = ApprovalPolicy::NONE;
+    let ends = NOW.plus_minutes(50).to_rfc3339();
+    let start = |env| {
+        row(
+            "text",
+            SecurityMode::Enforce,
+            ThreatLevel::None,
+            env,
+            Action::CanaryStart,
+        )
+    };
+    let cases: Vec<(&str, Row, &ApprovalPolicy, String, Vec<String>)> = vec![
+        (
+            "production, no rule, release and service named",
+            start(Environment::PRODUCTION).rel("v1.2.3").svc("payments"),
+            &no_rule,
+            "Production actions require explicit override".to_owned(),
+            vec![
+                "Create an override for deploy.canary.start in production (roles that may: security-team, eng-lead): deploy-safety override create --action deploy.canary.start --environment production --service payments --release v1.2.3 --reason \"...\", or POST /api/deploy-safety/security-gate/override.".to_owned(),
+            ],
+        ),
+        (
+            "production, two-person rule, no release",
+            start(Environment::PRODUCTION),
+            &two_person,
+            "Production actions require explicit override".to_owned(),
+            vec![
+                "Request an override for deploy.canary.start in production: it needs 2 approval(s) from other people (roles that may approve: security-team): deploy-safety override request --action deploy.canary.start --environment production --reason \"...\", or POST /api/deploy-safety/security-gate/override-requests.".to_owned(),
+                "Overrides bound to a release cover only requests that name that release.".to_owned(),
+            ],
+        ),
+        (
+            "soft freeze in staging",
+            start(Environment::STAGING).rel("v1").frz([fz("frz_soft")]),
+            &no_rule,
+            format!("Soft freeze freeze frz_soft (frz_soft) is in force: frz_soft: year-end change freeze; it ends at {ends}"),
+            vec![
+                "Create an override for deploy.canary.start in staging (roles that may: security-team, eng-lead): deploy-safety override create --action deploy.canary.start --environment staging --release v1 --reason \"...\", or POST /api/deploy-safety/security-gate/override.".to_owned(),
+                "Or end the freeze (security team or eng-lead): deploy-safety freeze end frz_soft --reason \"...\".".to_owned(),
+            ],
+        ),
+        (
+            "hard freeze until ended by hand",
+            start(Environment::STAGING).frz([fz("frz_hard").hard().window(-MINUTE, None)]),
+            &no_rule,
+            "Hard freeze freeze frz_hard (frz_hard) is in force: frz_hard: year-end change freeze; it lasts until it is ended by hand".to_owned(),
+            vec![
+                "A hard freeze lifts only when it ends; no override lifts it. The security team or an eng-lead can end it now: deploy-safety freeze end frz_hard --reason \"...\" (DELETE /api/deploy-safety/freezes/frz_hard).".to_owned(),
+            ],
+        ),
+    ];
+    for (desc, r, approvals, message, hints) in cases {
+        let d = r.decide_under(approvals);
+        assert!(!d.allowed, "{desc}: denied");
+        assert_eq!(d.message, message, "{desc}: message");
+        assert_eq!(d.hints, hints, "{desc}: hints");
     }
 }
 

@@ -1,15 +1,23 @@
 //! Cross-cutting behaviour of every request and response: JSON errors, request metrics, and
 //! the refusal of NUL characters in URLs.
+//!
+//! They are tower services that wrap the inner service's future, not
+//! `axum::middleware::from_fn` functions: `from_fn` clones the whole stack below it (the
+//! handler's state included) on every request, and the three we had cost about 12 µs of CPU
+//! per gate check (BENCHMARKS.md).
 
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deploy_safety_api_types::{ErrorBody, ErrorDetail};
+use futures_util::future::BoxFuture;
+use tower::{Layer, Service};
 
 use deploy_safety_app::AppError;
 
@@ -26,15 +34,63 @@ pub struct OwnProtocol;
 
 /// Makes every error response JSON in the API's format, with the request id, whoever produced
 /// it: our handlers, axum (unknown route, wrong method), or a layer (timeout, panic, body limit).
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonErrorsLayer;
+
+impl<S> Layer<S> for JsonErrorsLayer {
+    type Service = JsonErrors<S>;
+    fn layer(&self, inner: S) -> JsonErrors<S> {
+        JsonErrors { inner }
+    }
+}
+
+/// See [`JsonErrorsLayer`].
+#[derive(Clone, Debug)]
+pub struct JsonErrors<S> {
+    inner: S,
+}
+
+/// Generic over the inner response's body: the layers below (panic catcher, timeout) each
+/// answer with their own body type.
+impl<S, B> Service<Request> for JsonErrors<S>
+where
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // Kept as shared handles (no copy): only an error response reads them.
+        let request_id = request.headers().get("x-request-id").cloned();
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?.map(Body::new);
+            Ok(into_json_error(response, request_id, &method, uri.path()).await)
+        })
+    }
+}
+
+/// `response` as it is unless it is an error; an error in the API's format, with the request id.
+async fn into_json_error(
+    response: Response,
+    request_id: Option<HeaderValue>,
+    method: &axum::http::Method,
+    path: &str,
+) -> Response {
+    let request_id = request_id
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<OwnProtocol>().is_some()
@@ -55,7 +111,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         _ => ErrorBody {
             error: ErrorDetail {
                 code: code_for_status(status).to_owned(),
-                message: default_message(status, &method, &path, &bytes),
+                message: default_message(status, method, path, &bytes),
                 field: None,
                 reason: None,
                 hints: Vec::new(),
@@ -101,21 +157,61 @@ fn default_message(
 }
 
 /// Counts requests and their latency by route template (never the raw path: ids would make
-/// unbounded label values).
-pub async fn track_metrics(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
-        .increment(1);
-    response
+/// unbounded label values), and answers requests whose path or query holds a NUL character
+/// ([`nul_refusal`]) before any handler sees them; those are counted too.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MeteredLayer;
+
+impl<S> Layer<S> for MeteredLayer {
+    type Service = Metered<S>;
+    fn layer(&self, inner: S) -> Metered<S> {
+        Metered { inner }
+    }
+}
+
+/// See [`MeteredLayer`].
+#[derive(Clone, Debug)]
+pub struct Metered<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for Metered<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        let method = request.method().as_str().to_owned();
+        let answer = match nul_refusal(&request) {
+            Some(refused) => Err(refused),
+            None => Ok(self.inner.call(request)),
+        };
+        Box::pin(async move {
+            let response = match answer {
+                Ok(response) => response.await?,
+                Err(refused) => refused,
+            };
+            let status = response.status().as_u16().to_string();
+            metrics::histogram!(HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
+                .increment(1);
+            Ok(response)
+        })
+    }
 }
 
 /// The body of a panic response, as JSON.
@@ -142,28 +238,32 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     response
 }
 
-/// Answers requests whose path or query holds a NUL character (`%00`) before any handler sees
-/// them: no name, id or filter value can contain one (PostgreSQL text cannot even hold it), so a
+/// The answer to a request whose path or query holds a NUL character (`%00`), which no handler
+/// sees: no name, id or filter value can contain one (PostgreSQL text cannot even hold it), so a
 /// path with one names nothing (404) and a query with one is malformed (400). Both backends thus
 /// answer alike.
-pub async fn refuse_nul(request: Request, next: Next) -> Response {
+fn nul_refusal(request: &Request) -> Option<Response> {
     let holds_nul = |part: &str| {
         part.as_bytes()
             .windows(3)
             .any(|w| w.eq_ignore_ascii_case(b"%00"))
     };
     if holds_nul(request.uri().path()) {
-        return ApiError::App(AppError::NotFound(
-            "nothing is named with a NUL character".to_owned(),
-        ))
-        .into_response();
+        return Some(
+            ApiError::App(AppError::NotFound(
+                "nothing is named with a NUL character".to_owned(),
+            ))
+            .into_response(),
+        );
     }
     if request.uri().query().is_some_and(holds_nul) {
-        return ApiError::Invalid {
-            field: None,
-            message: "query parameters cannot contain a NUL character".to_owned(),
-        }
-        .into_response();
+        return Some(
+            ApiError::Invalid {
+                field: None,
+                message: "query parameters cannot contain a NUL character".to_owned(),
+            }
+            .into_response(),
+        );
     }
-    next.run(request).await
+    None
 }

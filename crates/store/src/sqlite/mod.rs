@@ -87,7 +87,7 @@ fn writer_connect(path: PathBuf) -> Connect<SqliteSession> {
             ))
         })?;
         configure_writer(&conn).map_err(database)?;
-        Ok(SqliteSession { conn })
+        Ok(SqliteSession::new(conn))
     })
 }
 
@@ -116,7 +116,7 @@ fn reader_connect(target: String, read_only: bool) -> Connect<SqliteSession> {
         let conn = Connection::open_with_flags(&target, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(database)?;
         configure_reader(&conn).map_err(database)?;
-        Ok(SqliteSession { conn })
+        Ok(SqliteSession::new(conn))
     })
 }
 
