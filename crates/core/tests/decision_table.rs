@@ -2581,6 +2581,25 @@ fn denial_texts_word_for_word() {
             ],
         ),
         (
+            "production, no rule, service without release",
+            start(Environment::PRODUCTION).svc("payments"),
+            &no_rule,
+            "Production actions require explicit override".to_owned(),
+            vec![
+                "Create an override for deploy.canary.start in production (roles that may: security-team, eng-lead): deploy-safety override create --action deploy.canary.start --environment production --service payments --reason \"...\", or POST /api/deploy-safety/security-gate/override.".to_owned(),
+                "Overrides bound to a release cover only requests that name that release.".to_owned(),
+            ],
+        ),
+        (
+            "production, two-person rule, release and service named",
+            start(Environment::PRODUCTION).rel("v2").svc("payments"),
+            &two_person,
+            "Production actions require explicit override".to_owned(),
+            vec![
+                "Request an override for deploy.canary.start in production: it needs 2 approval(s) from other people (roles that may approve: security-team): deploy-safety override request --action deploy.canary.start --environment production --service payments --release v2 --reason \"...\", or POST /api/deploy-safety/security-gate/override-requests.".to_owned(),
+            ],
+        ),
+        (
             "production, two-person rule, no release",
             start(Environment::PRODUCTION),
             &two_person,

@@ -28,7 +28,7 @@ use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Marks a response whose error body is the endpoint's own protocol (Flagger's one line of
-/// text), which [`json_errors`] leaves as it is.
+/// text), which [`JsonErrors`] leaves as it is.
 #[derive(Clone, Copy, Debug)]
 pub struct OwnProtocol;
 
