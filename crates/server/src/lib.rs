@@ -128,14 +128,18 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
                     )
                 }),
         )
-        .layer(middleware::JsonErrorsLayer)
+        .layer(tower::layer::layer_fn(|inner| middleware::JsonErrors {
+            inner,
+        }))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-        .layer(middleware::MeteredLayer);
+        .layer(tower::layer::layer_fn(|inner| middleware::Metered {
+            inner,
+        }));
     routes.merge(ui::routes()).layer(layers).with_state(state)
 }
 

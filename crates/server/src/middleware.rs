@@ -17,7 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use deploy_safety_api_types::{ErrorBody, ErrorDetail};
 use futures_util::future::BoxFuture;
-use tower::{Layer, Service};
+use tower::Service;
 
 use deploy_safety_app::AppError;
 
@@ -34,20 +34,9 @@ pub struct OwnProtocol;
 
 /// Makes every error response JSON in the API's format, with the request id, whoever produced
 /// it: our handlers, axum (unknown route, wrong method), or a layer (timeout, panic, body limit).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct JsonErrorsLayer;
-
-impl<S> Layer<S> for JsonErrorsLayer {
-    type Service = JsonErrors<S>;
-    fn layer(&self, inner: S) -> JsonErrors<S> {
-        JsonErrors { inner }
-    }
-}
-
-/// See [`JsonErrorsLayer`].
 #[derive(Clone, Debug)]
 pub struct JsonErrors<S> {
-    inner: S,
+    pub(crate) inner: S,
 }
 
 /// Generic over the inner response's body: the layers below (panic catcher, timeout) each
@@ -159,20 +148,9 @@ fn default_message(
 /// Counts requests and their latency by route template (never the raw path: ids would make
 /// unbounded label values), and answers requests whose path or query holds a NUL character
 /// ([`nul_refusal`]) before any handler sees them; those are counted too.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MeteredLayer;
-
-impl<S> Layer<S> for MeteredLayer {
-    type Service = Metered<S>;
-    fn layer(&self, inner: S) -> Metered<S> {
-        Metered { inner }
-    }
-}
-
-/// See [`MeteredLayer`].
 #[derive(Clone, Debug)]
 pub struct Metered<S> {
-    inner: S,
+    pub(crate) inner: S,
 }
 
 impl<S> Service<Request> for Metered<S>
